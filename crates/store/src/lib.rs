@@ -1,0 +1,598 @@
+//! roost's durable state: apps, machines, versions, events, leases and the
+//! operation log, in one SQLite database.
+//!
+//! The interface is deliberately narrow (typed records in, typed records
+//! out, no SQL outside this crate) so that moving cluster state to a
+//! distributed store later replaces this crate, not its callers.
+//!
+//! Durability: the database runs in WAL mode with `synchronous=NORMAL`. A
+//! committed transaction survives the roost process being killed at any
+//! point (what the orchestrator's crash recovery relies on); a power loss may
+//! roll back the last few transactions, which recovery then redoes, because
+//! every lifecycle step is idempotent.
+
+use roost_types::{Lease, Machine, MachineEvent, MachineState};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("{kind} '{name}' already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("{kind} '{name}' not found")]
+    NotFound { kind: &'static str, name: String },
+}
+
+/// An app: a namespace of machines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub id: String,
+    pub name: String,
+    pub org_slug: String,
+    pub network: String,
+    pub created_at: String,
+}
+
+/// A machine as the orchestrator keeps it: the wire view plus the host-side
+/// facts needed to drive and recover it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineRecord {
+    pub app: String,
+    pub machine: Machine,
+    /// OCI runtime that runs this machine (`crun` or `runc`).
+    pub runtime: String,
+    /// Host pid of the machine's init while it runs.
+    #[serde(default)]
+    pub init_pid: Option<u32>,
+    /// Automatic restarts since the last user-requested start.
+    #[serde(default)]
+    pub restart_count: u32,
+}
+
+/// A lifecycle operation in progress. `step` is the index of the next step
+/// to run; recovery resumes there (steps are idempotent, so re-running the
+/// step that was under way at a crash is safe).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: i64,
+    pub machine_id: String,
+    pub kind: String,
+    pub step: u32,
+    pub params: serde_json::Value,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS machines (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS machines_by_app ON machines(app);
+CREATE TABLE IF NOT EXISTS versions (
+    machine_id TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    version TEXT NOT NULL,
+    config TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    machine_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_machine ON events(machine_id, seq);
+CREATE TABLE IF NOT EXISTS leases (
+    machine_id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    machine_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    params TEXT NOT NULL
+);
+";
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (transactions roll back), so a poisoned lock is still usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        let inserted = self.conn().execute(
+            "INSERT OR IGNORE INTO apps (name, data) VALUES (?1, ?2)",
+            params![app.name, serde_json::to_string(app)?],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::AlreadyExists {
+                kind: "app",
+                name: app.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn get_app(&self, name: &str) -> Result<Option<AppRecord>, StoreError> {
+        let data: Option<String> = self
+            .conn()
+            .query_row("SELECT data FROM apps WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        Ok(data.map(|d| serde_json::from_str(&d)).transpose()?)
+    }
+
+    pub fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT data FROM apps ORDER BY name")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        rows.map(|data| Ok(serde_json::from_str(&data?)?)).collect()
+    }
+
+    /// Deletes an app and every record of its machines.
+    pub fn delete_app(&self, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let machine_filter = "machine_id IN (SELECT id FROM machines WHERE app = ?1)";
+        for table in ["versions", "events", "leases", "operations"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE {machine_filter}"),
+                [name],
+            )?;
+        }
+        tx.execute("DELETE FROM machines WHERE app = ?1", [name])?;
+        tx.execute("DELETE FROM apps WHERE name = ?1", [name])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Inserts a new machine together with its first version, its first
+    /// event and the create operation, in one transaction, so a crash never
+    /// leaves a machine without the operation that will finish it.
+    pub fn insert_machine(
+        &self,
+        record: &MachineRecord,
+        event: &MachineEvent,
+        op_kind: &str,
+        op_params: &serde_json::Value,
+    ) -> Result<Operation, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let m = &record.machine;
+        tx.execute(
+            "INSERT INTO machines (id, app, name, state, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                m.id,
+                record.app,
+                m.name,
+                m.state.as_str(),
+                serde_json::to_string(record)?
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO versions (machine_id, version, config) VALUES (?1, ?2, ?3)",
+            params![m.id, m.instance_id, serde_json::to_string(&m.config)?],
+        )?;
+        insert_event(&tx, &m.id, event)?;
+        let op = insert_operation(&tx, &m.id, op_kind, op_params)?;
+        tx.commit()?;
+        Ok(op)
+    }
+
+    pub fn get_machine(&self, id: &str) -> Result<Option<MachineRecord>, StoreError> {
+        let data: Option<String> = self
+            .conn()
+            .query_row("SELECT data FROM machines WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        Ok(data.map(|d| serde_json::from_str(&d)).transpose()?)
+    }
+
+    /// Machines of `app` (all apps when `None`), oldest first.
+    pub fn list_machines(&self, app: Option<&str>) -> Result<Vec<MachineRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT data FROM machines WHERE ?1 IS NULL OR app = ?1 ORDER BY rowid")?;
+        let rows = stmt.query_map([app], |row| row.get::<_, String>(0))?;
+        rows.map(|data| Ok(serde_json::from_str(&data?)?)).collect()
+    }
+
+    /// Replaces a machine's record, optionally appending an event in the
+    /// same transaction (a state change and its event are never split).
+    pub fn update_machine(
+        &self,
+        record: &MachineRecord,
+        event: Option<&MachineEvent>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let m = &record.machine;
+        let updated = tx.execute(
+            "UPDATE machines SET name = ?2, state = ?3, data = ?4 WHERE id = ?1",
+            params![
+                m.id,
+                m.name,
+                m.state.as_str(),
+                serde_json::to_string(record)?
+            ],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::NotFound {
+                kind: "machine",
+                name: m.id.clone(),
+            });
+        }
+        if let Some(event) = event {
+            insert_event(&tx, &m.id, event)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn add_version(
+        &self,
+        machine_id: &str,
+        version: &str,
+        config: &roost_types::MachineConfig,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO versions (machine_id, version, config) VALUES (?1, ?2, ?3)",
+            params![machine_id, version, serde_json::to_string(config)?],
+        )?;
+        Ok(())
+    }
+
+    /// Versions of a machine, newest first (as Fly lists them).
+    pub fn list_versions(
+        &self,
+        machine_id: &str,
+    ) -> Result<Vec<roost_types::MachineVersion>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT version, config FROM versions WHERE machine_id = ?1 ORDER BY seq DESC",
+        )?;
+        let rows = stmt.query_map([machine_id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (version, config) = row?;
+            Ok(roost_types::MachineVersion {
+                version,
+                user_config: serde_json::from_str(&config)?,
+            })
+        })
+        .collect()
+    }
+
+    pub fn append_event(&self, machine_id: &str, event: &MachineEvent) -> Result<(), StoreError> {
+        insert_event(&self.conn(), machine_id, event)
+    }
+
+    /// Events of a machine, newest first (as Fly lists them).
+    pub fn list_events(&self, machine_id: &str) -> Result<Vec<MachineEvent>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT data FROM events WHERE machine_id = ?1 ORDER BY seq DESC")?;
+        let rows = stmt.query_map([machine_id], |row| row.get::<_, String>(0))?;
+        rows.map(|data| Ok(serde_json::from_str(&data?)?)).collect()
+    }
+
+    pub fn get_lease(&self, machine_id: &str) -> Result<Option<Lease>, StoreError> {
+        let data: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT data FROM leases WHERE machine_id = ?1",
+                [machine_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(data.map(|d| serde_json::from_str(&d)).transpose()?)
+    }
+
+    pub fn put_lease(&self, machine_id: &str, lease: &Lease) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO leases (machine_id, data) VALUES (?1, ?2)",
+            params![machine_id, serde_json::to_string(lease)?],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_lease(&self, machine_id: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM leases WHERE machine_id = ?1", [machine_id])?;
+        Ok(())
+    }
+
+    /// Records the start of an operation on an existing machine, together
+    /// with the machine's new (transitional) state and its event.
+    pub fn begin_operation(
+        &self,
+        record: &MachineRecord,
+        event: Option<&MachineEvent>,
+        kind: &str,
+        params: &serde_json::Value,
+    ) -> Result<Operation, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let m = &record.machine;
+        tx.execute(
+            "UPDATE machines SET state = ?2, data = ?3 WHERE id = ?1",
+            params![m.id, m.state.as_str(), serde_json::to_string(record)?],
+        )?;
+        if let Some(event) = event {
+            insert_event(&tx, &m.id, event)?;
+        }
+        let op = insert_operation(&tx, &m.id, kind, params)?;
+        tx.commit()?;
+        Ok(op)
+    }
+
+    /// Records that `op` finished step `step - 1` and will run `step` next.
+    pub fn set_operation_step(&self, op_id: i64, step: u32) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE operations SET step = ?2 WHERE id = ?1",
+            params![op_id, step],
+        )?;
+        Ok(())
+    }
+
+    /// Ends an operation, saving the machine's settled record and event in
+    /// the same transaction.
+    pub fn finish_operation(
+        &self,
+        op_id: i64,
+        record: &MachineRecord,
+        event: Option<&MachineEvent>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let m = &record.machine;
+        tx.execute(
+            "UPDATE machines SET name = ?2, state = ?3, data = ?4 WHERE id = ?1",
+            params![
+                m.id,
+                m.name,
+                m.state.as_str(),
+                serde_json::to_string(record)?
+            ],
+        )?;
+        if let Some(event) = event {
+            insert_event(&tx, &m.id, event)?;
+        }
+        tx.execute("DELETE FROM operations WHERE id = ?1", [op_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Operations a previous process left unfinished, oldest first.
+    pub fn unfinished_operations(&self) -> Result<Vec<Operation>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, machine_id, kind, step, params FROM operations ORDER BY id")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, u32>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, machine_id, kind, step, params) = row?;
+            Ok(Operation {
+                id,
+                machine_id,
+                kind,
+                step,
+                params: serde_json::from_str(&params)?,
+            })
+        })
+        .collect()
+    }
+
+    /// Machines in `state`, across all apps.
+    pub fn machines_in_state(&self, state: MachineState) -> Result<Vec<MachineRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT data FROM machines WHERE state = ?1 ORDER BY rowid")?;
+        let rows = stmt.query_map([state.as_str()], |row| row.get::<_, String>(0))?;
+        rows.map(|data| Ok(serde_json::from_str(&data?)?)).collect()
+    }
+}
+
+fn insert_event(
+    conn: &Connection,
+    machine_id: &str,
+    event: &MachineEvent,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO events (machine_id, data) VALUES (?1, ?2)",
+        params![machine_id, serde_json::to_string(event)?],
+    )?;
+    Ok(())
+}
+
+fn insert_operation(
+    conn: &Connection,
+    machine_id: &str,
+    kind: &str,
+    params: &serde_json::Value,
+) -> Result<Operation, StoreError> {
+    conn.execute(
+        "INSERT INTO operations (machine_id, kind, step, params) VALUES (?1, ?2, 0, ?3)",
+        params![machine_id, kind, serde_json::to_string(params)?],
+    )?;
+    Ok(Operation {
+        id: conn.last_insert_rowid(),
+        machine_id: machine_id.to_string(),
+        kind: kind.to_string(),
+        step: 0,
+        params: params.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roost_types::{ImageRef, MachineConfig};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("roost.db")).unwrap();
+        (dir, store)
+    }
+
+    fn app(name: &str) -> AppRecord {
+        AppRecord {
+            id: name.to_string(),
+            name: name.to_string(),
+            org_slug: "personal".to_string(),
+            network: "default".to_string(),
+            created_at: "2026-01-01T00:00:00Z".to_string(),
+        }
+    }
+
+    fn machine(id: &str, app: &str) -> MachineRecord {
+        MachineRecord {
+            app: app.to_string(),
+            machine: Machine {
+                id: id.to_string(),
+                name: format!("name-{id}"),
+                state: MachineState::Created,
+                region: "local".to_string(),
+                instance_id: "v1".to_string(),
+                private_ip: String::new(),
+                config: MachineConfig::default(),
+                image_ref: ImageRef::default(),
+                created_at: String::new(),
+                updated_at: String::new(),
+                events: vec![],
+                checks: vec![],
+                nonce: None,
+                cordoned: false,
+            },
+            runtime: "crun".to_string(),
+            init_pid: None,
+            restart_count: 0,
+        }
+    }
+
+    fn event(kind: &str) -> MachineEvent {
+        MachineEvent {
+            id: kind.to_string(),
+            kind: kind.to_string(),
+            status: kind.to_string(),
+            source: "user".to_string(),
+            timestamp: 0,
+            request: None,
+        }
+    }
+
+    #[test]
+    fn duplicate_app_is_refused() {
+        let (_dir, store) = store();
+        store.create_app(&app("a")).unwrap();
+        assert!(matches!(
+            store.create_app(&app("a")),
+            Err(StoreError::AlreadyExists { kind: "app", .. })
+        ));
+        assert_eq!(store.list_apps().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn operations_survive_reopen_and_finish_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roost.db");
+        let mut record = machine("m1", "a");
+        {
+            let store = Store::open(&path).unwrap();
+            store.create_app(&app("a")).unwrap();
+            let op = store
+                .insert_machine(&record, &event("launch"), "create", &serde_json::json!({}))
+                .unwrap();
+            store.set_operation_step(op.id, 2).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let ops = store.unfinished_operations().unwrap();
+        assert_eq!(ops.len(), 1);
+        assert_eq!((ops[0].kind.as_str(), ops[0].step), ("create", 2));
+        record.machine.state = MachineState::Started;
+        store
+            .finish_operation(ops[0].id, &record, Some(&event("start")))
+            .unwrap();
+        assert!(store.unfinished_operations().unwrap().is_empty());
+        assert_eq!(
+            store.get_machine("m1").unwrap().unwrap().machine.state,
+            MachineState::Started
+        );
+        let kinds: Vec<_> = store
+            .list_events("m1")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["start", "launch"]);
+    }
+
+    #[test]
+    fn deleting_an_app_removes_its_machines() {
+        let (_dir, store) = store();
+        store.create_app(&app("a")).unwrap();
+        store.create_app(&app("b")).unwrap();
+        let json = serde_json::json!({});
+        store
+            .insert_machine(&machine("m1", "a"), &event("launch"), "create", &json)
+            .unwrap();
+        store
+            .insert_machine(&machine("m2", "b"), &event("launch"), "create", &json)
+            .unwrap();
+        store.delete_app("a").unwrap();
+        assert!(store.get_machine("m1").unwrap().is_none());
+        assert!(store.list_events("m1").unwrap().is_empty());
+        assert_eq!(store.list_machines(None).unwrap().len(), 1);
+        assert_eq!(store.unfinished_operations().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn updating_a_missing_machine_is_not_found() {
+        let (_dir, store) = store();
+        assert!(matches!(
+            store.update_machine(&machine("nope", "a"), None),
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+}

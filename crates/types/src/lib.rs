@@ -1,0 +1,86 @@
+//! Wire types of the Fly Machines API v1 as roost speaks it.
+//!
+//! Every type here serializes to the JSON field names of the published Fly
+//! Machines OpenAPI spec, so an existing Fly client pointed at roost works
+//! unchanged. Configuration types keep fields roost does not interpret yet in
+//! an `extra` map, so a client's full config round-trips instead of being
+//! silently truncated.
+//!
+//! This crate has no behaviour beyond (de)serialization and small, pure
+//! validation helpers that the API, the CLI, the orchestrator and the MCP
+//! server all share.
+
+mod app;
+mod config;
+mod machine;
+mod state;
+
+pub use app::{App, CreateAppRequest, ListApp, ListAppsResponse, Organization};
+pub use config::{
+    MachineConfig, MachineFile, MachineGuest, MachineInit, MachineRestart, RestartPolicy,
+    RootfsConfig, RootfsPersist, StopConfig,
+};
+pub use machine::{
+    CreateLeaseRequest, CreateMachineRequest, ErrorResponse, ExecRequest, ExecResponse, ImageRef,
+    Lease, LeaseResponse, ListenSocket, Machine, MachineEvent, MachineVersion, ProcessStat,
+    SignalRequest, StopRequest, UpdateMachineRequest,
+};
+pub use state::{MachineState, ParseStateError};
+
+/// Parses a duration the way Fly's API accepts them: a Go duration string
+/// (`"30s"`, `"1m30s"`, `"500ms"`) or a bare number of seconds (`"10"`).
+///
+/// Returns `None` for anything else so callers can produce an error message
+/// naming the field.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| std::time::Duration::from_secs_f64(seconds));
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_in_go_and_seconds_forms() {
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("-1"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration("s"), None);
+    }
+}
