@@ -1,0 +1,83 @@
+//! roost's HTTP API: the Fly Machines API v1 (same paths under `/v1`, same
+//! JSON shapes and status codes) plus a few documented roost extensions
+//! (`/v1/images`, machine logs).
+//!
+//! Handlers only translate HTTP to [`roost_machines::Machines`] calls and
+//! back; no lifecycle logic lives here.
+
+mod auth;
+mod error;
+mod extract;
+mod images;
+mod logs;
+mod machines;
+
+pub use error::ApiError;
+
+use axum::routing::{get, post};
+use axum::Router;
+use roost_machines::Machines;
+use std::sync::Arc;
+
+/// Header in which a lease holder proves it holds the machine's lease.
+pub const LEASE_NONCE_HEADER: &str = "fly-machine-lease-nonce";
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub machines: Machines,
+}
+
+/// The API router. Every route requires `Authorization: Bearer <token>`.
+pub fn router(machines: Machines, token: String) -> Router {
+    let state = AppState { machines };
+    let m = "/v1/apps/{app}/machines/{id}";
+    Router::new()
+        .route(
+            "/v1/apps",
+            get(machines::list_apps).post(machines::create_app),
+        )
+        .route(
+            "/v1/apps/{app}",
+            get(machines::get_app).delete(machines::delete_app),
+        )
+        .route(
+            "/v1/apps/{app}/machines",
+            get(machines::list_machines).post(machines::create_machine),
+        )
+        .route(
+            m,
+            get(machines::get_machine)
+                .post(machines::update_machine)
+                .delete(machines::destroy_machine),
+        )
+        .route(&format!("{m}/start"), post(machines::start))
+        .route(&format!("{m}/stop"), post(machines::stop))
+        .route(&format!("{m}/restart"), post(machines::restart))
+        .route(&format!("{m}/signal"), post(machines::signal))
+        .route(&format!("{m}/wait"), get(machines::wait))
+        .route(&format!("{m}/events"), get(machines::events))
+        .route(&format!("{m}/versions"), get(machines::versions))
+        .route(
+            &format!("{m}/lease"),
+            get(machines::get_lease)
+                .post(machines::acquire_lease)
+                .delete(machines::release_lease),
+        )
+        .route(&format!("{m}/metadata"), get(machines::get_metadata))
+        .route(
+            &format!("{m}/metadata/{{key}}"),
+            post(machines::set_metadata).delete(machines::delete_metadata),
+        )
+        .route(&format!("{m}/cordon"), post(machines::cordon))
+        .route(&format!("{m}/uncordon"), post(machines::uncordon))
+        .route(&format!("{m}/ps"), get(machines::ps))
+        .route(&format!("{m}/exec"), post(machines::exec))
+        .route(&format!("{m}/logs"), get(logs::logs))
+        .route("/v1/images", get(images::list).post(images::import))
+        .fallback(error::not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            auth::require_token,
+        ))
+}

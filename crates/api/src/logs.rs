@@ -1,0 +1,103 @@
+//! roost extension: `GET /v1/apps/{app}/machines/{id}/logs[?follow=true]`.
+//!
+//! Returns the main process's stdout and stderr as `text/plain`, oldest
+//! first (the rotated file, then the current one). With `follow=true` the
+//! response stays open and streams new output as it is written, until the
+//! client disconnects or the machine is destroyed.
+
+use crate::error::ApiError;
+use crate::extract::Params;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// How often a followed log is checked for new output.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+
+#[derive(Deserialize)]
+pub(crate) struct LogsQuery {
+    #[serde(default)]
+    follow: Option<String>,
+}
+
+pub(crate) async fn logs(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    Params(q): Params<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let follow = match q.follow.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "follow={other:?} is invalid: use true or false"
+            )))
+        }
+    };
+    let files = s.machines.log_files(&app, &id)?;
+    let mut history = Vec::new();
+    for file in &files {
+        history.extend(tokio::fs::read(file).await.unwrap_or_default());
+    }
+    let headers = [(
+        axum::http::header::CONTENT_TYPE,
+        "text/plain; charset=utf-8",
+    )];
+    if !follow {
+        return Ok((headers, history).into_response());
+    }
+    let current = s.machines.data_dir().join("machines").join(&id).join("log");
+    let offset = tokio::fs::metadata(&current)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let machines = s.machines.clone();
+    let stream =
+        futures_util::stream::unfold((Some(history), offset), move |(first, mut offset)| {
+            let current = current.clone();
+            let machines = machines.clone();
+            let (app, id) = (app.clone(), id.clone());
+            async move {
+                if let Some(history) = first {
+                    return Some((Ok::<_, std::io::Error>(history), (None, offset)));
+                }
+                loop {
+                    tokio::time::sleep(FOLLOW_INTERVAL).await;
+                    let gone = machines
+                        .get_machine(&app, &id)
+                        .map(|m| m.state == roost_types::MachineState::Destroyed)
+                        .unwrap_or(true);
+                    if gone {
+                        return None;
+                    }
+                    let chunk = read_from(&current, &mut offset).await;
+                    if !chunk.is_empty() {
+                        return Some((Ok(chunk), (None, offset)));
+                    }
+                }
+            }
+        });
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// Reads what was appended to `path` since `offset`. A file shorter than
+/// `offset` was rotated (copy-truncate): start again from its beginning.
+async fn read_from(path: &std::path::Path, offset: &mut u64) -> Vec<u8> {
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return Vec::new();
+    };
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    if len < *offset {
+        *offset = 0;
+    }
+    let mut chunk = Vec::new();
+    if file.seek(std::io::SeekFrom::Start(*offset)).await.is_ok() {
+        let _ = file.read_to_end(&mut chunk).await;
+    }
+    *offset += chunk.len() as u64;
+    chunk
+}

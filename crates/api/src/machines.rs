@@ -1,0 +1,348 @@
+//! Handlers of the Fly Machines API v1 app and machine endpoints.
+
+use crate::error::ApiError;
+use crate::extract::{Body, LeaseNonce, OptionalBody, Params};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use roost_machines::ListFilter;
+use roost_types::{
+    CreateAppRequest, CreateLeaseRequest, CreateMachineRequest, ExecRequest, LeaseResponse,
+    MachineState, SignalRequest, StopRequest, UpdateMachineRequest,
+};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn ok() -> Json<serde_json::Value> {
+    Json(json!({"ok": true}))
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        other => Err(ApiError::bad_request(format!(
+            "{name}={other:?} is invalid: use true or false"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AppsQuery {
+    org_slug: Option<String>,
+}
+
+pub(crate) async fn list_apps(
+    State(s): State<AppState>,
+    Params(q): Params<AppsQuery>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(s.machines.list_apps(q.org_slug.as_deref())?))
+}
+
+pub(crate) async fn create_app(
+    State(s): State<AppState>,
+    Body(req): Body<CreateAppRequest>,
+) -> Result<impl IntoResponse> {
+    Ok((StatusCode::CREATED, Json(s.machines.create_app(req)?)))
+}
+
+pub(crate) async fn get_app(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(s.machines.get_app(&app)?))
+}
+
+pub(crate) async fn delete_app(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<impl IntoResponse> {
+    s.machines.delete_app(&app).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+pub(crate) async fn list_machines(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    Params(query): Params<HashMap<String, String>>,
+) -> Result<impl IntoResponse> {
+    let mut filter = ListFilter::default();
+    for (key, value) in query {
+        match key.as_str() {
+            "include_deleted" => filter.include_deleted = parse_bool(&key, &value)?,
+            "region" => filter.region = Some(value),
+            "state" => {
+                let states = value
+                    .split(',')
+                    .map(|s| s.trim().parse::<MachineState>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| ApiError::bad_request(format!("state filter: {e}")))?;
+                filter.state = Some(states);
+            }
+            other => match other.strip_prefix("metadata.") {
+                Some(meta_key) => {
+                    filter.metadata.insert(meta_key.to_string(), value);
+                }
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown query parameter {other:?}: allowed are include_deleted, region, state, metadata.KEY"
+                    )))
+                }
+            },
+        }
+    }
+    Ok(Json(s.machines.list_machines(&app, &filter)?))
+}
+
+pub(crate) async fn create_machine(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    Body(req): Body<CreateMachineRequest>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(s.machines.create_machine(&app, req).await?))
+}
+
+pub(crate) async fn get_machine(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(s.machines.get_machine(&app, &id)?))
+}
+
+pub(crate) async fn update_machine(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+    Body(req): Body<UpdateMachineRequest>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        s.machines
+            .update_machine(&app, &id, req, nonce.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DestroyQuery {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+pub(crate) async fn destroy_machine(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+    Params(q): Params<DestroyQuery>,
+) -> Result<impl IntoResponse> {
+    let force = parse_bool("force", q.force.as_deref().unwrap_or(""))?;
+    s.machines
+        .destroy_machine(&app, &id, force, nonce.as_deref())
+        .await?;
+    Ok(ok())
+}
+
+pub(crate) async fn start(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+) -> Result<impl IntoResponse> {
+    Ok(Json(
+        s.machines
+            .start_machine(&app, &id, nonce.as_deref())
+            .await?,
+    ))
+}
+
+pub(crate) async fn stop(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+    OptionalBody(req): OptionalBody<StopRequest>,
+) -> Result<impl IntoResponse> {
+    s.machines
+        .stop_machine(&app, &id, req, nonce.as_deref())
+        .await?;
+    Ok(ok())
+}
+
+pub(crate) async fn restart(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+    Params(req): Params<StopRequest>,
+) -> Result<impl IntoResponse> {
+    s.machines
+        .restart_machine(&app, &id, req, nonce.as_deref())
+        .await?;
+    Ok(ok())
+}
+
+pub(crate) async fn signal(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+    Body(req): Body<SignalRequest>,
+) -> Result<impl IntoResponse> {
+    s.machines
+        .signal_machine(&app, &id, &req.signal, nonce.as_deref())
+        .await?;
+    Ok(ok())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WaitQuery {
+    state: Option<String>,
+    timeout: Option<String>,
+    instance_id: Option<String>,
+}
+
+pub(crate) async fn wait(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    Params(q): Params<WaitQuery>,
+) -> Result<impl IntoResponse> {
+    let state = q
+        .state
+        .as_deref()
+        .unwrap_or("started")
+        .parse::<MachineState>()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let timeout = q
+        .timeout
+        .as_deref()
+        .map(|t| {
+            roost_types::parse_duration(t)
+                .map(|d| d.as_secs().max(1))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "timeout={t:?} is invalid: use seconds, e.g. timeout=30"
+                    ))
+                })
+        })
+        .transpose()?;
+    s.machines
+        .wait_machine(&app, &id, state, timeout, q.instance_id.as_deref())
+        .await?;
+    Ok(ok())
+}
+
+pub(crate) async fn events(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(s.machines.events(&app, &id)?))
+}
+
+pub(crate) async fn versions(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(s.machines.versions(&app, &id)?))
+}
+
+pub(crate) async fn get_lease(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(LeaseResponse::from(s.machines.get_lease(&app, &id)?)))
+}
+
+pub(crate) async fn acquire_lease(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+    OptionalBody(req): OptionalBody<CreateLeaseRequest>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(LeaseResponse::from(s.machines.acquire_lease(
+        &app,
+        &id,
+        req,
+        nonce.as_deref(),
+    )?)))
+}
+
+pub(crate) async fn release_lease(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+) -> Result<impl IntoResponse> {
+    s.machines.release_lease(&app, &id, nonce.as_deref())?;
+    Ok(ok())
+}
+
+pub(crate) async fn get_metadata(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(s.machines.get_metadata(&app, &id)?))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MetadataValue {
+    value: String,
+}
+
+pub(crate) async fn set_metadata(
+    State(s): State<AppState>,
+    Path((app, id, key)): Path<(String, String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+    Body(body): Body<MetadataValue>,
+) -> Result<impl IntoResponse> {
+    s.machines
+        .set_metadata(&app, &id, &key, Some(body.value), nonce.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn delete_metadata(
+    State(s): State<AppState>,
+    Path((app, id, key)): Path<(String, String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+) -> Result<impl IntoResponse> {
+    s.machines
+        .set_metadata(&app, &id, &key, None, nonce.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn cordon(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+) -> Result<impl IntoResponse> {
+    s.machines
+        .set_cordoned(&app, &id, true, nonce.as_deref())
+        .await?;
+    Ok(ok())
+}
+
+pub(crate) async fn uncordon(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    LeaseNonce(nonce): LeaseNonce,
+) -> Result<impl IntoResponse> {
+    s.machines
+        .set_cordoned(&app, &id, false, nonce.as_deref())
+        .await?;
+    Ok(ok())
+}
+
+pub(crate) async fn ps(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(s.machines.processes(&app, &id)?))
+}
+
+pub(crate) async fn exec(
+    State(s): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+    Body(req): Body<ExecRequest>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(s.machines.exec(&app, &id, req).await?))
+}

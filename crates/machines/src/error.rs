@@ -1,0 +1,69 @@
+use roost_store::StoreError;
+
+/// Every way a platform call can fail, grouped by who must act.
+///
+/// The variant decides the HTTP status (and the MCP tool error kind); the
+/// message is shown verbatim to humans and robots, so it always says what
+/// was wrong and what to do instead.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The named app, machine or image does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but the machine's current state or lease forbids it (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A lease nonce was required or did not match (412, as Fly answers).
+    #[error("{0}")]
+    LeaseMismatch(String),
+    /// A wait ran out of time (408).
+    #[error("{0}")]
+    Timeout(String),
+    /// roost or the host failed; the request may be retried (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = MachineError> = std::result::Result<T, E>;
+
+impl From<StoreError> for MachineError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::AlreadyExists { .. } => MachineError::Conflict(err.to_string()),
+            StoreError::NotFound { .. } => MachineError::NotFound(err.to_string()),
+            other => MachineError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<roost_image::ImageError> for MachineError {
+    fn from(err: roost_image::ImageError) -> Self {
+        use roost_image::ImageError as E;
+        match err {
+            E::NotFound { .. } => MachineError::NotFound(err.to_string()),
+            E::InvalidReference { .. }
+            | E::UnsupportedFormat { .. }
+            | E::DigestMismatch { .. }
+            | E::UnsafeLayerEntry { .. } => MachineError::Invalid(err.to_string()),
+            other => MachineError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<roost_runtime::RuntimeError> for MachineError {
+    fn from(err: roost_runtime::RuntimeError) -> Self {
+        match err {
+            roost_runtime::RuntimeError::Timeout { .. } => MachineError::Timeout(err.to_string()),
+            other => MachineError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for MachineError {
+    fn from(err: std::io::Error) -> Self {
+        MachineError::Internal(format!("host I/O error: {err}"))
+    }
+}

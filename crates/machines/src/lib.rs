@@ -1,0 +1,254 @@
+//! The orchestrator: every platform operation on apps and machines.
+//!
+//! This is roost's one service layer. The HTTP API, the CLI (through the
+//! API), the MCP server and the proxy's autostart all call [`Machines`];
+//! none of them holds lifecycle logic of its own.
+//!
+//! Invariants:
+//! - Operations on one machine are serialized by a per-machine lock, so a
+//!   machine is only ever in one operation.
+//! - Every lifecycle change is a durable operation ([`ops`]): recorded in the
+//!   store before it acts, resumed by [`Machines::open`] after a crash.
+//! - A machine not in `started` has no process and no mounted rootfs.
+//! - Input is validated before any state changes: a refused request leaves
+//!   nothing behind.
+
+mod error;
+mod guest_files;
+mod ids;
+mod machine_ops;
+mod ops;
+mod paths;
+mod recovery;
+mod spec;
+
+pub use error::{MachineError, Result};
+pub use guest_files::{check_guest_path, write_file as write_guest_file};
+pub use ids::is_machine_id;
+pub use machine_ops::{ListFilter, StartResponse};
+pub use ops::CRASH_AT_ENV;
+pub use paths::MachinePaths;
+pub use roost_image::{Image, ImageStore};
+pub use roost_runtime::OciRuntimeKind;
+pub use spec::HostLimits;
+
+use roost_runtime::Runtime;
+use roost_store::{MachineRecord, Store};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// How long a stop waits for the main process after the stop signal before
+/// killing it, when neither the request nor `stop_config` says.
+pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 5_000;
+/// Size at which a machine's log is rotated (one rotated file is kept).
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Host configuration of the orchestrator.
+#[derive(Debug, Clone)]
+pub struct MachinesConfig {
+    pub data_dir: PathBuf,
+    /// Runtime for machines whose config does not name one.
+    pub default_runtime: OciRuntimeKind,
+    /// Region every machine reports (single host).
+    pub region: String,
+    /// `ROOST_CRASH_AT` value; see [`CRASH_AT_ENV`].
+    pub crash_at: Option<String>,
+    pub log_max_bytes: u64,
+}
+
+impl MachinesConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> MachinesConfig {
+        MachinesConfig {
+            data_dir: data_dir.into(),
+            default_runtime: OciRuntimeKind::Crun,
+            region: "local".into(),
+            crash_at: None,
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+        }
+    }
+}
+
+/// The platform service. Cheap to clone.
+#[derive(Clone)]
+pub struct Machines {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    images: ImageStore,
+    crun: Option<Runtime>,
+    runc: Option<Runtime>,
+    default_runtime: OciRuntimeKind,
+    data_dir: PathBuf,
+    region: String,
+    limits: HostLimits,
+    crash_at: Option<String>,
+    log_max_bytes: u64,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bumped on every machine state change; waiters re-read the store.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Machines {
+    /// Opens the data directory, then converges every machine: unfinished
+    /// operations are resumed, machines recorded as started but no longer
+    /// running are handled as exits, and leftover containers and mounts of
+    /// machines that should have none are removed.
+    pub async fn open(config: MachinesConfig) -> Result<Machines> {
+        std::fs::create_dir_all(config.data_dir.join("machines"))?;
+        let store = Store::open(&config.data_dir.join("roost.db"))?;
+        let images = ImageStore::open(config.data_dir.join("images"))?;
+        let runtime = |kind: OciRuntimeKind| {
+            Runtime::new(kind, config.data_dir.join("runtime").join(kind.to_string()))
+        };
+        let crun = runtime(OciRuntimeKind::Crun);
+        let runc = runtime(OciRuntimeKind::Runc);
+        let default_available = match config.default_runtime {
+            OciRuntimeKind::Crun => crun.as_ref().err(),
+            OciRuntimeKind::Runc => runc.as_ref().err(),
+        };
+        if let Some(err) = default_available {
+            return Err(MachineError::Internal(format!(
+                "the default OCI runtime is unusable: {err}"
+            )));
+        }
+        roost_runtime::set_child_subreaper()?;
+        let inner = Arc::new(Inner {
+            store,
+            images,
+            crun: crun.ok(),
+            runc: runc.ok(),
+            default_runtime: config.default_runtime,
+            data_dir: config.data_dir,
+            region: config.region,
+            limits: HostLimits::detect(),
+            crash_at: config.crash_at,
+            log_max_bytes: config.log_max_bytes,
+            locks: Mutex::new(HashMap::new()),
+            changes: tokio::sync::watch::Sender::new(0),
+        });
+        inner.recover().await?;
+        Ok(Machines { inner })
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.inner.images
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+}
+
+impl Inner {
+    pub(crate) fn notify_change(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    pub(crate) fn runtime_kind(&self, name: &str) -> Result<OciRuntimeKind> {
+        let kind: OciRuntimeKind = name
+            .parse()
+            .map_err(|e: roost_runtime::RuntimeError| MachineError::Invalid(e.to_string()))?;
+        match kind {
+            OciRuntimeKind::Crun if self.crun.is_none() => Err(MachineError::Invalid(
+                "runtime 'crun' is not installed on this host (Debian package: crun)".into(),
+            )),
+            OciRuntimeKind::Runc if self.runc.is_none() => Err(MachineError::Invalid(
+                "runtime 'runc' is not installed on this host (Debian package: runc)".into(),
+            )),
+            _ => Ok(kind),
+        }
+    }
+
+    pub(crate) fn runtime_for(&self, record: &MachineRecord) -> Result<&Runtime> {
+        let runtime = match self.runtime_kind(&record.runtime)? {
+            OciRuntimeKind::Crun => self.crun.as_ref(),
+            OciRuntimeKind::Runc => self.runc.as_ref(),
+        };
+        runtime
+            .ok_or_else(|| MachineError::Internal(format!("runtime {} vanished", record.runtime)))
+    }
+
+    /// Writes the layer list and the OCI bundle of the machine's current
+    /// config: the expensive, image-dependent part of bringing a machine up,
+    /// done at create and update so that start only runs it.
+    pub(crate) fn prepare(&self, record: &MachineRecord, paths: &MachinePaths) -> Result<()> {
+        for dir in [
+            &paths.dir,
+            &paths.bundle,
+            &paths.rootfs,
+            &paths.upper,
+            &paths.work,
+        ] {
+            std::fs::create_dir_all(dir)?;
+        }
+        let machine = &record.machine;
+        let image = self.images.get(&machine.image_ref.digest)?;
+        let lowers = self.images.layer_paths(&image)?;
+        let lower_text: String = lowers
+            .iter()
+            .map(|p| format!("{}\n", p.display()))
+            .collect();
+        write_atomically(&paths.lower, lower_text.as_bytes())?;
+        let sizing = spec::validate(&machine.config, self.limits)?;
+        let (uid, gid) = match image.config.user.as_deref().filter(|u| !u.is_empty()) {
+            Some(user) => self.images.resolve_user(&image, user)?,
+            None => (0, 0),
+        };
+        let bundle = roost_runtime::BundleConfig {
+            hostname: machine.id.clone(),
+            args: spec::command(&machine.config, &image)?,
+            env: self.machine_env(record, &image),
+            cwd: image
+                .config
+                .working_dir
+                .clone()
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            uid,
+            gid,
+            memory_mb: Some(sizing.memory_mb),
+            cpus: Some(sizing.cpus),
+            rootfs: paths.rootfs.clone(),
+            cgroup_name: format!("roost/{}", machine.id),
+        };
+        roost_runtime::write_bundle(&paths.bundle, &bundle)?;
+        Ok(())
+    }
+
+    pub(crate) fn machine_env(&self, record: &MachineRecord, image: &Image) -> Vec<String> {
+        let m = &record.machine;
+        spec::environment(
+            &m.config,
+            image,
+            &[
+                ("FLY_APP_NAME", record.app.as_str()),
+                ("FLY_MACHINE_ID", m.id.as_str()),
+                ("FLY_ALLOC_ID", m.id.as_str()),
+                ("FLY_REGION", m.region.as_str()),
+                ("FLY_IMAGE_REF", m.config.image.as_str()),
+                ("FLY_MACHINE_VERSION", m.instance_id.as_str()),
+            ],
+        )
+    }
+}
+
+pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

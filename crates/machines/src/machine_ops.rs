@@ -1,0 +1,861 @@
+//! The public operations of [`Machines`]: what the API, CLI and MCP call.
+
+use crate::error::{MachineError, Result};
+use crate::ops::{event, OpKind, OpPlan, Step};
+use crate::paths::MachinePaths;
+use crate::{ids, now_rfc3339, spec, Inner, Machines};
+use roost_store::{AppRecord, MachineRecord};
+use roost_types::{
+    App, CreateAppRequest, CreateLeaseRequest, CreateMachineRequest, ExecRequest, ExecResponse,
+    ImageRef, Lease, ListApp, ListAppsResponse, ListenSocket, Machine, MachineEvent, MachineState,
+    MachineVersion, Organization, ProcessStat, RootfsPersist, StopRequest, UpdateMachineRequest,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Filters of `GET /apps/{app}/machines`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub include_deleted: bool,
+    pub region: Option<String>,
+    pub state: Option<Vec<MachineState>>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Body of a successful start, as Fly returns it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StartResponse {
+    pub previous_state: MachineState,
+    pub migrated: bool,
+    pub new_host: String,
+}
+
+/// Default and maximum lease lengths, in seconds.
+const DEFAULT_LEASE_TTL: u64 = 30;
+const MAX_LEASE_TTL: u64 = 3600;
+/// Default and maximum `wait` timeouts, in seconds.
+const DEFAULT_WAIT_SECS: u64 = 60;
+const MAX_WAIT_SECS: u64 = 300;
+const DEFAULT_EXEC_SECS: u64 = 30;
+
+fn check_app_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(MachineError::Invalid(format!(
+            "app name {name:?} is invalid: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
+        )))
+    }
+}
+
+fn app_view(app: &AppRecord) -> App {
+    App {
+        id: app.id.clone(),
+        name: app.name.clone(),
+        organization: Organization {
+            name: app.org_slug.clone(),
+            slug: app.org_slug.clone(),
+        },
+        status: "deployed".into(),
+    }
+}
+
+impl Machines {
+    pub fn create_app(&self, req: CreateAppRequest) -> Result<App> {
+        check_app_name(&req.app_name)?;
+        let record = AppRecord {
+            id: req.app_name.clone(),
+            name: req.app_name.clone(),
+            org_slug: req.org_slug.unwrap_or_else(|| "personal".into()),
+            network: req.network.unwrap_or_else(|| "default".into()),
+            created_at: now_rfc3339(),
+        };
+        self.inner.store.create_app(&record)?;
+        Ok(app_view(&record))
+    }
+
+    pub fn get_app(&self, name: &str) -> Result<App> {
+        Ok(app_view(&self.inner.app(name)?))
+    }
+
+    /// Apps, optionally only those of `org_slug`.
+    pub fn list_apps(&self, org_slug: Option<&str>) -> Result<ListAppsResponse> {
+        let machines = self.inner.store.list_machines(None)?;
+        let apps: Vec<ListApp> = self
+            .inner
+            .store
+            .list_apps()?
+            .into_iter()
+            .filter(|app| org_slug.is_none_or(|org| org == app.org_slug))
+            .map(|app| ListApp {
+                machine_count: machines
+                    .iter()
+                    .filter(|m| m.app == app.name && m.machine.state != MachineState::Destroyed)
+                    .count() as u64,
+                id: app.id,
+                name: app.name,
+                network: serde_json::Value::String(app.network),
+            })
+            .collect();
+        Ok(ListAppsResponse {
+            total_apps: apps.len() as u64,
+            apps,
+        })
+    }
+
+    /// Deletes an app after destroying all of its machines.
+    pub async fn delete_app(&self, name: &str) -> Result<()> {
+        self.inner.app(name)?;
+        for record in self.inner.store.list_machines(Some(name))? {
+            if record.machine.state != MachineState::Destroyed {
+                self.destroy_machine(name, &record.machine.id, true, None)
+                    .await?;
+            }
+        }
+        self.inner.store.delete_app(name)?;
+        Ok(())
+    }
+
+    pub async fn create_machine(&self, app: &str, req: CreateMachineRequest) -> Result<Machine> {
+        let inner = &self.inner;
+        inner.app(app)?;
+        spec::validate(&req.config, inner.limits)?;
+        let runtime = match req.config.guest.as_ref().and_then(|g| g.runtime.as_deref()) {
+            Some(name) => inner.runtime_kind(name)?,
+            None => inner.default_runtime,
+        };
+        let image = inner.images.get(&req.config.image).map_err(|e| match e {
+            roost_image::ImageError::NotFound { .. } => MachineError::Invalid(format!(
+                "image '{}' is not in roost's image store: import it with `roost image import PATH --name NAME:TAG` and check `roost image list`",
+                req.config.image
+            )),
+            other => other.into(),
+        })?;
+        spec::command(&req.config, &image)?;
+        if let Some(user) = image.config.user.as_deref().filter(|u| !u.is_empty()) {
+            inner.images.resolve_user(&image, user)?;
+        }
+        let id = ids::machine_id();
+        let now = now_rfc3339();
+        let record = MachineRecord {
+            app: app.to_string(),
+            machine: Machine {
+                name: req
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{app}-{}", &id[..6])),
+                state: MachineState::Created,
+                region: req.region.clone().unwrap_or_else(|| inner.region.clone()),
+                instance_id: ids::instance_id(),
+                private_ip: String::new(),
+                image_ref: image_ref(&image),
+                config: req.config.clone(),
+                created_at: now.clone(),
+                updated_at: now,
+                events: vec![],
+                checks: vec![],
+                nonce: None,
+                cordoned: false,
+                id: id.clone(),
+            },
+            runtime: runtime.to_string(),
+            init_pid: None,
+            restart_count: 0,
+        };
+        let launch = !req.skip_launch;
+        let mut steps = vec![Step::Prepare];
+        if launch {
+            steps.extend(OpPlan::start_steps(false));
+        }
+        let settle = if launch {
+            MachineState::Started
+        } else {
+            MachineState::Created
+        };
+        let plan = OpPlan::new(OpKind::Launch, steps, settle);
+        let lock = inner.lock_for(&id);
+        let _guard = lock.lock().await;
+        let launch_event = event("launch", "created", "user", None);
+        let op = inner.store.insert_machine(
+            &record,
+            &launch_event,
+            OpKind::Launch.name(),
+            &serde_json::to_value(&plan).map_err(|e| MachineError::Internal(e.to_string()))?,
+        )?;
+        inner.notify_change();
+        let record = inner.run_op(op.id, record, plan, 0).await?;
+        let mut machine = inner.view(&record)?;
+        if let Some(ttl) = req.lease_ttl {
+            let lease = inner.acquire_lease(&record, ttl, "lease acquired at create".into())?;
+            machine.nonce = Some(lease.nonce);
+        }
+        Ok(machine)
+    }
+
+    pub fn list_machines(&self, app: &str, filter: &ListFilter) -> Result<Vec<Machine>> {
+        self.inner.app(app)?;
+        self.inner
+            .store
+            .list_machines(Some(app))?
+            .into_iter()
+            .filter(|r| filter.include_deleted || r.machine.state != MachineState::Destroyed)
+            .filter(|r| {
+                filter
+                    .region
+                    .as_ref()
+                    .is_none_or(|region| &r.machine.region == region)
+            })
+            .filter(|r| {
+                filter
+                    .state
+                    .as_ref()
+                    .is_none_or(|states| states.contains(&r.machine.state))
+            })
+            .filter(|r| {
+                filter
+                    .metadata
+                    .iter()
+                    .all(|(k, v)| r.machine.config.metadata.get(k) == Some(v))
+            })
+            .map(|r| self.inner.view(&r))
+            .collect()
+    }
+
+    pub fn get_machine(&self, app: &str, id: &str) -> Result<Machine> {
+        let record = self.inner.machine(app, id)?;
+        self.inner.view(&record)
+    }
+
+    /// Starts a created, stopped or failed machine. Starting a started
+    /// machine changes nothing.
+    pub async fn start_machine(
+        &self,
+        app: &str,
+        id: &str,
+        nonce: Option<&str>,
+    ) -> Result<StartResponse> {
+        let inner = &self.inner;
+        let lock = inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let mut record = inner.machine(app, id)?;
+        inner.check_lease(&record, nonce)?;
+        let previous_state = record.machine.state;
+        match previous_state {
+            MachineState::Started => {}
+            MachineState::Created | MachineState::Stopped | MachineState::Failed => {
+                let reset = spec::rootfs_persist(&record.machine.config) != RootfsPersist::Always;
+                record.restart_count = 0;
+                let plan = OpPlan::new(
+                    OpKind::Start,
+                    OpPlan::start_steps(reset),
+                    MachineState::Started,
+                );
+                inner.run_new_op(record, plan).await?;
+            }
+            other => return Err(illegal(id, other, "started")),
+        }
+        Ok(StartResponse {
+            previous_state,
+            migrated: false,
+            new_host: String::new(),
+        })
+    }
+
+    /// Stops a started machine: the stop signal (request, then
+    /// `stop_config`, then SIGTERM), then SIGKILL after the timeout.
+    pub async fn stop_machine(
+        &self,
+        app: &str,
+        id: &str,
+        req: StopRequest,
+        nonce: Option<&str>,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let lock = inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let record = inner.machine(app, id)?;
+        inner.check_lease(&record, nonce)?;
+        match record.machine.state {
+            MachineState::Started => {
+                let plan = stop_plan(
+                    &record,
+                    &req,
+                    OpKind::Stop,
+                    OpPlan::stop_steps(),
+                    MachineState::Stopped,
+                )?;
+                inner.run_new_op(record, plan).await?;
+                Ok(())
+            }
+            MachineState::Stopped | MachineState::Created | MachineState::Failed => Ok(()),
+            other => Err(illegal(id, other, "stopped")),
+        }
+    }
+
+    /// Stops and starts a started machine; its rootfs is kept unless the
+    /// persist policy is `never`.
+    pub async fn restart_machine(
+        &self,
+        app: &str,
+        id: &str,
+        req: StopRequest,
+        nonce: Option<&str>,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let lock = inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let mut record = inner.machine(app, id)?;
+        inner.check_lease(&record, nonce)?;
+        if record.machine.state != MachineState::Started {
+            return Err(MachineError::Conflict(format!(
+                "machine {id} is {}; only a started machine can be restarted (use start instead)",
+                record.machine.state
+            )));
+        }
+        let reset = spec::rootfs_persist(&record.machine.config) == RootfsPersist::Never;
+        let mut steps = OpPlan::stop_steps();
+        steps.extend(OpPlan::start_steps(reset));
+        let plan = stop_plan(&record, &req, OpKind::Restart, steps, MachineState::Started)?;
+        record.restart_count = 0;
+        inner.run_new_op(record, plan).await?;
+        Ok(())
+    }
+
+    /// Sends a signal to the main process of a started machine.
+    pub async fn signal_machine(
+        &self,
+        app: &str,
+        id: &str,
+        signal: &str,
+        nonce: Option<&str>,
+    ) -> Result<()> {
+        let signal = spec::parse_signal(signal)?;
+        let record = self.inner.machine(app, id)?;
+        self.inner.check_lease(&record, nonce)?;
+        self.inner.require_started(&record, "signal")?;
+        self.inner.runtime_for(&record)?.kill(id, signal).await?;
+        Ok(())
+    }
+
+    /// Replaces the machine's config: stop, rebuild, start (unless
+    /// `skip_launch`, or the machine was not running). The instance id changes.
+    pub async fn update_machine(
+        &self,
+        app: &str,
+        id: &str,
+        req: UpdateMachineRequest,
+        nonce: Option<&str>,
+    ) -> Result<Machine> {
+        let inner = &self.inner;
+        spec::validate(&req.config, inner.limits)?;
+        let lock = inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let mut record = inner.machine(app, id)?;
+        inner.check_lease(&record, nonce)?;
+        if record.machine.state == MachineState::Destroyed {
+            return Err(illegal(id, MachineState::Destroyed, "updated"));
+        }
+        if let Some(expected) = &req.current_version {
+            if expected != &record.machine.instance_id {
+                return Err(MachineError::Conflict(format!(
+                    "machine {id} is at version {}, not {expected}; re-read it and retry",
+                    record.machine.instance_id
+                )));
+            }
+        }
+        let runtime = match req.config.guest.as_ref().and_then(|g| g.runtime.as_deref()) {
+            Some(name) => inner.runtime_kind(name)?,
+            None => inner.default_runtime,
+        };
+        let image = inner.images.get(&req.config.image)?;
+        spec::command(&req.config, &image)?;
+        let was_running = record.machine.state == MachineState::Started;
+        let image_changed = image.digest != record.machine.image_ref.digest;
+        let launch =
+            !req.skip_launch && (was_running || record.machine.state == MachineState::Created);
+        let mut steps = OpPlan::stop_steps();
+        if image_changed && spec::rootfs_persist(&req.config) != RootfsPersist::Never {
+            steps.push(Step::ResetRootfs);
+        }
+        steps.push(Step::Prepare);
+        if launch {
+            let reset = spec::rootfs_persist(&req.config) == RootfsPersist::Never;
+            steps.extend(OpPlan::start_steps(reset));
+        }
+        let settle = if launch {
+            MachineState::Started
+        } else {
+            MachineState::Stopped
+        };
+        let plan = stop_plan(
+            &record,
+            &StopRequest::default(),
+            OpKind::Update,
+            steps,
+            settle,
+        )?;
+        // The old container was created by the old runtime: stop it with
+        // that one, then switch. Recorded before any step so recovery agrees.
+        let old_runtime = record.runtime.clone();
+        record.machine.config = req.config.clone();
+        record.machine.image_ref = image_ref(&image);
+        record.machine.instance_id = ids::instance_id();
+        if let Some(name) = req.name {
+            record.machine.name = name;
+        }
+        if let Some(region) = req.region {
+            record.machine.region = region;
+        }
+        if old_runtime != runtime.to_string() {
+            inner.runtime_for(&record)?.delete(id, true).await?;
+        }
+        record.runtime = runtime.to_string();
+        record.restart_count = 0;
+        inner
+            .store
+            .add_version(id, &record.machine.instance_id, &record.machine.config)?;
+        let record = inner.run_new_op(record, plan).await?;
+        inner.view(&record)
+    }
+
+    /// Destroys a machine. A started machine needs `force`.
+    pub async fn destroy_machine(
+        &self,
+        app: &str,
+        id: &str,
+        force: bool,
+        nonce: Option<&str>,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let lock = inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let record = inner.machine(app, id)?;
+        inner.check_lease(&record, nonce)?;
+        match record.machine.state {
+            MachineState::Destroyed => {
+                return Err(illegal(id, MachineState::Destroyed, "destroyed"))
+            }
+            MachineState::Started if !force => {
+                return Err(MachineError::Conflict(format!(
+                    "machine {id} is started: stop it first, or destroy with force=true"
+                )))
+            }
+            _ => {}
+        }
+        let mut steps = OpPlan::stop_steps();
+        steps.push(Step::RemoveFiles);
+        let mut plan = OpPlan::new(OpKind::Destroy, steps, MachineState::Destroyed);
+        plan.stop_signal = Some(nix::sys::signal::Signal::SIGKILL as i32);
+        plan.stop_timeout_ms = Some(0);
+        inner.run_new_op(record, plan).await?;
+        Ok(())
+    }
+
+    /// Waits until the machine is in `state` (and at `instance_id`, if given).
+    pub async fn wait_machine(
+        &self,
+        app: &str,
+        id: &str,
+        state: MachineState,
+        timeout_secs: Option<u64>,
+        instance_id: Option<&str>,
+    ) -> Result<Machine> {
+        const ALLOWED: [MachineState; 4] = [
+            MachineState::Started,
+            MachineState::Stopped,
+            MachineState::Suspended,
+            MachineState::Destroyed,
+        ];
+        if !ALLOWED.contains(&state) {
+            return Err(MachineError::Invalid(format!(
+                "cannot wait for state '{state}': allowed values are started, stopped, suspended, destroyed"
+            )));
+        }
+        let secs = timeout_secs.unwrap_or(DEFAULT_WAIT_SECS);
+        if secs == 0 || secs > MAX_WAIT_SECS {
+            return Err(MachineError::Invalid(format!(
+                "timeout = {secs} is invalid: allowed values are 1 to {MAX_WAIT_SECS} seconds"
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let mut changes = self.inner.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let record = self.inner.machine(app, id)?;
+            let at_instance = instance_id.is_none_or(|want| want == record.machine.instance_id);
+            if record.machine.state == state && at_instance {
+                return self.inner.view(&record);
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return Err(MachineError::Timeout(format!(
+                    "machine {id} did not reach state '{state}' within {secs}s (it is {})",
+                    record.machine.state
+                )));
+            }
+        }
+    }
+
+    /// Events of a machine, newest first.
+    pub fn events(&self, app: &str, id: &str) -> Result<Vec<MachineEvent>> {
+        self.inner.machine(app, id)?;
+        Ok(self.inner.store.list_events(id)?)
+    }
+
+    /// Config versions of a machine, newest first.
+    pub fn versions(&self, app: &str, id: &str) -> Result<Vec<MachineVersion>> {
+        self.inner.machine(app, id)?;
+        Ok(self.inner.store.list_versions(id)?)
+    }
+
+    /// Acquires the machine's lease, or refreshes it when `nonce` is the
+    /// current holder's.
+    pub fn acquire_lease(
+        &self,
+        app: &str,
+        id: &str,
+        req: CreateLeaseRequest,
+        nonce: Option<&str>,
+    ) -> Result<Lease> {
+        let record = self.inner.machine(app, id)?;
+        let ttl = req.ttl.unwrap_or(DEFAULT_LEASE_TTL);
+        if ttl == 0 || ttl > MAX_LEASE_TTL {
+            return Err(MachineError::Invalid(format!(
+                "ttl = {ttl} is invalid: allowed values are 1 to {MAX_LEASE_TTL} seconds"
+            )));
+        }
+        if let Some(current) = self.inner.current_lease(id)? {
+            if Some(current.nonce.as_str()) != nonce {
+                return Err(lease_held(id, &current));
+            }
+        }
+        self.inner
+            .acquire_lease(&record, ttl, req.description.unwrap_or_default())
+    }
+
+    pub fn get_lease(&self, app: &str, id: &str) -> Result<Lease> {
+        self.inner.machine(app, id)?;
+        self.inner
+            .current_lease(id)?
+            .ok_or_else(|| MachineError::NotFound(format!("machine {id} has no active lease")))
+    }
+
+    pub fn release_lease(&self, app: &str, id: &str, nonce: Option<&str>) -> Result<()> {
+        let record = self.inner.machine(app, id)?;
+        if self.inner.current_lease(id)?.is_none() {
+            return Ok(());
+        }
+        self.inner.check_lease(&record, nonce)?;
+        Ok(self.inner.store.delete_lease(id)?)
+    }
+
+    pub fn get_metadata(&self, app: &str, id: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self.inner.machine(app, id)?.machine.config.metadata)
+    }
+
+    /// Sets (`Some`) or deletes (`None`) one metadata key.
+    pub async fn set_metadata(
+        &self,
+        app: &str,
+        id: &str,
+        key: &str,
+        value: Option<String>,
+        nonce: Option<&str>,
+    ) -> Result<()> {
+        if key.is_empty() || key.len() > 256 {
+            return Err(MachineError::Invalid(
+                "metadata keys must be 1 to 256 characters".into(),
+            ));
+        }
+        self.modify(app, id, nonce, |record| {
+            match value {
+                Some(value) => record
+                    .machine
+                    .config
+                    .metadata
+                    .insert(key.to_string(), value),
+                None => record.machine.config.metadata.remove(key),
+            };
+        })
+        .await
+    }
+
+    /// Cordons (`true`) or uncordons a machine: the proxy routes no traffic to a cordoned machine.
+    pub async fn set_cordoned(
+        &self,
+        app: &str,
+        id: &str,
+        cordoned: bool,
+        nonce: Option<&str>,
+    ) -> Result<()> {
+        self.modify(app, id, nonce, |record| record.machine.cordoned = cordoned)
+            .await
+    }
+
+    async fn modify(
+        &self,
+        app: &str,
+        id: &str,
+        nonce: Option<&str>,
+        change: impl FnOnce(&mut MachineRecord),
+    ) -> Result<()> {
+        let lock = self.inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let mut record = self.inner.machine(app, id)?;
+        self.inner.check_lease(&record, nonce)?;
+        if record.machine.state == MachineState::Destroyed {
+            return Err(illegal(id, MachineState::Destroyed, "changed"));
+        }
+        change(&mut record);
+        record.machine.updated_at = now_rfc3339();
+        self.inner.store.update_machine(&record, None)?;
+        Ok(())
+    }
+
+    /// Processes inside a started machine.
+    pub fn processes(&self, app: &str, id: &str) -> Result<Vec<ProcessStat>> {
+        let record = self.inner.machine(app, id)?;
+        self.inner.require_started(&record, "ps")?;
+        let pid = record.init_pid.ok_or_else(|| {
+            MachineError::Internal(format!("machine {id} is started but its pid is unknown"))
+        })?;
+        Ok(roost_runtime::processes(pid)?
+            .into_iter()
+            .map(|p| ProcessStat {
+                pid: p.pid,
+                command: p.command,
+                directory: p.directory,
+                cpu: p.cpu,
+                rss: p.rss,
+                rtime: p.rtime,
+                stime: p.stime,
+                listen_sockets: p
+                    .listen_sockets
+                    .into_iter()
+                    .map(|(proto, address)| ListenSocket { proto, address })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Runs a command inside a started machine, with the main process's
+    /// environment, user and working directory.
+    pub async fn exec(&self, app: &str, id: &str, req: ExecRequest) -> Result<ExecResponse> {
+        let args: Vec<String> = if !req.command.is_empty() {
+            req.command
+        } else {
+            req.cmd
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        if args.is_empty() {
+            return Err(MachineError::Invalid(
+                "exec needs a command: `command` (argv array) or `cmd` (string)".into(),
+            ));
+        }
+        let secs = req.timeout.unwrap_or(DEFAULT_EXEC_SECS);
+        if secs == 0 || secs > MAX_WAIT_SECS {
+            return Err(MachineError::Invalid(format!(
+                "timeout = {secs} is invalid: allowed values are 1 to {MAX_WAIT_SECS} seconds"
+            )));
+        }
+        let record = self.inner.machine(app, id)?;
+        self.inner.require_started(&record, "exec")?;
+        let image = self.inner.images.get(&record.machine.image_ref.digest)?;
+        let (uid, gid) = match image.config.user.as_deref().filter(|u| !u.is_empty()) {
+            Some(user) => self.inner.images.resolve_user(&image, user)?,
+            None => (0, 0),
+        };
+        let output = self
+            .inner
+            .runtime_for(&record)?
+            .exec(
+                id,
+                &roost_runtime::ExecRequest {
+                    args,
+                    env: self.inner.machine_env(&record, &image),
+                    cwd: image.config.working_dir.clone().filter(|d| !d.is_empty()),
+                    uid,
+                    gid,
+                    timeout: Duration::from_secs(secs),
+                },
+            )
+            .await?;
+        Ok(ExecResponse {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            exit_code: output.exit_code,
+            exit_signal: 0,
+        })
+    }
+
+    /// The host paths of the machine's log: the rotated file (if any) then
+    /// the current one.
+    pub fn log_files(&self, app: &str, id: &str) -> Result<Vec<std::path::PathBuf>> {
+        let record = self.inner.machine(app, id)?;
+        let paths = MachinePaths::new(&self.inner.data_dir, &record.machine.id);
+        Ok([paths.rotated_log(), paths.log]
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect())
+    }
+
+    /// Imports an image (see [`roost_image::ImageStore::import`]).
+    pub fn import_image(&self, source: &std::path::Path, name: &str) -> Result<roost_image::Image> {
+        Ok(self.inner.images.import(source, name)?)
+    }
+
+    pub fn list_images(&self) -> Result<Vec<roost_image::Image>> {
+        Ok(self.inner.images.list()?)
+    }
+}
+
+fn image_ref(image: &roost_image::Image) -> ImageRef {
+    let (repository, tag) = image
+        .reference
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .unwrap_or((image.reference.as_str(), "latest"));
+    ImageRef {
+        registry: String::new(),
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+        digest: image.digest.clone(),
+        labels: image.config.labels.clone(),
+    }
+}
+
+fn illegal(id: &str, state: MachineState, wanted: &str) -> MachineError {
+    let hint = match state {
+        MachineState::Destroyed => "it is gone; create a new machine",
+        s if s.is_transitional() => "another operation is under way; wait for it and retry",
+        _ => "check its state with `roost machine status`",
+    };
+    MachineError::Conflict(format!(
+        "machine {id} is {state} and cannot be {wanted}: {hint}"
+    ))
+}
+
+fn lease_held(id: &str, lease: &Lease) -> MachineError {
+    MachineError::LeaseMismatch(format!(
+        "machine {id} is leased by {} until {} (unix time); send its nonce in the fly-machine-lease-nonce header or wait",
+        lease.owner, lease.expires_at
+    ))
+}
+
+/// A plan whose stop steps use the request's signal and timeout, falling
+/// back to the machine's `stop_config`.
+fn stop_plan(
+    record: &MachineRecord,
+    req: &StopRequest,
+    kind: OpKind,
+    steps: Vec<Step>,
+    settle: MachineState,
+) -> Result<OpPlan> {
+    let stop_config = record
+        .machine
+        .config
+        .stop_config
+        .clone()
+        .unwrap_or_default();
+    let signal = req.signal.as_ref().or(stop_config.signal.as_ref());
+    let timeout = req.timeout.as_ref().or(stop_config.timeout.as_ref());
+    let mut plan = OpPlan::new(kind, steps, settle);
+    plan.stop_signal = signal
+        .map(|s| spec::parse_signal(s))
+        .transpose()?
+        .map(|s| s as i32);
+    plan.stop_timeout_ms = timeout
+        .map(|t| spec::parse_timeout("timeout", t))
+        .transpose()?
+        .map(|d| d.as_millis() as u64);
+    Ok(plan)
+}
+
+impl Inner {
+    pub(crate) fn app(&self, name: &str) -> Result<AppRecord> {
+        self.store.get_app(name)?.ok_or_else(|| {
+            MachineError::NotFound(format!(
+                "app '{name}' not found; create it with `roost apps create {name}`"
+            ))
+        })
+    }
+
+    pub(crate) fn machine(&self, app: &str, id: &str) -> Result<MachineRecord> {
+        if !ids::is_machine_id(id) {
+            return Err(MachineError::Invalid(format!(
+                "machine id {id:?} is invalid: ids are 14 lowercase hex characters"
+            )));
+        }
+        self.app(app)?;
+        match self.store.get_machine(id)? {
+            Some(record) if record.app == app => Ok(record),
+            _ => Err(MachineError::NotFound(format!(
+                "machine {id} not found in app '{app}'"
+            ))),
+        }
+    }
+
+    pub(crate) fn view(&self, record: &MachineRecord) -> Result<Machine> {
+        let mut machine = record.machine.clone();
+        machine.events = self.store.list_events(&machine.id)?;
+        Ok(machine)
+    }
+
+    fn require_started(&self, record: &MachineRecord, what: &str) -> Result<()> {
+        if record.machine.state == MachineState::Started {
+            return Ok(());
+        }
+        Err(MachineError::Conflict(format!(
+            "machine {} is {}; {what} needs a started machine: start it first",
+            record.machine.id, record.machine.state
+        )))
+    }
+
+    fn current_lease(&self, id: &str) -> Result<Option<Lease>> {
+        let now = chrono::Utc::now().timestamp();
+        Ok(self
+            .store
+            .get_lease(id)?
+            .filter(|lease| lease.expires_at > now))
+    }
+
+    /// Refuses a mutating call while someone else holds the machine's lease.
+    pub(crate) fn check_lease(&self, record: &MachineRecord, nonce: Option<&str>) -> Result<()> {
+        match self.current_lease(&record.machine.id)? {
+            Some(lease) if Some(lease.nonce.as_str()) != nonce => {
+                Err(lease_held(&record.machine.id, &lease))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn acquire_lease(
+        &self,
+        record: &MachineRecord,
+        ttl: u64,
+        description: String,
+    ) -> Result<Lease> {
+        let lease = Lease {
+            nonce: ids::secret_hex(16),
+            expires_at: chrono::Utc::now().timestamp() + ttl as i64,
+            owner: "roost-admin".into(),
+            description,
+            version: record.machine.instance_id.clone(),
+        };
+        self.store.put_lease(&record.machine.id, &lease)?;
+        Ok(lease)
+    }
+}

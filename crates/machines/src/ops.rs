@@ -1,0 +1,420 @@
+//! Durable lifecycle operations.
+//!
+//! Every lifecycle change (create, start, stop, restart, update, destroy and
+//! the handling of a main process that exited on its own) is an [`OpPlan`]:
+//! a list of idempotent [`Step`]s plus the state the machine settles in. The
+//! plan is written to the store together with the machine's transitional
+//! state before the first step runs, and the index of the next step after
+//! each one. A roost process killed anywhere therefore leaves an operation
+//! that the next process resumes at the step that was under way; because
+//! each step checks the world before acting (is the rootfs mounted? does the
+//! container exist?), running it twice is harmless.
+
+use crate::error::{MachineError, Result};
+use crate::paths::MachinePaths;
+use crate::Inner;
+use roost_store::{MachineRecord, Operation};
+use roost_types::{MachineEvent, MachineState};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Environment variable naming a step at which roost kills itself (SIGKILL)
+/// right after the step's action and before its progress is recorded:
+/// `ROOST_CRASH_AT=<op>:<step>`, e.g. `start:run`. For crash-recovery tests.
+pub const CRASH_AT_ENV: &str = "ROOST_CRASH_AT";
+
+/// One idempotent unit of lifecycle work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Resolve the image and write the layer list and OCI bundle.
+    Prepare,
+    /// Empty the overlay upper dir: the rootfs goes back to the image.
+    ResetRootfs,
+    MountRootfs,
+    /// Write `config.files` into the rootfs.
+    WriteFiles,
+    /// Create and start the container (adopting one already running).
+    Run,
+    /// Ask the main process to exit, then kill it after the stop timeout.
+    SignalStop,
+    DeleteContainer,
+    UnmountRootfs,
+    /// Remove every host file of the machine.
+    RemoveFiles,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Prepare => "prepare",
+            Step::ResetRootfs => "reset_rootfs",
+            Step::MountRootfs => "mount_rootfs",
+            Step::WriteFiles => "write_files",
+            Step::Run => "run",
+            Step::SignalStop => "signal_stop",
+            Step::DeleteContainer => "delete_container",
+            Step::UnmountRootfs => "unmount_rootfs",
+            Step::RemoveFiles => "remove_files",
+        }
+    }
+
+    fn is_start_phase(self) -> bool {
+        matches!(
+            self,
+            Step::Prepare | Step::ResetRootfs | Step::MountRootfs | Step::WriteFiles | Step::Run
+        )
+    }
+}
+
+/// The kinds of operation, named as Fly names their events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Launch,
+    Start,
+    Stop,
+    Restart,
+    Update,
+    Destroy,
+    Exit,
+}
+
+impl OpKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Launch => "launch",
+            OpKind::Start => "start",
+            OpKind::Stop => "stop",
+            OpKind::Restart => "restart",
+            OpKind::Update => "update",
+            OpKind::Destroy => "destroy",
+            OpKind::Exit => "exit",
+        }
+    }
+
+    /// The state a machine shows while a step of this operation runs.
+    fn transitional_state(self, step: Step) -> MachineState {
+        match self {
+            OpKind::Update => MachineState::Replacing,
+            OpKind::Destroy => MachineState::Destroying,
+            OpKind::Launch if step == Step::Prepare => MachineState::Created,
+            _ if step.is_start_phase() => MachineState::Starting,
+            _ => MachineState::Stopping,
+        }
+    }
+}
+
+/// Everything an operation needs to run or resume, stored with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpPlan {
+    pub kind: OpKind,
+    pub steps: Vec<Step>,
+    /// Where the machine settles when every step is done.
+    pub settle: MachineState,
+    /// Signal number for [`Step::SignalStop`].
+    #[serde(default)]
+    pub stop_signal: Option<i32>,
+    #[serde(default)]
+    pub stop_timeout_ms: Option<u64>,
+    /// Source recorded in events: "user" or "flyd" (platform-initiated).
+    pub source: String,
+}
+
+impl OpPlan {
+    pub fn start_steps(reset_rootfs: bool) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if reset_rootfs {
+            steps.push(Step::ResetRootfs);
+        }
+        steps.extend([Step::MountRootfs, Step::WriteFiles, Step::Run]);
+        steps
+    }
+
+    pub fn stop_steps() -> Vec<Step> {
+        vec![Step::SignalStop, Step::DeleteContainer, Step::UnmountRootfs]
+    }
+
+    pub fn new(kind: OpKind, steps: Vec<Step>, settle: MachineState) -> OpPlan {
+        OpPlan {
+            kind,
+            steps,
+            settle,
+            stop_signal: None,
+            stop_timeout_ms: None,
+            source: "user".into(),
+        }
+    }
+}
+
+pub fn event(
+    kind: &str,
+    status: &str,
+    source: &str,
+    request: Option<serde_json::Value>,
+) -> MachineEvent {
+    MachineEvent {
+        id: crate::ids::instance_id(),
+        kind: kind.to_string(),
+        status: status.to_string(),
+        source: source.to_string(),
+        timestamp: chrono::Utc::now().timestamp_millis(),
+        request,
+    }
+}
+
+fn crash_point_reached(inner: &Inner, plan: &OpPlan, step: Step) -> bool {
+    inner.crash_at.as_deref() == Some(&format!("{}:{}", plan.kind.name(), step.name()))
+}
+
+impl Inner {
+    /// Records `plan` for `record` and runs it to the end. The caller holds
+    /// the machine's lock.
+    pub(crate) async fn run_new_op(
+        self: &Arc<Self>,
+        mut record: MachineRecord,
+        plan: OpPlan,
+    ) -> Result<MachineRecord> {
+        let first = plan.steps.first().copied().unwrap_or(Step::Prepare);
+        record.machine.state = plan.kind.transitional_state(first);
+        record.machine.updated_at = crate::now_rfc3339();
+        let begin = event(
+            plan.kind.name(),
+            record.machine.state.as_str(),
+            &plan.source,
+            None,
+        );
+        let op = self.store.begin_operation(
+            &record,
+            Some(&begin),
+            plan.kind.name(),
+            &serde_json::to_value(&plan).map_err(|e| MachineError::Internal(e.to_string()))?,
+        )?;
+        self.notify_change();
+        self.run_op(op.id, record, plan, 0).await
+    }
+
+    /// Resumes an operation a previous process left unfinished.
+    pub(crate) async fn resume_op(self: &Arc<Self>, op: Operation) -> Result<()> {
+        let Some(record) = self.store.get_machine(&op.machine_id)? else {
+            tracing::warn!(machine = %op.machine_id, "dropping operation of a machine that no longer exists");
+            return Ok(());
+        };
+        let plan: OpPlan = serde_json::from_value(op.params.clone())
+            .map_err(|e| MachineError::Internal(format!("unreadable operation {}: {e}", op.id)))?;
+        tracing::info!(machine = %op.machine_id, op = plan.kind.name(), step = op.step, "resuming interrupted operation");
+        self.run_op(op.id, record, plan, op.step as usize)
+            .await
+            .map(|_| ())
+    }
+
+    pub(crate) async fn run_op(
+        self: &Arc<Self>,
+        op_id: i64,
+        mut record: MachineRecord,
+        plan: OpPlan,
+        from: usize,
+    ) -> Result<MachineRecord> {
+        for (index, step) in plan.steps.iter().copied().enumerate().skip(from) {
+            let state = plan.kind.transitional_state(step);
+            if record.machine.state != state {
+                record.machine.state = state;
+                self.store.update_machine(&record, None)?;
+                self.notify_change();
+            }
+            if let Err(err) = self.run_step(step, &mut record, &plan).await {
+                tracing::error!(machine = %record.machine.id, step = step.name(), error = %err, "operation step failed");
+                self.fail_op(op_id, &mut record, &plan, step, &err).await;
+                return Err(err);
+            }
+            if crash_point_reached(self, &plan, step) {
+                tracing::error!(step = step.name(), "{CRASH_AT_ENV} reached: killing roost");
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            }
+            self.store.set_operation_step(op_id, index as u32 + 1)?;
+        }
+        record.machine.state = plan.settle;
+        record.machine.updated_at = crate::now_rfc3339();
+        if plan.settle != MachineState::Started {
+            record.init_pid = None;
+        }
+        let done = event(plan.kind.name(), plan.settle.as_str(), &plan.source, None);
+        self.store.finish_operation(op_id, &record, Some(&done))?;
+        if plan.settle == MachineState::Destroyed {
+            self.store.delete_lease(&record.machine.id)?;
+        }
+        self.notify_change();
+        if let (MachineState::Started, Some(pid)) = (plan.settle, record.init_pid) {
+            self.watch_exit(&record.machine.id, &record.machine.instance_id, pid);
+        }
+        Ok(record)
+    }
+
+    /// A step failed: take down whatever runs, mark the machine failed and
+    /// close the operation, so nothing half-started is left behind.
+    async fn fail_op(
+        self: &Arc<Self>,
+        op_id: i64,
+        record: &mut MachineRecord,
+        plan: &OpPlan,
+        failed: Step,
+        err: &MachineError,
+    ) {
+        for step in [Step::DeleteContainer, Step::UnmountRootfs] {
+            if let Err(cleanup) = self.run_step(step, record, plan).await {
+                tracing::error!(machine = %record.machine.id, step = step.name(), error = %cleanup, "cleanup after failure failed");
+            }
+        }
+        record.machine.state = MachineState::Failed;
+        record.init_pid = None;
+        record.machine.updated_at = crate::now_rfc3339();
+        let failure = event(
+            plan.kind.name(),
+            "failed",
+            &plan.source,
+            Some(serde_json::json!({"error": err.to_string(), "step": failed.name()})),
+        );
+        if let Err(store_err) = self.store.finish_operation(op_id, record, Some(&failure)) {
+            tracing::error!(error = %store_err, "could not record failed operation; it will be resumed at restart");
+        }
+        self.notify_change();
+    }
+
+    async fn run_step(&self, step: Step, record: &mut MachineRecord, plan: &OpPlan) -> Result<()> {
+        let id = record.machine.id.clone();
+        let paths = MachinePaths::new(&self.data_dir, &id);
+        match step {
+            Step::Prepare => self.prepare(record, &paths),
+            Step::ResetRootfs => reset_dir_contents(&paths.upper)
+                .and_then(|()| reset_dir_contents(&paths.work))
+                .map_err(MachineError::from),
+            Step::MountRootfs => {
+                if !roost_runtime::rootfs::is_mounted(&paths.rootfs) {
+                    let lowers = read_lower_file(&paths)?;
+                    roost_runtime::rootfs::mount_overlay(
+                        &lowers,
+                        &paths.upper,
+                        &paths.work,
+                        &paths.rootfs,
+                    )?;
+                }
+                Ok(())
+            }
+            Step::WriteFiles => {
+                for file in &record.machine.config.files {
+                    let content = file
+                        .raw_value
+                        .as_deref()
+                        .map(crate::spec::decode_base64)
+                        .transpose()
+                        .map_err(|e| MachineError::Invalid(format!("{}: {e}", file.guest_path)))?
+                        .unwrap_or_default();
+                    crate::guest_files::write_file(
+                        &paths.rootfs,
+                        &file.guest_path,
+                        &content,
+                        file.mode.unwrap_or(0o644),
+                    )?;
+                }
+                Ok(())
+            }
+            Step::Run => self.run_container(record, &paths).await,
+            Step::SignalStop => self.signal_stop(record, plan).await,
+            Step::DeleteContainer => {
+                self.runtime_for(record)?.delete(&id, true).await?;
+                Ok(())
+            }
+            Step::UnmountRootfs => Ok(roost_runtime::rootfs::unmount(&paths.rootfs)?),
+            Step::RemoveFiles => match std::fs::remove_dir_all(&paths.dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    async fn run_container(&self, record: &mut MachineRecord, paths: &MachinePaths) -> Result<()> {
+        let runtime = self.runtime_for(record)?;
+        let id = record.machine.id.as_str();
+        if let Some(state) = runtime.state(id).await? {
+            if state.status == roost_runtime::ContainerStatus::Running {
+                record.init_pid = state.pid;
+                return Ok(());
+            }
+            runtime.delete(id, true).await?;
+        }
+        if let Err(err) = roost_runtime::logs::rotate_if_needed(&paths.log, self.log_max_bytes, 1) {
+            tracing::warn!(machine = id, error = %err, "log rotation failed");
+        }
+        let pid = runtime.create(id, &paths.bundle, &paths.log).await?;
+        runtime.start(id).await?;
+        record.init_pid = Some(pid);
+        Ok(())
+    }
+
+    async fn signal_stop(&self, record: &mut MachineRecord, plan: &OpPlan) -> Result<()> {
+        let runtime = self.runtime_for(record)?;
+        let id = record.machine.id.as_str();
+        let Some(state) = runtime.state(id).await? else {
+            return Ok(());
+        };
+        let Some(pid) = state
+            .pid
+            .filter(|_| state.status == roost_runtime::ContainerStatus::Running)
+        else {
+            return Ok(());
+        };
+        let signal = plan
+            .stop_signal
+            .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+            .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+        let timeout = Duration::from_millis(
+            plan.stop_timeout_ms
+                .unwrap_or(crate::DEFAULT_STOP_TIMEOUT_MS),
+        );
+        runtime.kill(id, signal).await?;
+        if tokio::time::timeout(timeout, roost_runtime::wait_for_exit(pid))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tracing::info!(
+            machine = id,
+            "main process ignored {signal} for {timeout:?}; killing it"
+        );
+        runtime.kill(id, nix::sys::signal::Signal::SIGKILL).await?;
+        tokio::time::timeout(Duration::from_secs(10), roost_runtime::wait_for_exit(pid))
+            .await
+            .map_err(|_| {
+                MachineError::Internal(format!("machine {id} did not exit 10s after SIGKILL"))
+            })??;
+        Ok(())
+    }
+}
+
+fn read_lower_file(paths: &MachinePaths) -> Result<Vec<std::path::PathBuf>> {
+    let text = std::fs::read_to_string(&paths.lower).map_err(|e| {
+        MachineError::Internal(format!(
+            "machine's layer list {} is unreadable: {e}",
+            paths.lower.display()
+        ))
+    })?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(Into::into)
+        .collect())
+}
+
+/// Empties `dir` (creating it if missing) without removing it, so the
+/// overlay's upper/work dirs keep their identity.
+fn reset_dir_contents(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)
+}

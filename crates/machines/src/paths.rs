@@ -1,0 +1,41 @@
+//! Where a machine's host-side files live under the data directory.
+
+use std::path::{Path, PathBuf};
+
+/// `DATA/machines/<id>/` holds everything of one machine; destroying the
+/// machine removes the directory.
+#[derive(Debug, Clone)]
+pub struct MachinePaths {
+    pub dir: PathBuf,
+    /// OCI bundle: `config.json`, written at create/update.
+    pub bundle: PathBuf,
+    /// overlayfs mount point, mounted only while the machine runs.
+    pub rootfs: PathBuf,
+    /// overlayfs upper dir: the machine's own changes to its image.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// The main process's stdout and stderr.
+    pub log: PathBuf,
+    /// Image layer directories, one per line, lowest first.
+    pub lower: PathBuf,
+}
+
+impl MachinePaths {
+    pub fn new(data_dir: &Path, id: &str) -> MachinePaths {
+        let dir = data_dir.join("machines").join(id);
+        MachinePaths {
+            bundle: dir.join("bundle"),
+            rootfs: dir.join("bundle").join("rootfs"),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            log: dir.join("log"),
+            lower: dir.join("lower"),
+            dir,
+        }
+    }
+
+    /// The rotated log that precedes `log`.
+    pub fn rotated_log(&self) -> PathBuf {
+        self.dir.join("log.1")
+    }
+}

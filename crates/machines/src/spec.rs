@@ -1,0 +1,344 @@
+//! Turning a Fly machine config plus its image into what the runtime runs,
+//! and refusing configs that cannot run before anything is created.
+
+use crate::error::{MachineError, Result};
+use roost_image::Image;
+use roost_types::{MachineConfig, RestartPolicy, RootfsPersist};
+use std::collections::BTreeMap;
+
+/// Memory a machine gets when its config names none (Fly's smallest size).
+pub const DEFAULT_MEMORY_MB: u64 = 256;
+pub const MIN_MEMORY_MB: u64 = 32;
+/// Automatic restarts allowed by `on-failure` when `max_retries` is unset.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+/// Host limits a config is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct HostLimits {
+    pub cpus: u32,
+    pub memory_mb: u64,
+}
+
+impl HostLimits {
+    pub fn detect() -> HostLimits {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+        let memory_mb = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|line| line.starts_with("MemTotal:"))
+                    .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .map(|kib| kib / 1024)
+            .unwrap_or(1024);
+        HostLimits { cpus, memory_mb }
+    }
+}
+
+/// The parts of a config that are checked once and then trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sizing {
+    pub cpus: u32,
+    pub memory_mb: u64,
+}
+
+/// Checks everything in `config` that does not need the image, so bad input
+/// is refused before any state changes.
+pub fn validate(config: &MachineConfig, limits: HostLimits) -> Result<Sizing> {
+    if config.image.trim().is_empty() {
+        return Err(MachineError::Invalid(
+            "config.image is required: name an image from `roost image list` (e.g. \"busybox:latest\")".into(),
+        ));
+    }
+    let guest = config.guest.clone().unwrap_or_default();
+    let cpus = match guest.cpus {
+        None => 1,
+        Some(n) if n >= 1 && n <= limits.cpus as i64 => n as u32,
+        Some(n) => {
+            return Err(MachineError::Invalid(format!(
+                "config.guest.cpus = {n} is invalid: allowed values are whole numbers from 1 to {} (this host's CPU count)",
+                limits.cpus
+            )))
+        }
+    };
+    let memory_mb = match guest.memory_mb {
+        None => DEFAULT_MEMORY_MB.min(limits.memory_mb),
+        Some(n) if n >= MIN_MEMORY_MB as i64 && n as u64 <= limits.memory_mb => n as u64,
+        Some(n) => {
+            return Err(MachineError::Invalid(format!(
+                "config.guest.memory_mb = {n} is invalid: allowed values are {MIN_MEMORY_MB} to {} (this host's memory in MiB)",
+                limits.memory_mb
+            )))
+        }
+    };
+    if let Some(stop) = &config.stop_config {
+        if let Some(signal) = &stop.signal {
+            parse_signal(signal)?;
+        }
+        if let Some(timeout) = &stop.timeout {
+            parse_timeout("config.stop_config.timeout", timeout)?;
+        }
+    }
+    for (i, file) in config.files.iter().enumerate() {
+        crate::guest_files::check_guest_path(&file.guest_path)
+            .map_err(|why| MachineError::Invalid(format!("config.files[{i}].guest_path: {why}")))?;
+        match (&file.raw_value, &file.secret_name) {
+            (Some(raw), _) => {
+                decode_base64(raw).map_err(|_| {
+                    MachineError::Invalid(format!(
+                        "config.files[{i}].raw_value must be base64-encoded file content"
+                    ))
+                })?;
+            }
+            (None, Some(_)) => {
+                return Err(MachineError::Invalid(format!(
+                    "config.files[{i}].secret_name is not supported yet; use raw_value (base64 content)"
+                )))
+            }
+            (None, None) => {
+                return Err(MachineError::Invalid(format!(
+                    "config.files[{i}] needs raw_value (base64 content)"
+                )))
+            }
+        }
+    }
+    for key in config.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(MachineError::Invalid(format!(
+                "config.env key {key:?} is invalid: names must be non-empty and contain no '=' or NUL"
+            )));
+        }
+    }
+    Ok(Sizing { cpus, memory_mb })
+}
+
+pub fn decode_base64(text: &str) -> std::result::Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text.trim())
+}
+
+/// Parses a Fly signal name (`SIGTERM`, `TERM`, case-insensitive) or number.
+pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
+    let upper = text.trim().to_ascii_uppercase();
+    let parsed = if let Ok(number) = upper.parse::<i32>() {
+        Signal::try_from(number).ok()
+    } else {
+        let name = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        name.parse::<Signal>().ok()
+    };
+    parsed.ok_or_else(|| {
+        MachineError::Invalid(format!(
+            "unknown signal '{text}': use a name such as SIGTERM, SIGINT, SIGKILL, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGABRT, SIGALRM, SIGPIPE or a signal number"
+        ))
+    })
+}
+
+pub fn parse_timeout(field: &str, text: &str) -> Result<std::time::Duration> {
+    roost_types::parse_duration(text).ok_or_else(|| {
+        MachineError::Invalid(format!(
+            "{field} = {text:?} is invalid: use seconds (\"10\") or a duration such as \"30s\", \"1m30s\", \"500ms\""
+        ))
+    })
+}
+
+/// The argv the machine's main process runs, following Fly's `init`
+/// semantics: `exec` replaces everything; `entrypoint` replaces the image's
+/// entrypoint (and, as in Docker, drops the image's cmd); `cmd` replaces the
+/// image's cmd.
+pub fn command(config: &MachineConfig, image: &Image) -> Result<Vec<String>> {
+    let init = config.init.clone().unwrap_or_default();
+    let args = if !init.exec.is_empty() {
+        init.exec
+    } else {
+        let entrypoint_overridden = !init.entrypoint.is_empty();
+        let entrypoint = if entrypoint_overridden {
+            init.entrypoint
+        } else {
+            image.config.entrypoint.clone()
+        };
+        let cmd = if !init.cmd.is_empty() {
+            init.cmd
+        } else if entrypoint_overridden {
+            Vec::new()
+        } else {
+            image.config.cmd.clone()
+        };
+        entrypoint.into_iter().chain(cmd).collect()
+    };
+    if args.is_empty() {
+        return Err(MachineError::Invalid(format!(
+            "image '{}' has no Entrypoint or Cmd: set config.init.cmd (e.g. [\"sleep\", \"inf\"])",
+            image.reference
+        )));
+    }
+    Ok(args)
+}
+
+/// The environment of the main process: the image's, then the config's, then
+/// the `FLY_*` variables Fly sets, so software written for Fly finds them.
+pub fn environment(config: &MachineConfig, image: &Image, fly: &[(&str, &str)]) -> Vec<String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for entry in &image.config.env {
+        if let Some((key, value)) = entry.split_once('=') {
+            env.insert(key.to_string(), value.to_string());
+        }
+    }
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for (key, value) in &config.env {
+        env.insert(key.clone(), value.clone());
+    }
+    for (key, value) in fly {
+        env.insert(key.to_string(), value.to_string());
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+pub fn restart_policy(config: &MachineConfig) -> (RestartPolicy, u32) {
+    let restart = config.restart.clone().unwrap_or_default();
+    (
+        restart.policy,
+        restart.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+    )
+}
+
+pub fn rootfs_persist(config: &MachineConfig) -> RootfsPersist {
+    config
+        .rootfs
+        .as_ref()
+        .and_then(|rootfs| rootfs.persist)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roost_types::{MachineGuest, MachineInit};
+
+    const LIMITS: HostLimits = HostLimits {
+        cpus: 2,
+        memory_mb: 4096,
+    };
+
+    fn image(entrypoint: &[&str], cmd: &[&str]) -> Image {
+        Image {
+            reference: "busybox:latest".into(),
+            digest: "sha256:00".into(),
+            config: roost_image::ImageConfig {
+                entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                env: vec!["PATH=/bin".into(), "A=image".into()],
+                ..Default::default()
+            },
+            layers: vec![],
+            size: 0,
+            created_at: String::new(),
+        }
+    }
+
+    fn config_with_init(init: MachineInit) -> MachineConfig {
+        MachineConfig {
+            image: "busybox".into(),
+            init: Some(init),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn init_overrides_follow_fly_semantics() {
+        let img = image(&["/entry"], &["a", "b"]);
+        let plain = MachineConfig {
+            image: "busybox".into(),
+            ..Default::default()
+        };
+        assert_eq!(command(&plain, &img).unwrap(), ["/entry", "a", "b"]);
+        let cmd = config_with_init(MachineInit {
+            cmd: vec!["c".into()],
+            ..Default::default()
+        });
+        assert_eq!(command(&cmd, &img).unwrap(), ["/entry", "c"]);
+        let entry = config_with_init(MachineInit {
+            entrypoint: vec!["/other".into()],
+            ..Default::default()
+        });
+        assert_eq!(command(&entry, &img).unwrap(), ["/other"]);
+        let exec = config_with_init(MachineInit {
+            exec: vec!["/bin/sh".into()],
+            cmd: vec!["ignored".into()],
+            ..Default::default()
+        });
+        assert_eq!(command(&exec, &img).unwrap(), ["/bin/sh"]);
+        let err = command(&plain, &image(&[], &[])).unwrap_err();
+        assert!(err.to_string().contains("config.init.cmd"));
+    }
+
+    #[test]
+    fn environment_layers_image_config_and_fly() {
+        let mut config = config_with_init(MachineInit::default());
+        config.env.insert("A".into(), "config".into());
+        let env = environment(&config, &image(&[], &[]), &[("FLY_MACHINE_ID", "m")]);
+        assert!(env.contains(&"A=config".to_string()));
+        assert!(env.contains(&"PATH=/bin".to_string()));
+        assert!(env.contains(&"FLY_MACHINE_ID=m".to_string()));
+    }
+
+    #[test]
+    fn sizing_is_checked_against_the_host() {
+        let mut config = config_with_init(MachineInit::default());
+        assert_eq!(
+            validate(&config, LIMITS).unwrap(),
+            Sizing {
+                cpus: 1,
+                memory_mb: DEFAULT_MEMORY_MB
+            }
+        );
+        for (cpus, memory_mb, needle) in [
+            (Some(0), None, "guest.cpus = 0"),
+            (Some(3), None, "1 to 2"),
+            (None, Some(8), "guest.memory_mb = 8"),
+            (None, Some(1 << 20), "32 to 4096"),
+        ] {
+            config.guest = Some(MachineGuest {
+                cpus,
+                memory_mb,
+                ..Default::default()
+            });
+            let err = validate(&config, LIMITS).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_signals_timeouts_and_files_are_refused() {
+        assert!(parse_signal("SIGTERM").is_ok());
+        assert!(parse_signal("int").is_ok());
+        assert!(parse_signal("9").is_ok());
+        assert!(parse_signal("SIGNOPE")
+            .unwrap_err()
+            .to_string()
+            .contains("SIGTERM"));
+        assert!(parse_timeout("t", "soon").is_err());
+        let mut config = config_with_init(MachineInit::default());
+        config.files = vec![roost_types::MachineFile {
+            guest_path: "relative/path".into(),
+            raw_value: Some("aGk=".into()),
+            ..Default::default()
+        }];
+        assert!(validate(&config, LIMITS).is_err());
+        config.files[0].guest_path = "/etc/motd".into();
+        config.files[0].raw_value = Some("%%%".into());
+        assert!(validate(&config, LIMITS)
+            .unwrap_err()
+            .to_string()
+            .contains("base64"));
+        config.image = " ".into();
+        assert!(validate(&config, LIMITS).is_err());
+    }
+}

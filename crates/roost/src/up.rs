@@ -1,0 +1,136 @@
+//! `roost up`: the API server and orchestrator in one process.
+
+use anyhow::{Context, Result};
+use roost_machines::{Machines, MachinesConfig, OciRuntimeKind};
+use std::path::{Path, PathBuf};
+
+/// Host tools `roost up` needs, with the Debian packages that provide them.
+const REQUIRED_TOOLS: &[(&str, &str)] =
+    &[("crun", "crun"), ("runc", "runc"), ("tini-static", "tini")];
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Directory holding all of roost's state.
+    #[arg(long, env = "ROOST_DATA_DIR", default_value = "/var/lib/roost")]
+    pub data_dir: PathBuf,
+    /// Address of the Machines API.
+    #[arg(long, env = "ROOST_API_LISTEN", default_value = "127.0.0.1:4280")]
+    pub api_listen: String,
+    /// OCI runtime for machines whose config names none (`crun` or `runc`).
+    #[arg(long, env = "ROOST_RUNTIME", default_value = "crun")]
+    pub runtime: OciRuntimeKind,
+    /// Region name every machine reports.
+    #[arg(long, default_value = "local")]
+    pub region: String,
+    /// Do not install missing host packages with apt-get.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+pub async fn up(args: UpArgs) -> Result<()> {
+    if !args.no_install {
+        install_missing_packages()?;
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let token = admin_token(&args.data_dir)?;
+    let mut config = MachinesConfig::new(&args.data_dir);
+    config.default_runtime = args.runtime;
+    config.region = args.region;
+    config.crash_at = std::env::var(roost_machines::CRASH_AT_ENV).ok();
+    let machines = Machines::open(config)
+        .await
+        .context("cannot open roost's state")?;
+    let listener = tokio::net::TcpListener::bind(&args.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.api_listen))?;
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %args.data_dir.display(), "roost API listening");
+    let app = roost_api::router(machines, token);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("API server failed")?;
+    tracing::info!("roost stopped; machines keep running and are adopted at the next start");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// The admin token, created on first start (0600, 32 random bytes as hex).
+fn admin_token(data_dir: &Path) -> Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("cannot read /dev/urandom")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "wrote the admin API token");
+    Ok(token)
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Installs the Debian packages of missing host tools, so that `roost up`
+/// works on a fresh Debian/Ubuntu machine.
+fn install_missing_packages() -> Result<()> {
+    let missing: Vec<&str> = REQUIRED_TOOLS
+        .iter()
+        .filter(|(tool, _)| !on_path(tool))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(packages = ?missing, "installing missing host packages with apt-get");
+    let apt = |args: &[&str]| -> Result<()> {
+        let status = std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .status()
+            .context("cannot run apt-get; install the packages yourself or pass --no-install")?;
+        anyhow::ensure!(
+            status.success(),
+            "apt-get {} failed ({status})",
+            args.join(" ")
+        );
+        Ok(())
+    };
+    apt(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q"];
+    install.extend(&missing);
+    apt(&install)
+}

@@ -1,0 +1,212 @@
+//! A real `roost up` process for end-to-end tests, cleaned up even when a
+//! test panics: machines' containers are force-deleted, rootfs mounts
+//! detached and the data directory removed.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use roost_client::Client;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const APP: &str = "e2e";
+pub const IMAGE: &str = "busybox:latest";
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub token: String,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+impl Daemon {
+    /// Starts roost on a fresh data dir with the busybox image imported
+    /// and the app [`APP`] created.
+    pub async fn start() -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut daemon = Daemon {
+            dir,
+            url: format!("http://127.0.0.1:{}", free_port()),
+            token: String::new(),
+            child: None,
+        };
+        daemon.spawn(None).await;
+        let layout = roost_testkit::busybox_layout(daemon.dir.path());
+        daemon
+            .client()
+            .import_image(&layout.to_string_lossy(), IMAGE)
+            .await
+            .expect("import busybox");
+        daemon.client().create_app(APP).await.expect("create app");
+        daemon
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// (Re)starts the roost process, optionally with `ROOST_CRASH_AT`.
+    pub async fn spawn(&mut self, crash_at: Option<&str>) {
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_roost"));
+        command
+            .args(["up", "--no-install", "--api-listen", &addr, "--data-dir"])
+            .arg(self.data_dir())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("roost.log"))
+                    .expect("daemon log"),
+            );
+        match crash_at {
+            Some(point) => command.env("ROOST_CRASH_AT", point),
+            None => command.env_remove("ROOST_CRASH_AT"),
+        };
+        self.child = Some(command.spawn().expect("spawn roost up"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(token) = std::fs::read_to_string(self.data_dir().join("admin-token")) {
+                self.token = token.trim().to_string();
+                if self.client().list_apps().await.is_ok() {
+                    return;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("roost up exited early ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "roost up not ready after 30s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the roost process to die (after a crash point) and reaps it.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        child.wait().expect("wait roost")
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, &self.token)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("roost.log")).unwrap_or_default()
+    }
+
+    /// Raw HTTP access for status-code checks.
+    pub fn http(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        cleanup_host_state(&self.data_dir());
+    }
+}
+
+/// Removes every container, mount and cgroup roost created under `data_dir`.
+pub fn cleanup_host_state(data_dir: &Path) {
+    for runtime in ["crun", "runc"] {
+        let root = data_dir.join("runtime").join(runtime);
+        for id in leftover_containers(data_dir, runtime) {
+            let _ = Command::new(runtime)
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force", &id])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    for mount in mounts_under(data_dir) {
+        let _ = nix::mount::umount2(mount.as_path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Container ids in `runtime`'s state dir under `data_dir`.
+pub fn leftover_containers(data_dir: &Path, runtime: &str) -> Vec<String> {
+    let root = data_dir.join("runtime").join(runtime);
+    std::fs::read_dir(&root)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Mount points at or below `dir`, from /proc/self/mountinfo.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|mount| mount.starts_with(dir))
+        .collect()
+}
+
+/// Cgroup directories named after `machine_id` under any controller.
+pub fn cgroups_of(machine_id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
+    for controller in controllers.filter_map(|e| e.ok()) {
+        let candidate = controller.path().join("roost").join(machine_id);
+        if candidate.exists() {
+            found.push(candidate);
+        }
+    }
+    let unified = Path::new("/sys/fs/cgroup/roost").join(machine_id);
+    if unified.exists() {
+        found.push(unified);
+    }
+    found
+}
+
+/// Processes whose command line mentions `needle` (e.g. a machine id).
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmd| String::from_utf8_lossy(&cmd).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}

@@ -1,0 +1,121 @@
+//! The machine lifecycle end to end: a real `roost up`, a real OCI runtime,
+//! driven over the Fly Machines API.
+
+mod common;
+
+use common::{Daemon, APP, IMAGE};
+use roost_types::{
+    CreateMachineRequest, ExecRequest, MachineConfig, MachineInit, MachineState, StopRequest,
+};
+
+fn sleeper() -> CreateMachineRequest {
+    CreateMachineRequest {
+        config: MachineConfig {
+            image: IMAGE.into(),
+            init: Some(MachineInit {
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo hello-from-main; exec sleep 1000".into(),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn exec(daemon: &Daemon, id: &str, script: &str) -> roost_types::ExecResponse {
+    daemon
+        .client()
+        .exec(
+            APP,
+            id,
+            &ExecRequest {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("exec")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_exec_stop_start_persist_destroy() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client();
+    let machine = client
+        .create_machine(APP, &sleeper())
+        .await
+        .expect("create");
+    assert_eq!(machine.state, MachineState::Started);
+    assert_eq!(machine.id.len(), 14);
+    let id = machine.id.clone();
+
+    let out = exec(&daemon, &id, "echo out; echo err >&2; hostname; exit 3").await;
+    assert_eq!(out.stdout, format!("out\n{id}\n"));
+    assert_eq!(out.stderr, "err\n");
+    assert_eq!(out.exit_code, 3);
+
+    // The rootfs persists across stop/start by default.
+    exec(&daemon, &id, "echo kept > /root/state").await;
+    client
+        .stop_machine(APP, &id, &StopRequest::default())
+        .await
+        .expect("stop");
+    assert_eq!(
+        client.get_machine(APP, &id).await.unwrap().state,
+        MachineState::Stopped
+    );
+    assert!(
+        common::processes_mentioning(&id).is_empty(),
+        "stopped machine has processes"
+    );
+    assert!(
+        common::mounts_under(&daemon.data_dir()).is_empty(),
+        "stopped machine keeps a mount"
+    );
+    client.start_machine(APP, &id).await.expect("start");
+    let out = exec(&daemon, &id, "cat /root/state").await;
+    assert_eq!(out.stdout, "kept\n");
+
+    let logs = client
+        .logs(APP, &id, false)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(logs.contains("hello-from-main"), "logs: {logs:?}");
+
+    let events: Vec<String> = client
+        .events(APP, &id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{}:{}", e.kind, e.status))
+        .collect();
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("start:started"),
+        "{events:?}"
+    );
+    assert!(events.contains(&"stop:stopped".to_string()), "{events:?}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("launch:created"),
+        "{events:?}"
+    );
+
+    client
+        .destroy_machine(APP, &id, true)
+        .await
+        .expect("destroy");
+    let gone = client.get_machine(APP, &id).await.unwrap();
+    assert_eq!(gone.state, MachineState::Destroyed);
+    assert!(common::processes_mentioning(&id).is_empty());
+    assert!(common::mounts_under(&daemon.data_dir()).is_empty());
+    assert!(common::leftover_containers(&daemon.data_dir(), "crun").is_empty());
+    assert!(!daemon.data_dir().join("machines").join(&id).exists());
+}

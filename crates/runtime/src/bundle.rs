@@ -1,0 +1,426 @@
+//! OCI runtime-spec bundles: turning a machine's configuration into the
+//! `config.json` that crun or runc executes.
+//!
+//! Every machine gets the same hardening (Docker's default capability set
+//! minus `CAP_NET_RAW`, `no_new_privs`, a seccomp profile, masked `/proc`
+//! entries, a fresh network namespace with only loopback) so that the
+//! orchestrator cannot forget one of them.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::{host, seccomp, RuntimeError};
+
+/// Where tini is bind-mounted inside every machine.
+pub const INIT_PATH: &str = "/.roost/init";
+
+/// `$PATH` for machines whose environment does not set one.
+pub(crate) const DEFAULT_PATH: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// CFS period; `cpus` is turned into a quota of that many periods.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Upper bound on tasks per machine: stops fork bombs, far above what real
+/// workloads use.
+const PIDS_LIMIT: i64 = 4096;
+
+/// Open-file limit, the same as Docker's default so software tuned for
+/// containers behaves the same here. Capped at the daemon's own hard limit:
+/// raising it needs `CAP_SYS_RESOURCE`, which sandboxed hosts may not grant.
+const NOFILE_LIMIT: u64 = 1_048_576;
+
+/// Docker's default capabilities minus `CAP_NET_RAW` (raw sockets allow
+/// spoofing on shared networks and are rarely needed; `ping` is the usual
+/// victim).
+const CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// `/proc` and `/sys` entries that leak host information or allow host
+/// changes; hidden the same way Docker hides them.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// `/proc` entries that stay visible but read-only.
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Everything needed to write a machine's OCI `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleConfig {
+    /// Hostname inside the machine's UTS namespace.
+    pub hostname: String,
+    /// The main process and its arguments; tini runs it as its child.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs; a default `PATH` is added when none is given.
+    pub env: Vec<String>,
+    /// Absolute working directory of the main process.
+    pub cwd: String,
+    /// User the main process runs as.
+    pub uid: u32,
+    /// Group the main process runs as.
+    pub gid: u32,
+    /// Memory limit in MiB; swap is not allowed on top of it.
+    pub memory_mb: Option<u64>,
+    /// CPU limit as a number of whole CPUs (CFS quota).
+    pub cpus: Option<u32>,
+    /// Root filesystem directory, usually an overlay from [`crate::rootfs`].
+    pub rootfs: PathBuf,
+    /// Cgroup path relative to the cgroup root, e.g. `roost/<machine id>`.
+    pub cgroup_name: String,
+}
+
+/// Writes `bundle_dir/config.json` for `cfg`, atomically (temp file, fsync,
+/// rename, fsync of the directory) so a crash never leaves a torn config
+/// that a later start would trip over.
+///
+/// Fails with [`RuntimeError::NotInstalled`] when `tini-static` is missing
+/// and [`RuntimeError::InvalidInput`] when `cfg` is unusable; in both cases
+/// nothing is written.
+pub fn write_bundle(bundle_dir: &Path, cfg: &BundleConfig) -> Result<(), RuntimeError> {
+    validate(cfg)?;
+    let init = host::find_program("tini-static", "tini")?;
+    let spec = spec(cfg, &init)?;
+    let bytes = serde_json::to_vec_pretty(&spec).map_err(|err| {
+        RuntimeError::io("cannot serialize config.json", std::io::Error::other(err))
+    })?;
+    fs::create_dir_all(bundle_dir).map_err(|err| {
+        RuntimeError::io(
+            format!("cannot create bundle directory {}", bundle_dir.display()),
+            err,
+        )
+    })?;
+    write_atomically(&bundle_dir.join("config.json"), &bytes)?;
+    tracing::debug!(bundle = %bundle_dir.display(), "wrote OCI bundle config");
+    Ok(())
+}
+
+/// Replaces `path` with `contents` so readers see either the old or the new
+/// file, never a partial one, even across a power loss.
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), RuntimeError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let context = || format!("cannot write {}", path.display());
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| RuntimeError::io(context(), e))?;
+    tmp.write_all(contents)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| RuntimeError::io(context(), e))?;
+    tmp.persist(path)
+        .map_err(|e| RuntimeError::io(context(), e.error))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| RuntimeError::io(format!("cannot fsync directory {}", dir.display()), e))
+}
+
+fn validate(cfg: &BundleConfig) -> Result<(), RuntimeError> {
+    if cfg.args.is_empty() {
+        return Err(RuntimeError::invalid(
+            "args",
+            "a machine needs a command to run; args is empty",
+        ));
+    }
+    let hostname_ok = !cfg.hostname.is_empty()
+        && cfg.hostname.len() <= 64
+        && cfg
+            .hostname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !hostname_ok {
+        return Err(RuntimeError::invalid(
+            "hostname",
+            format!(
+                "{:?}: use 1 to 64 ASCII letters, digits, '-' or '.'",
+                cfg.hostname
+            ),
+        ));
+    }
+    if let Some(bad) = cfg
+        .env
+        .iter()
+        .find(|e| !e.contains('=') || e.contains('\0'))
+    {
+        return Err(RuntimeError::invalid(
+            "env",
+            format!("{bad:?} is not of the form KEY=VALUE"),
+        ));
+    }
+    if !cfg.cwd.starts_with('/') {
+        return Err(RuntimeError::invalid(
+            "cwd",
+            format!("{:?} must be an absolute path inside the machine", cfg.cwd),
+        ));
+    }
+    if cfg.memory_mb == Some(0) || cfg.cpus == Some(0) {
+        return Err(RuntimeError::invalid(
+            "resources",
+            "memory_mb and cpus must be at least 1 when set",
+        ));
+    }
+    if !cfg.rootfs.is_absolute() || !cfg.rootfs.is_dir() {
+        return Err(RuntimeError::invalid(
+            "rootfs",
+            format!(
+                "{} must be an existing absolute directory",
+                cfg.rootfs.display()
+            ),
+        ));
+    }
+    validate_cgroup_name(&cfg.cgroup_name)
+}
+
+/// Cgroup names become paths under every controller; anything but plain
+/// relative components could escape roost's subtree.
+fn validate_cgroup_name(name: &str) -> Result<(), RuntimeError> {
+    let path = Path::new(name);
+    let plain = !name.is_empty()
+        && path.components().all(|c| matches!(c, Component::Normal(_)))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if plain {
+        return Ok(());
+    }
+    Err(RuntimeError::invalid(
+        "cgroup_name",
+        format!("{name:?}: use a relative path like \"roost/<machine id>\" of ASCII letters, digits, '-', '_', '.'"),
+    ))
+}
+
+fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
+    let rootfs = utf8(&cfg.rootfs, "rootfs")?;
+    let init = utf8(init, "tini-static path")?;
+    let mut args = vec![INIT_PATH.to_owned(), "--".to_owned()];
+    args.extend(cfg.args.iter().cloned());
+    let mut env = Vec::with_capacity(cfg.env.len() + 1);
+    if !cfg.env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(DEFAULT_PATH.to_owned());
+    }
+    env.extend(cfg.env.iter().cloned());
+    let nofile = NOFILE_LIMIT.min(own_nofile_hard_limit());
+
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": { "uid": cfg.uid, "gid": cfg.gid },
+            "args": args,
+            "env": env,
+            "cwd": cfg.cwd,
+            "capabilities": {
+                "bounding": CAPABILITIES,
+                "effective": CAPABILITIES,
+                "permitted": CAPABILITIES,
+            },
+            "rlimits": [
+                { "type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile },
+            ],
+            "noNewPrivileges": true,
+        },
+        "root": { "path": rootfs, "readonly": false },
+        "hostname": cfg.hostname,
+        "mounts": mounts(init),
+        "linux": {
+            "namespaces": [
+                { "type": "pid" },
+                { "type": "mount" },
+                { "type": "uts" },
+                { "type": "ipc" },
+                { "type": "network" },
+                { "type": "cgroup" },
+            ],
+            "resources": resources(cfg),
+            // An absolute path is interpreted from the root of every
+            // hierarchy (v1 controllers, or the v2 tree) by both crun and
+            // runc when they use their cgroupfs driver, which roost does.
+            "cgroupsPath": format!("/{}", cfg.cgroup_name),
+            "seccomp": seccomp::profile(),
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+        },
+    }))
+}
+
+fn mounts(init: &str) -> Value {
+    json!([
+        { "destination": "/proc", "type": "proc", "source": "proc",
+          "options": ["nosuid", "noexec", "nodev"] },
+        { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+        { "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
+        { "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+        { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+          "options": ["nosuid", "noexec", "nodev"] },
+        { "destination": "/sys", "type": "sysfs", "source": "sysfs",
+          "options": ["nosuid", "noexec", "nodev", "ro"] },
+        // Read-only and namespaced: the machine can read its own limits
+        // (memory.limit_in_bytes, cpu.cfs_quota_us or memory.max, cpu.max).
+        { "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+        { "destination": INIT_PATH, "type": "bind", "source": init,
+          "options": ["bind", "ro", "nosuid", "nodev"] },
+    ])
+}
+
+fn resources(cfg: &BundleConfig) -> Value {
+    let mut resources = json!({
+        "devices": [{ "allow": false, "access": "rwm" }],
+        "pids": { "limit": PIDS_LIMIT },
+    });
+    if let Some(mb) = cfg.memory_mb {
+        let bytes = mb.saturating_mul(1024 * 1024);
+        // OCI's `swap` is memory+swap, so equal values mean no swap at all.
+        resources["memory"] = json!({ "limit": bytes, "swap": bytes });
+    }
+    if let Some(cpus) = cfg.cpus {
+        resources["cpu"] = json!({
+            "quota": u64::from(cpus) * CPU_PERIOD_US,
+            "period": CPU_PERIOD_US,
+        });
+    }
+    resources
+}
+
+fn own_nofile_hard_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return NOFILE_LIMIT;
+    }
+    limit.rlim_max
+}
+
+fn utf8<'a>(path: &'a Path, what: &'static str) -> Result<&'a str, RuntimeError> {
+    path.to_str().ok_or_else(|| {
+        RuntimeError::invalid(what, format!("{} is not valid UTF-8", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rootfs: &Path) -> BundleConfig {
+        BundleConfig {
+            hostname: "m1".into(),
+            args: vec!["sleep".into(), "1".into()],
+            env: vec!["A=b".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            memory_mb: Some(64),
+            cpus: Some(2),
+            rootfs: rootfs.to_owned(),
+            cgroup_name: "roost/m1".into(),
+        }
+    }
+
+    #[test]
+    fn spec_wraps_args_in_init_and_sets_limits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = spec(&config(dir.path()), Path::new("/usr/bin/tini-static")).expect("spec");
+        assert_eq!(
+            spec["process"]["args"],
+            json!(["/.roost/init", "--", "sleep", "1"])
+        );
+        assert_eq!(spec["process"]["env"][0], DEFAULT_PATH);
+        assert_eq!(
+            spec["linux"]["resources"]["memory"]["limit"],
+            64 * 1024 * 1024
+        );
+        assert_eq!(
+            spec["linux"]["resources"]["memory"]["swap"],
+            64 * 1024 * 1024
+        );
+        assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 200_000);
+        assert_eq!(spec["linux"]["cgroupsPath"], "/roost/m1");
+        let caps = spec["process"]["capabilities"]["bounding"]
+            .as_array()
+            .expect("caps");
+        assert!(!caps.iter().any(|c| c == "CAP_NET_RAW"));
+        assert_eq!(caps.len(), 13);
+    }
+
+    #[test]
+    fn rejects_bad_configs_without_writing() {
+        let rootfs = tempfile::tempdir().expect("tempdir");
+        let bundle = tempfile::tempdir().expect("tempdir");
+        let good = config(rootfs.path());
+        let bad: Vec<BundleConfig> = vec![
+            BundleConfig {
+                args: vec![],
+                ..good.clone()
+            },
+            BundleConfig {
+                hostname: "a b".into(),
+                ..good.clone()
+            },
+            BundleConfig {
+                env: vec!["NOEQUALS".into()],
+                ..good.clone()
+            },
+            BundleConfig {
+                cwd: "relative".into(),
+                ..good.clone()
+            },
+            BundleConfig {
+                memory_mb: Some(0),
+                ..good.clone()
+            },
+            BundleConfig {
+                rootfs: rootfs.path().join("missing"),
+                ..good.clone()
+            },
+            BundleConfig {
+                cgroup_name: "../escape".into(),
+                ..good.clone()
+            },
+            BundleConfig {
+                cgroup_name: "/abs".into(),
+                ..good.clone()
+            },
+        ];
+        for cfg in bad {
+            let err = write_bundle(bundle.path(), &cfg).expect_err("must be rejected");
+            assert!(matches!(err, RuntimeError::InvalidInput { .. }), "{err}");
+        }
+        assert!(!bundle.path().join("config.json").exists());
+    }
+}

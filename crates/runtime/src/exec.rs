@@ -1,0 +1,209 @@
+//! Running extra commands inside a machine (`crun exec`).
+
+use std::ffi::OsStr;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Child;
+
+use crate::bundle::DEFAULT_PATH;
+use crate::runtime::{read_pid_file, scratch_dir, validate_id};
+use crate::{Runtime, RuntimeError};
+
+/// Output kept per stream; the rest is read and discarded so a chatty
+/// command cannot exhaust the daemon's memory.
+const MAX_OUTPUT: usize = 16 * 1024 * 1024;
+
+/// How long to keep reading after the command exited. Background processes
+/// it started (`server &`) inherit its stdout and may never close it.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
+
+/// A command to run inside a running machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Program and arguments; the program is looked up in the `PATH` of `env`.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs. A default `PATH` is added when none is given.
+    /// runc also passes the machine's own environment; crun does not.
+    pub env: Vec<String>,
+    /// Working directory inside the machine; the machine's default if `None`.
+    pub cwd: Option<String>,
+    /// User to run as.
+    pub uid: u32,
+    /// Group to run as.
+    pub gid: u32,
+    /// After this long the command is killed and [`RuntimeError::Timeout`]
+    /// returned.
+    pub timeout: Duration,
+}
+
+/// What an exec'd command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Standard output, up to 16 MiB.
+    pub stdout: Vec<u8>,
+    /// Standard error, up to 16 MiB.
+    pub stderr: Vec<u8>,
+    /// Exit code, or 128 + signal number if the command was killed.
+    pub exit_code: i32,
+}
+
+impl Runtime {
+    /// Runs `req` inside running container `id` and collects its output.
+    ///
+    /// A runtime failure before the command started (unknown container,
+    /// stopped machine) is an error; a command that ran and failed is an
+    /// [`ExecOutput`] with its exit code. On timeout the command is killed
+    /// via the pid the runtime recorded for it.
+    pub async fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
+        validate_id(id)?;
+        if req.args.is_empty() {
+            return Err(RuntimeError::invalid(
+                "exec args",
+                "the command to run is empty",
+            ));
+        }
+        if let Some(bad) = req.env.iter().find(|e| !e.contains('=')) {
+            return Err(RuntimeError::invalid(
+                "exec env",
+                format!("{bad:?} is not of the form KEY=VALUE"),
+            ));
+        }
+        let scratch = scratch_dir("exec")?;
+        let pid_file = scratch.path().join("pid");
+        let user = format!("{}:{}", req.uid, req.gid);
+        let env = exec_env(&req.env);
+
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("exec"),
+            OsStr::new("--pid-file"),
+            pid_file.as_os_str(),
+            OsStr::new("--user"),
+            OsStr::new(&user),
+        ];
+        if let Some(cwd) = &req.cwd {
+            args.extend([OsStr::new("--cwd"), OsStr::new(cwd)]);
+        }
+        for pair in &env {
+            args.extend([OsStr::new("--env"), OsStr::new(pair)]);
+        }
+        args.push(OsStr::new(id));
+        args.extend(req.args.iter().map(OsStr::new));
+
+        let mut cmd = self.command(&args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|err| {
+            RuntimeError::io(format!("cannot run `{}`", self.describe(&args)), err)
+        })?;
+        let collected = tokio::time::timeout(req.timeout, collect(&mut child)).await;
+        let Ok(collected) = collected else {
+            let pid = read_pid_file(&pid_file)?;
+            tracing::warn!(id, ?pid, timeout = ?req.timeout, "exec timed out, killing it");
+            eprintln!("DEBUG pid={pid:?}");
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                // ESRCH only means it exited in the meantime.
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            child
+                .kill()
+                .await
+                .map_err(|err| RuntimeError::io("cannot kill the runtime's exec process", err))?;
+            return Err(RuntimeError::Timeout {
+                command: self.describe(&args),
+                timeout: req.timeout,
+            });
+        };
+        let (status, stdout, stderr) = collected.map_err(|err| {
+            RuntimeError::io(
+                format!("cannot read output of `{}`", self.describe(&args)),
+                err,
+            )
+        })?;
+
+        // The runtime writes the pid file once the command exists; without
+        // it, a failure is the runtime's own.
+        if !status.success() && read_pid_file(&pid_file)?.is_none() {
+            if !self.exists(id) {
+                return Err(self.not_found(id));
+            }
+            return Err(RuntimeError::CommandFailed {
+                command: self.describe(&args),
+                status: status.to_string(),
+                stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+            });
+        }
+        Ok(ExecOutput {
+            stdout,
+            stderr,
+            exit_code: exit_code(status),
+        })
+    }
+}
+
+fn exec_env(env: &[String]) -> Vec<String> {
+    let mut full = Vec::with_capacity(env.len() + 1);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        full.push(DEFAULT_PATH.to_owned());
+    }
+    full.extend(env.iter().cloned());
+    full
+}
+
+/// Shell convention: the exit code, or 128 + signal for a killed process.
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|sig| 128 + sig))
+        .unwrap_or(-1)
+}
+
+/// Waits for `child` while reading both pipes, then reads what is left for
+/// at most [`DRAIN_AFTER_EXIT`].
+async fn collect(child: &mut Child) -> std::io::Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (mut out_buf, mut err_buf) = ([0u8; 8192], [0u8; 8192]);
+    let status = loop {
+        tokio::select! {
+            exited = child.wait() => break exited?,
+            n = read_some(&mut stdout, &mut out_buf) => keep(&mut stdout, &mut out, &out_buf, n?),
+            n = read_some(&mut stderr, &mut err_buf) => keep(&mut stderr, &mut err, &err_buf, n?),
+        }
+    };
+    let drain = tokio::time::sleep(DRAIN_AFTER_EXIT);
+    tokio::pin!(drain);
+    while stdout.is_some() || stderr.is_some() {
+        tokio::select! {
+            n = read_some(&mut stdout, &mut out_buf) => keep(&mut stdout, &mut out, &out_buf, n?),
+            n = read_some(&mut stderr, &mut err_buf) => keep(&mut stderr, &mut err, &err_buf, n?),
+            () = &mut drain => break,
+        }
+    }
+    Ok((status, out, err))
+}
+
+/// Reads from an open pipe; a closed one (`None`) never becomes ready.
+async fn read_some<R: AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match pipe {
+        Some(pipe) => pipe.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Appends what was read, up to [`MAX_OUTPUT`]; closes the pipe at EOF.
+fn keep<R>(pipe: &mut Option<R>, sink: &mut Vec<u8>, buf: &[u8], n: usize) {
+    if n == 0 {
+        *pipe = None;
+        return;
+    }
+    let room = MAX_OUTPUT.saturating_sub(sink.len());
+    sink.extend_from_slice(&buf[..n.min(room)]);
+}

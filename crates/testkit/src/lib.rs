@@ -1,0 +1,32 @@
+//! Test fixtures shared by roost's test suites and benchmarks.
+//!
+//! roost never pulls from a public registry in tests (the hosts have no route to one), so every
+//! image a test runs is built here from the host's statically linked busybox. The OCI layout
+//! writers live here too, so that image-store tests and fixture images use one implementation
+//! of "write a blob under its digest".
+//!
+//! Everything here panics on failure: it is test scaffolding, and a panic with the failing step
+//! in its message is the most useful thing a broken fixture can do.
+
+mod busybox;
+pub mod layer;
+pub mod oci;
+
+pub use busybox::{busybox_layout, busybox_rootfs};
+
+use std::process::Command;
+
+/// Runs `command` and returns its stdout; panics with its stderr if it cannot start or fails.
+/// For the third-party tools tests rely on (skopeo, umoci, busybox), whose absence must fail a
+/// test rather than skip it.
+pub fn run(command: &mut Command) -> Vec<u8> {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?} (is it installed?): {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
