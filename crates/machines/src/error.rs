@@ -44,11 +44,9 @@ impl From<roost_image::ImageError> for MachineError {
         use roost_image::ImageError as E;
         match err {
             E::NotFound { .. } => MachineError::NotFound(err.to_string()),
-            E::InvalidReference { .. }
-            | E::UnsupportedFormat { .. }
-            | E::DigestMismatch { .. }
-            | E::UnsafeLayerEntry { .. } => MachineError::Invalid(err.to_string()),
-            other => MachineError::Internal(other.to_string()),
+            E::Io { .. } => MachineError::Internal(err.to_string()),
+            // Everything else is about the image or reference the user gave.
+            _ => MachineError::Invalid(err.to_string()),
         }
     }
 }

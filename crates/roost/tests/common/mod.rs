@@ -210,3 +210,94 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A machine config running `script` under `sh -c` in the test image.
+pub fn sh_config(script: &str) -> roost_types::MachineConfig {
+    roost_types::MachineConfig {
+        image: IMAGE.into(),
+        init: Some(roost_types::MachineInit {
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Standard base64 (with padding) of `bytes`, as Fly's `files.raw_value` wants.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl Daemon {
+    /// Sends `body` (if any) as JSON and returns the status and the JSON
+    /// response (`Null` when the body is empty, a string when it is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("roost reachable");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("response body");
+        let value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        (status, value)
+    }
+
+    /// Runs `script` under `sh -c` in machine `id` of [`APP`].
+    pub async fn sh(&self, id: &str, script: &str) -> roost_types::ExecResponse {
+        self.client()
+            .exec(
+                APP,
+                id,
+                &roost_types::ExecRequest {
+                    command: vec!["sh".into(), "-c".into(), script.into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("exec {script:?} in {id}: {e}"))
+    }
+
+    /// The current state of machine `id` of [`APP`].
+    pub async fn state(&self, id: &str) -> roost_types::MachineState {
+        self.client()
+            .get_machine(APP, id)
+            .await
+            .expect("get machine")
+            .state
+    }
+
+    /// Waits (bounded by `secs`) for machine `id` of [`APP`] to reach `state`.
+    pub async fn wait_state(&self, id: &str, state: &str, secs: u64) {
+        if let Err(e) = self.client().wait(APP, id, state, secs).await {
+            panic!(
+                "machine {id} did not reach {state} in {secs}s: {e}\n{}",
+                self.log()
+            );
+        }
+    }
+}
