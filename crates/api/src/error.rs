@@ -36,6 +36,7 @@ impl From<MachineError> for ApiError {
             MachineError::Conflict(_) | MachineError::LeaseMismatch(_) => StatusCode::CONFLICT,
             MachineError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             MachineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            MachineError::Upstream(_) => StatusCode::BAD_GATEWAY,
         };
         if status.is_server_error() {
             tracing::error!(error = %err, "request failed");

@@ -3,10 +3,12 @@
 use crate::error::ApiError;
 use crate::extract::Body;
 use crate::AppState;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{Path, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use roost_types::RegistryAuth;
 use serde::Deserialize;
 
 pub(crate) async fn list(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -43,4 +45,80 @@ pub(crate) async fn import(
             )
         })??;
     Ok((StatusCode::CREATED, Json(image)))
+}
+
+/// `POST /v1/images/pull {"image": REF, "auth": {"username", "password"}?}` pulls
+/// an image from its registry into the store (201 with the image). With
+/// `Accept: application/x-ndjson` the answer is a 200 stream of JSON lines
+/// instead: `{"progress": {layer, status, downloaded, size}}` as layers
+/// advance, then `{"image": {...}}` or `{"error": "...", "status": 4xx/5xx}`.
+#[derive(Deserialize)]
+pub(crate) struct PullRequest {
+    image: String,
+    #[serde(default)]
+    auth: Option<RegistryAuth>,
+}
+
+pub(crate) async fn pull(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Body(req): Body<PullRequest>,
+) -> Result<Response, ApiError> {
+    let streamed = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(NDJSON));
+    if !streamed {
+        let image = s.machines.pull_image(&req.image, req.auth, |_| {}).await?;
+        return Ok((StatusCode::CREATED, Json(image)).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let progress_tx = tx.clone();
+    tokio::spawn(async move {
+        let result = s
+            .machines
+            .pull_image(&req.image, req.auth, move |progress| {
+                let _ = progress_tx.send(json_line(&serde_json::json!({ "progress": progress })));
+            })
+            .await;
+        let last = match result {
+            Ok(image) => serde_json::json!({ "image": image }),
+            Err(err) => {
+                let err = ApiError::from(err);
+                serde_json::json!({ "error": err.message, "status": err.status.as_u16() })
+            }
+        };
+        let _ = tx.send(json_line(&last));
+    });
+    let lines = line_stream(rx);
+    Ok((
+        [(CONTENT_TYPE, NDJSON)],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+const NDJSON: &str = "application/x-ndjson";
+
+fn json_line(value: &serde_json::Value) -> String {
+    format!("{value}\n")
+}
+
+fn line_stream(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> impl futures_util::Stream<Item = Result<String, std::convert::Infallible>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|line| line.map(Ok)))
+}
+
+/// `DELETE /v1/images/{reference}` removes an image record (409 while a
+/// machine uses it); `POST /v1/images/prune` then frees unreferenced layers.
+pub(crate) async fn remove(
+    State(s): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.machines.remove_image(&reference)?))
+}
+
+pub(crate) async fn prune(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.machines.prune_images().await?))
 }

@@ -1,6 +1,7 @@
 //! roost's HTTP API: the Fly Machines API v1 (same paths under `/v1`, same
 //! JSON shapes and status codes) plus a few documented roost extensions
-//! (`/v1/images`, machine logs).
+//! (`/v1/images`: import, registry pull, remove, prune; machine logs; the
+//! `registry_auth` field of machine create/update).
 //!
 //! Handlers only translate HTTP to [`roost_machines::Machines`] calls and
 //! back; no lifecycle logic lives here.
@@ -11,10 +12,11 @@ mod extract;
 mod images;
 mod logs;
 mod machines;
+mod volumes;
 
 pub use error::ApiError;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use roost_machines::Machines;
 use std::sync::Arc;
@@ -27,8 +29,10 @@ pub(crate) struct AppState {
     pub machines: Machines,
 }
 
-/// The API router. Every route requires `Authorization: Bearer <token>`.
-pub fn router(machines: Machines, token: String) -> Router {
+/// The API router. Every route requires `Authorization: Bearer <token>`,
+/// including `/mcp`, the MCP server (Streamable HTTP) over the same service.
+pub fn router(machines: Machines, token: String, mcp: &roost_mcp::HttpOptions) -> Router {
+    let mcp_service = roost_mcp::http_service(machines.clone(), mcp);
     let state = AppState { machines };
     let m = "/v1/apps/{app}/machines/{id}";
     Router::new()
@@ -73,7 +77,26 @@ pub fn router(machines: Machines, token: String) -> Router {
         .route(&format!("{m}/ps"), get(machines::ps))
         .route(&format!("{m}/exec"), post(machines::exec))
         .route(&format!("{m}/logs"), get(logs::logs))
+        .route(
+            "/v1/apps/{app}/volumes",
+            get(volumes::list).post(volumes::create),
+        )
+        .route(
+            "/v1/apps/{app}/volumes/{id}",
+            get(volumes::get)
+                .post(volumes::update)
+                .delete(volumes::destroy),
+        )
+        .route("/v1/apps/{app}/volumes/{id}/extend", put(volumes::extend))
+        .route(
+            "/v1/apps/{app}/volumes/{id}/snapshots",
+            get(volumes::list_snapshots).post(volumes::create_snapshot),
+        )
         .route("/v1/images", get(images::list).post(images::import))
+        .route("/v1/images/pull", post(images::pull))
+        .route("/v1/images/prune", post(images::prune))
+        .route("/v1/images/{*reference}", delete(images::remove))
+        .route_service("/mcp", mcp_service)
         .fallback(error::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(

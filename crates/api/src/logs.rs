@@ -50,7 +50,7 @@ pub(crate) async fn logs(
     if !follow {
         return Ok((headers, history).into_response());
     }
-    let current = s.machines.data_dir().join("machines").join(&id).join("log");
+    let current = roost_machines::MachinePaths::new(s.machines.data_dir(), &id).log;
     let offset = tokio::fs::metadata(&current)
         .await
         .map(|m| m.len())

@@ -217,7 +217,9 @@ pub(crate) async fn wait(
         .as_deref()
         .map(|t| {
             roost_types::parse_duration(t)
-                .map(|d| d.as_secs().max(1))
+                // Whole seconds, rounding a fraction up: "0.5" waits 1 s and
+                // "0" stays 0, which the orchestrator refuses.
+                .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
                 .ok_or_else(|| {
                     ApiError::bad_request(format!(
                         "timeout={t:?} is invalid: use seconds, e.g. timeout=30"

@@ -2,10 +2,12 @@
 //! roost's extensions). The CLI is built on it; tests and tools can use it
 //! alone.
 
+mod volumes;
+
 use reqwest::Method;
 use roost_types::{
     App, CreateAppRequest, CreateMachineRequest, ExecRequest, ExecResponse, ListAppsResponse,
-    Machine, MachineEvent, StopRequest,
+    Machine, MachineEvent, RegistryAuth, StopRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -54,6 +56,15 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.checked(request, url).await
+    }
+
+    /// Sends `request` and returns the response if its status is a success.
+    async fn checked(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<reqwest::Response> {
         let response = request
             .send()
             .await
@@ -209,5 +220,45 @@ impl Client {
 
     pub async fn list_images(&self) -> Result<Vec<serde_json::Value>> {
         self.get("/v1/images").await
+    }
+
+    /// Pulls an image from its registry and returns the stored image.
+    pub async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<serde_json::Value> {
+        self.post(
+            "/v1/images/pull",
+            &serde_json::json!({"image": image, "auth": auth}),
+        )
+        .await
+    }
+
+    /// Like [`Client::pull_image`], but answered as a stream of JSON lines: layer progress,
+    /// then `{"image": ...}` or `{"error": ..., "status": ...}`.
+    pub async fn pull_image_stream(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}/v1/images/pull", self.base);
+        let request = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/x-ndjson")
+            .json(&serde_json::json!({"image": image, "auth": auth}));
+        self.checked(request, url).await
+    }
+
+    /// Removes an image record; refused (409) while a machine uses the image.
+    pub async fn remove_image(&self, reference: &str) -> Result<serde_json::Value> {
+        self.delete(&format!("/v1/images/{reference}")).await
+    }
+
+    /// Deletes blobs and layers no image or machine references.
+    pub async fn prune_images(&self) -> Result<serde_json::Value> {
+        self.post("/v1/images/prune", &serde_json::json!({})).await
     }
 }

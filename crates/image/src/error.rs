@@ -6,8 +6,9 @@ use std::path::PathBuf;
 /// Messages are shown verbatim to people and to agents driving the API, so each one says what
 /// was wrong and what to check. Variants map to API statuses: [`ImageError::NotFound`] is a
 /// 404; `InvalidReference`, `UnsupportedFormat`, `Malformed`, `DigestMismatch`, `SizeMismatch`,
-/// `MissingBlob`, `UnsafeLayerEntry` and `User` are problems with the caller's input (400);
-/// `Io` is the host's fault (500).
+/// `MissingBlob`, `UnsafeLayerEntry`, `User` and `RegistryAuth` are problems with the caller's
+/// input (400); [`ImageError::NotInRegistry`] is a 404; [`ImageError::Registry`] is a registry
+/// that could not be reached or answered wrongly (502); `Io` is the host's fault (500).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImageError {
@@ -53,6 +54,23 @@ pub enum ImageError {
         user: String,
         reason: String,
     },
+
+    #[error("registry {registry} has no image '{reference}' ({reason}); check the repository name and tag, e.g. with `skopeo list-tags docker://{registry}/REPO`")]
+    NotInRegistry {
+        registry: String,
+        reference: String,
+        reason: String,
+    },
+
+    #[error("registry {registry} refused access to '{repository}': {reason}; check the username and password for {registry} (the pull request's `auth`, or the host's registries.json)")]
+    RegistryAuth {
+        registry: String,
+        repository: String,
+        reason: String,
+    },
+
+    #[error("registry {registry}: {reason}")]
+    Registry { registry: String, reason: String },
 
     #[error("{context}: {source}")]
     Io {

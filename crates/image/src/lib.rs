@@ -20,7 +20,13 @@
 //! # Ingestion
 //! [`ImageStore::ingest_blob`] stores and verifies one blob; [`ImageStore::register`] takes a
 //! manifest and its config, unpacks the layers and writes the record. [`ImageStore::import`]
-//! is those two calls over a local file; a registry pull is the same two calls over HTTP.
+//! is those two calls over a local file; [`Puller::pull`] is the same over HTTP from an OCI
+//! distribution registry (anonymous, HTTP basic or bearer tokens; HTTPS with the system roots
+//! plus an optional CA file, plain HTTP for registries configured as insecure), downloading
+//! several layers at once and each shared layer once however many pulls want it.
+//!
+//! [`ImageStore::remove`] drops a record only; [`ImageStore::prune`] then deletes the blobs
+//! and layers no record (and no caller-named layer, e.g. of a running machine) references.
 //!
 //! docker-save archives have no manifest, so the store synthesizes one: an OCI image manifest
 //! with the saved config and the saved layer tars as uncompressed OCI layers (their digests
@@ -30,21 +36,26 @@
 //! digest.
 //!
 //! # Layer safety
-//! Layers are untrusted. Entries with absolute paths or `..`, entries under a symlink, and
-//! hardlinks to anything but an earlier regular file of the same layer make the import fail
-//! with [`ImageError::UnsafeLayerEntry`]; no symlink is followed while unpacking. Device nodes
-//! and fifos are skipped (the runtime provides `/dev`). Whiteouts are converted to overlayfs
+//! Layers are untrusted. Entries with absolute paths or `..`, entries under a symlink,
+//! hardlinks to anything but an earlier regular file of the same layer, and sparse files
+//! claiming more than 4 GiB make the import fail with [`ImageError::UnsafeLayerEntry`]; no
+//! symlink is followed while unpacking. Zero blocks are written as holes, so a layer of
+//! well-compressed zeros costs no disk. Device nodes and fifos are skipped (the runtime
+//! provides `/dev`). Layers may be gzip, zstd or uncompressed. Whiteouts are converted to overlayfs
 //! form, which needs root (`mknod`, `trusted.*` xattrs), as does keeping ownership.
 //!
 //! Mode bits are kept as the image has them, setuid and setgid included: images rely on them
 //! (`su`, `ping`, `sudo`), and the runtime runs every machine with `no_new_privileges`, under
 //! which the kernel ignores setuid bits on exec, so they grant nothing inside a machine.
 
+mod auth;
 mod digest;
 mod error;
 mod import;
 mod manifest;
+mod pull;
 mod reference;
+mod registry;
 mod store;
 mod unpack;
 mod user;
@@ -53,8 +64,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::Credentials;
 pub use error::ImageError;
-pub use store::ImageStore;
+pub use pull::{LayerStatus, PullOptions, PullProgress, Puller, RegistryConfig};
+pub use reference::names_registry;
+pub use store::{ImageStore, PruneReport};
 
 /// An image in the store, as its record holds it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,13 +1,17 @@
 //! Image references: `repo[:tag]`, `repo@sha256:..` and bare `sha256:..` digests.
 //!
 //! Names are kept as given (no implicit `docker.io/library/` prefix): the store is local, and
-//! a registry pull records the name it pulled under.
+//! a registry pull records the name it pulled under. Only [`remote`], which says where to pull
+//! a name from, applies Docker Hub's defaults to names without a registry host.
 
 use crate::digest::Digest;
 use crate::error::ImageError;
 
 const DEFAULT_TAG: &str = "latest";
 const MAX_NAME_LEN: usize = 255;
+/// Where names without a registry host are pulled from, and the host its API really lives on.
+const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// How [`crate::ImageStore::get`] finds an image.
 #[derive(Debug, PartialEq)]
@@ -44,6 +48,90 @@ pub(crate) fn tag_of(reference: &str) -> &str {
     reference
         .rsplit_once(':')
         .map_or(DEFAULT_TAG, |(_, tag)| tag)
+}
+
+/// What a registry is asked for: a tag, or a manifest by digest.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Target {
+    Tag(String),
+    Digest(Digest),
+}
+
+/// Where a reference's image lives in a registry.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Remote {
+    /// `host[:port]` as written (`docker.io` when omitted): the key of credentials and of the
+    /// insecure-registry list.
+    pub registry: String,
+    /// `host[:port]` the API requests go to.
+    pub endpoint: String,
+    /// Repository path inside the registry.
+    pub repository: String,
+    pub target: Target,
+    /// The name the pulled image is recorded under: `repo:tag`, or `repo@digest` when pulled
+    /// by digest, so that the same reference finds it again.
+    pub record: String,
+}
+
+/// Whether `reference` names a registry host (`host[:port]/repo...`), the form a machine
+/// config must use for roost to pull an image it does not have.
+pub fn names_registry(reference: &str) -> bool {
+    split_host(reference).0.is_some()
+}
+
+/// Where to pull `reference` from. A bare digest names no repository and is refused.
+pub(crate) fn remote(reference: &str) -> Result<Remote, ImageError> {
+    let (repo, target, record) = match parse(reference)? {
+        Lookup::Tagged(record) => (
+            repo_of(&record).to_owned(),
+            Target::Tag(tag_of(&record).to_owned()),
+            record,
+        ),
+        Lookup::Pinned { repo, digest } => {
+            let record = format!("{repo}@{digest}");
+            (repo, Target::Digest(digest), record)
+        }
+        Lookup::Digest(_) => {
+            return Err(invalid(
+                reference,
+                "a bare digest does not say which registry and repository to pull from",
+            ))
+        }
+    };
+    let (registry, repository) = match split_host(&repo) {
+        (Some(host), path) => (host.to_owned(), path.to_owned()),
+        (None, path) => (DOCKER_HUB.to_owned(), path.to_owned()),
+    };
+    let (endpoint, repository) = if registry == DOCKER_HUB {
+        let repository = if repository.contains('/') {
+            repository
+        } else {
+            format!("library/{repository}")
+        };
+        (DOCKER_HUB_API.to_owned(), repository)
+    } else {
+        (registry.clone(), repository)
+    };
+    Ok(Remote {
+        registry,
+        endpoint,
+        repository,
+        target,
+        record,
+    })
+}
+
+/// Splits a leading registry host off a repository path. A first component is a host when
+/// more components follow and it has a `.` or `:` or is `localhost`, as Docker decides.
+fn split_host(repo: &str) -> (Option<&str>, &str) {
+    match repo.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (Some(first), rest)
+        }
+        _ => (None, repo),
+    }
 }
 
 pub(crate) fn parse(reference: &str) -> Result<Lookup, ImageError> {
@@ -89,15 +177,11 @@ fn invalid(reference: &str, reason: &str) -> ImageError {
 /// Repository names follow the distribution spec: lowercase path components separated by `/`,
 /// the first of which may be a registry host with a port.
 fn validate_repo(repo: &str) -> Result<(), String> {
-    let mut components: Vec<&str> = repo.split('/').collect();
-    let first = components[0];
-    let is_host = components.len() > 1
-        && (first.contains('.') || first.contains(':') || first == "localhost");
-    if is_host {
-        validate_host(first)?;
-        components.remove(0);
+    let (host, path) = split_host(repo);
+    if let Some(host) = host {
+        validate_host(host)?;
     }
-    components.into_iter().try_for_each(validate_component)
+    path.split('/').try_for_each(validate_component)
 }
 
 fn validate_host(host: &str) -> Result<(), String> {
@@ -227,6 +311,34 @@ mod tests {
     fn digests_cannot_name_an_import() {
         let err = normalize_name(&format!("app@sha256:{HEX}")).unwrap_err();
         assert!(err.to_string().contains("not a digest"), "{err}");
+    }
+
+    #[test]
+    fn remotes_name_registry_repository_and_target() {
+        let tagged = remote("127.0.0.1:5000/team/app:v1").unwrap();
+        assert_eq!(tagged.registry, "127.0.0.1:5000");
+        assert_eq!(tagged.endpoint, "127.0.0.1:5000");
+        assert_eq!(tagged.repository, "team/app");
+        assert_eq!(tagged.target, Target::Tag("v1".into()));
+        assert_eq!(tagged.record, "127.0.0.1:5000/team/app:v1");
+
+        let pinned = remote(&format!("localhost/app@sha256:{HEX}")).unwrap();
+        assert_eq!(pinned.registry, "localhost");
+        assert!(matches!(pinned.target, Target::Digest(_)));
+        assert_eq!(pinned.record, format!("localhost/app@sha256:{HEX}"));
+
+        let hub = remote("busybox").unwrap();
+        assert_eq!(
+            (hub.registry.as_str(), hub.endpoint.as_str()),
+            (DOCKER_HUB, DOCKER_HUB_API)
+        );
+        assert_eq!(hub.repository, "library/busybox");
+        assert_eq!(remote("me/app").unwrap().repository, "me/app");
+
+        assert!(remote(&format!("sha256:{HEX}")).is_err());
+        assert!(names_registry("localhost:5000/app"));
+        assert!(!names_registry("busybox:latest"));
+        assert!(!names_registry("team/app"));
     }
 
     #[test]

@@ -1,9 +1,12 @@
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Instant;
+
+use serde::Serialize;
 
 use tempfile::NamedTempFile;
 
@@ -20,6 +23,29 @@ use crate::{import, unpack, user, Image};
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     paths: Arc<Paths>,
+    shared: Arc<Shared>,
+}
+
+/// Coordination between the threads using one store.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Imports and pulls hold it shared while they add content; [`ImageStore::prune`] holds it
+    /// exclusively, so it never deletes a blob an unfinished ingestion is about to register.
+    gc: RwLock<()>,
+    /// Keys of work under way (a layer being downloaded and unpacked); see `single_flight`.
+    flights: Mutex<HashSet<String>>,
+    landed: Condvar,
+}
+
+/// What [`ImageStore::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PruneReport {
+    /// Blobs (layers, configs, manifests) removed.
+    pub blobs: usize,
+    /// Unpacked layer directories removed.
+    pub layers: usize,
+    /// Bytes of the removed blobs.
+    pub bytes: u64,
 }
 
 #[derive(Debug)]
@@ -63,6 +89,7 @@ impl ImageStore {
         }
         Ok(ImageStore {
             paths: Arc::new(paths),
+            shared: Arc::default(),
         })
     }
 
@@ -82,6 +109,7 @@ impl ImageStore {
     /// manifest (see the crate docs).
     pub fn import(&self, source: &Path, name: &str) -> Result<Image, ImageError> {
         let reference = reference::normalize_name(name)?;
+        let _adding = self.adding();
         let (manifest, config) = import::read_image(self, source, &reference, &self.paths.tmp)?;
         self.register(&reference, &manifest, &config)
     }
@@ -142,6 +170,18 @@ impl ImageStore {
         config: &[u8],
     ) -> Result<Image, ImageError> {
         let reference = reference::normalize_name(reference)?;
+        self.register_as(&reference, manifest, config)
+    }
+
+    /// [`ImageStore::register`] under a record name already validated: a normalized `repo:tag`,
+    /// or `repo@digest` for an image pulled by digest.
+    pub(crate) fn register_as(
+        &self,
+        reference: &str,
+        manifest: &[u8],
+        config: &[u8],
+    ) -> Result<Image, ImageError> {
+        let reference = reference.to_owned();
         let digest = Digest::of(manifest);
         let Document::Image(image_manifest) = manifest::parse_document(manifest, "image manifest")?
         else {
@@ -257,14 +297,19 @@ impl ImageStore {
                 }
                 read_record(&path)
             }
-            Lookup::Pinned { repo, digest } => self
-                .list()?
-                .into_iter()
-                .find(|image| {
-                    reference::repo_of(&image.reference) == repo
-                        && image.digest == digest.to_string()
-                })
-                .ok_or_else(not_found),
+            Lookup::Pinned { repo, digest } => {
+                let pulled = self.record_path(&format!("{repo}@{digest}"));
+                if pulled.exists() {
+                    return read_record(&pulled);
+                }
+                self.list()?
+                    .into_iter()
+                    .find(|image| {
+                        reference::repo_of(&image.reference) == repo
+                            && image.digest == digest.to_string()
+                    })
+                    .ok_or_else(not_found)
+            }
             Lookup::Digest(digest) => self
                 .list()?
                 .into_iter()
@@ -309,6 +354,159 @@ impl ImageStore {
         })
     }
 
+    /// Removes the record of `reference` (any form [`ImageStore::get`] takes) and returns it.
+    /// Its blobs and layers stay, shared with other images, until [`ImageStore::prune`].
+    pub fn remove(&self, reference: &str) -> Result<Image, ImageError> {
+        let image = self.get(reference)?;
+        let path = self.record_path(&image.reference);
+        fs::remove_file(&path)
+            .map_err(|e| ImageError::io(format!("removing {}", path.display()), e))?;
+        sync_dir(&self.paths.images)?;
+        tracing::info!(reference = %image.reference, "image removed");
+        Ok(image)
+    }
+
+    /// Removes every blob and unpacked layer that no image record references, except layers
+    /// in `keep` (`sha256:<hex>` digests, e.g. of layers machines still run on after their
+    /// image was removed or re-tagged).
+    ///
+    /// A layer directory is renamed into `tmp/` before it is deleted, so a prune cut short
+    /// never leaves a partial layer where a machine could mount it.
+    pub fn prune(&self, keep: &HashSet<String>) -> Result<PruneReport, ImageError> {
+        let _exclusive = self
+            .shared
+            .gc
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut referenced: HashSet<String> = keep
+            .iter()
+            .filter_map(|d| Digest::parse(d).ok())
+            .map(|d| d.hex().to_owned())
+            .collect();
+        for image in self.list()? {
+            let manifest = Digest::parse(&image.digest)
+                .map_err(|reason| ImageError::malformed("image record digest", reason))?;
+            if let Some(config) = self.config_digest(&manifest) {
+                referenced.insert(config.hex().to_owned());
+            }
+            referenced.insert(manifest.hex().to_owned());
+            for layer in &image.layers {
+                let layer = Digest::parse(layer)
+                    .map_err(|reason| ImageError::malformed("image record layer digest", reason))?;
+                referenced.insert(layer.hex().to_owned());
+            }
+        }
+        let mut report = PruneReport::default();
+        for (name, path) in self.unreferenced(&self.paths.blobs, &referenced)? {
+            let size = fs::symlink_metadata(&path).map_or(0, |m| m.len());
+            fs::remove_file(&path)
+                .map_err(|e| ImageError::io(format!("removing {}", path.display()), e))?;
+            tracing::debug!(blob = %name, "pruned blob");
+            report.blobs += 1;
+            report.bytes += size;
+        }
+        for (name, path) in self.unreferenced(&self.paths.layers, &referenced)? {
+            let doomed = self.paths.tmp.join(format!("prune-{name}"));
+            fs::rename(&path, &doomed)
+                .map_err(|e| ImageError::io(format!("moving {} aside", path.display()), e))?;
+            fs::remove_dir_all(&doomed)
+                .map_err(|e| ImageError::io(format!("removing {}", doomed.display()), e))?;
+            tracing::debug!(layer = %name, "pruned layer");
+            report.layers += 1;
+        }
+        sync_dir(&self.paths.blobs)?;
+        sync_dir(&self.paths.layers)?;
+        tracing::info!(
+            blobs = report.blobs,
+            layers = report.layers,
+            bytes = report.bytes,
+            "image store pruned"
+        );
+        Ok(report)
+    }
+
+    /// The config digest named by a stored manifest, if it can be read.
+    fn config_digest(&self, manifest: &Digest) -> Option<Digest> {
+        let bytes = fs::read(self.blob_path(manifest)).ok()?;
+        match manifest::parse_document(&bytes, "stored manifest").ok()? {
+            Document::Image(image) => image.config.digest("config descriptor").ok(),
+            Document::Index(_) => None,
+        }
+    }
+
+    /// Entries of `dir` whose names are not in `referenced`.
+    fn unreferenced(
+        &self,
+        dir: &Path,
+        referenced: &HashSet<String>,
+    ) -> Result<Vec<(String, PathBuf)>, ImageError> {
+        let entries = fs::read_dir(dir)
+            .map_err(|e| ImageError::io(format!("listing {}", dir.display()), e))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| ImageError::io(format!("listing {}", dir.display()), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !referenced.contains(&name) {
+                found.push((name, entry.path()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Held by every ingestion for its whole length; see `Shared::gc`.
+    pub(crate) fn adding(&self) -> RwLockReadGuard<'_, ()> {
+        self.shared
+            .gc
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `work` unless another thread is running work under the same `key`; then it waits
+    /// for that to end and runs `work` itself, which finds the other thread's result in the
+    /// store (or, if the other failed, tries again). So concurrent pulls of one layer download
+    /// and unpack it once.
+    pub(crate) fn single_flight<T>(
+        &self,
+        key: &str,
+        work: impl FnOnce() -> Result<T, ImageError>,
+    ) -> Result<T, ImageError> {
+        let mut flights = self
+            .shared
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while flights.contains(key) {
+            flights = self
+                .shared
+                .landed
+                .wait(flights)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        flights.insert(key.to_owned());
+        drop(flights);
+        // Landing happens in a guard so that a panicking `work` cannot strand the waiters.
+        struct Landing<'a>(&'a Shared, &'a str);
+        impl Drop for Landing<'_> {
+            fn drop(&mut self) {
+                let mut flights = self
+                    .0
+                    .flights
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                flights.remove(self.1);
+                self.0.landed.notify_all();
+            }
+        }
+        let _landing = Landing(&self.shared, key);
+        work()
+    }
+
+    /// Whether a layer is unpacked in the store.
+    pub(crate) fn has_layer(&self, layer: &Digest) -> bool {
+        self.paths.layers.join(layer.hex()).is_dir()
+    }
+
     pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
     }
@@ -335,7 +533,12 @@ impl ImageStore {
     /// Unpacks a layer blob into `layers/` unless it is already there. The work happens in
     /// `tmp/`, is flushed to disk, then renamed into place: a layer directory exists at its
     /// final path only when it is complete.
-    fn unpack(&self, layer: &Digest, diff_id: &Digest, name: &str) -> Result<(), ImageError> {
+    pub(crate) fn unpack(
+        &self,
+        layer: &Digest,
+        diff_id: &Digest,
+        name: &str,
+    ) -> Result<(), ImageError> {
         let target = self.paths.layers.join(layer.hex());
         if target.is_dir() {
             tracing::debug!(layer = %layer, "layer already unpacked");

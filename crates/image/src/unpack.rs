@@ -7,13 +7,16 @@
 //!   through, and files are opened with `O_NOFOLLOW | O_EXCL`;
 //! - a hardlink may only point at a regular file this layer already wrote, reached through
 //!   real directories;
-//! - device nodes and fifos are skipped: the runtime provides `/dev`.
+//! - device nodes and fifos are skipped: the runtime provides `/dev`;
+//! - a GNU sparse file may claim a size far beyond its data (a few bytes can say "1 TiB"), so
+//!   sparse entries over [`MAX_SPARSE_FILE_SIZE`] are refused, and every file is written with
+//!   its all-zero blocks left as holes, so zeros (sparse or merely well-compressed) cost no disk.
 //!
 //! OCI whiteouts become overlayfs whiteouts: `.wh.NAME` a 0:0 character device `NAME`,
 //! `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory.
 
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -30,6 +33,11 @@ use crate::error::ImageError;
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 pub(crate) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// Largest size a GNU sparse entry may claim. Real images' sparse files (`lastlog`, database
+/// preallocations) are far smaller; a larger claim is a layer trying to exhaust time or disk.
+pub(crate) const MAX_SPARSE_FILE_SIZE: u64 = 4 << 30;
+/// Files are copied in blocks of this size; an all-zero block becomes a hole.
+const COPY_BLOCK: usize = 64 << 10;
 
 /// Unpacks the layer blob at `blob` into the existing empty directory `dest`, and checks that
 /// the uncompressed stream hashes to `diff_id`.
@@ -50,7 +58,10 @@ pub(crate) fn unpack_layer(
         .map_err(|e| ImageError::io(format!("reading layer blob {}", blob.display()), e))?;
     let stream: Box<dyn Read> = match magic {
         [0x1f, 0x8b, ..] => Box::new(MultiGzDecoder::new(input)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => return Err(unsupported(name, "zstd")),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(
+            zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(|e| ImageError::io(format!("starting zstd for layer {name}"), e))?,
+        ),
         [0xfd, b'7', b'z', b'X', b'Z', ..] => return Err(unsupported(name, "xz")),
         [b'B', b'Z', b'h', ..] => return Err(unsupported(name, "bzip2")),
         _ => Box::new(input),
@@ -84,7 +95,7 @@ pub(crate) fn unpack_layer(
 fn unsupported(layer: &str, compression: &str) -> ImageError {
     ImageError::malformed(
         format!("layer {layer}"),
-        format!("it is {compression}-compressed; roost unpacks only gzip and uncompressed layers"),
+        format!("it is {compression}-compressed; roost unpacks gzip, zstd and uncompressed layers"),
     )
 }
 
@@ -143,10 +154,27 @@ impl Unpacker<'_> {
                 _ => Err(self.unsafe_entry(&shown, "a non-directory entry names the layer root")),
             };
         }
+        if kind == EntryType::GNUSparse {
+            let size = entry
+                .header()
+                .size()
+                .map_err(|e| self.unsafe_entry(&shown, e.to_string()))?;
+            if size > MAX_SPARSE_FILE_SIZE {
+                return Err(self.unsafe_entry(
+                    &shown,
+                    format!(
+                        "it is a sparse file claiming {size} bytes, over the limit of \
+                         {MAX_SPARSE_FILE_SIZE}"
+                    ),
+                ));
+            }
+        }
         let target = self.prepare(&rel, &shown, kind == EntryType::Directory)?;
         match kind {
             EntryType::Directory => self.directory(target, &attributes),
-            EntryType::Regular | EntryType::Continuous => self.file(entry, &target, &attributes),
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.file(entry, &target, &attributes)
+            }
             EntryType::Symlink => {
                 let link = entry
                     .link_name()
@@ -272,7 +300,10 @@ impl Unpacker<'_> {
             .custom_flags(OFlag::O_NOFOLLOW.bits())
             .open(path)
             .map_err(|e| self.io(path, e))?;
-        io::copy(entry, &mut file).map_err(|e| corrupt(self.layer, e))?;
+        copy_sparse(entry, &mut file).map_err(|e| match e {
+            CopyError::Read(e) => corrupt(self.layer, e),
+            CopyError::Write(e) => self.io(path, e),
+        })?;
         // chown clears setuid/setgid bits, so the mode is set after it.
         chown(path, attributes).map_err(|e| self.io(path, e))?;
         file.set_permissions(Permissions::from_mode(attributes.mode))
@@ -361,6 +392,42 @@ impl Unpacker<'_> {
             err,
         )
     }
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `reader` into the empty `file`, seeking over all-zero blocks instead of writing them
+/// so they stay holes.
+fn copy_sparse(reader: &mut impl Read, file: &mut File) -> Result<(), CopyError> {
+    let mut block = vec![0u8; COPY_BLOCK];
+    let mut length = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < block.len() {
+            match reader.read(&mut block[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CopyError::Read(e)),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        let data = &block[..filled];
+        if data.iter().all(|&b| b == 0) {
+            file.seek(SeekFrom::Current(filled as i64))
+                .map_err(CopyError::Write)?;
+        } else {
+            file.write_all(data).map_err(CopyError::Write)?;
+        }
+        length += filled as u64;
+    }
+    // A trailing hole has no write to extend the file over it.
+    file.set_len(length).map_err(CopyError::Write)
 }
 
 /// The entry path rebuilt from its normal components; `.` components are dropped, absolute

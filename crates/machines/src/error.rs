@@ -16,7 +16,7 @@ pub enum MachineError {
     /// The request is valid but the machine's current state or lease forbids it (409).
     #[error("{0}")]
     Conflict(String),
-    /// A lease nonce was required or did not match (412, as Fly answers).
+    /// Someone else holds the machine's lease and no (or a wrong) nonce was sent (409).
     #[error("{0}")]
     LeaseMismatch(String),
     /// A wait ran out of time (408).
@@ -25,6 +25,10 @@ pub enum MachineError {
     /// roost or the host failed; the request may be retried (500).
     #[error("{0}")]
     Internal(String),
+    /// A service roost depends on (an image registry) was unreachable or
+    /// answered wrongly (502).
+    #[error("{0}")]
+    Upstream(String),
 }
 
 pub type Result<T, E = MachineError> = std::result::Result<T, E>;
@@ -43,7 +47,8 @@ impl From<roost_image::ImageError> for MachineError {
     fn from(err: roost_image::ImageError) -> Self {
         use roost_image::ImageError as E;
         match err {
-            E::NotFound { .. } => MachineError::NotFound(err.to_string()),
+            E::NotFound { .. } | E::NotInRegistry { .. } => MachineError::NotFound(err.to_string()),
+            E::Registry { .. } => MachineError::Upstream(err.to_string()),
             E::Io { .. } => MachineError::Internal(err.to_string()),
             // Everything else is about the image or reference the user gave.
             _ => MachineError::Invalid(err.to_string()),

@@ -14,21 +14,27 @@
 //!   nothing behind.
 
 mod error;
+mod files;
 mod guest_files;
 mod ids;
+mod images;
 mod machine_ops;
 mod ops;
 mod paths;
 mod recovery;
 mod spec;
+mod volumes;
 
 pub use error::{MachineError, Result};
-pub use guest_files::{check_guest_path, write_file as write_guest_file};
+pub use files::{
+    DirListing, FileContent, MAX_DIR_ENTRIES, MAX_LOG_LINES, MAX_READ_BYTES, MAX_WRITE_BYTES,
+};
+pub use guest_files::{check_guest_path, write_file as write_guest_file, DirEntry, EntryKind};
 pub use ids::is_machine_id;
 pub use machine_ops::{ListFilter, StartResponse};
 pub use ops::CRASH_AT_ENV;
 pub use paths::MachinePaths;
-pub use roost_image::{Image, ImageStore};
+pub use roost_image::{Image, ImageStore, RegistryConfig};
 pub use roost_runtime::OciRuntimeKind;
 pub use spec::HostLimits;
 
@@ -55,6 +61,11 @@ pub struct MachinesConfig {
     /// `ROOST_CRASH_AT` value; see [`CRASH_AT_ENV`].
     pub crash_at: Option<String>,
     pub log_max_bytes: u64,
+    /// Registries images may be pulled from: insecure hosts, extra CA, credentials.
+    pub registries: RegistryConfig,
+    /// Interval of scheduled volume snapshots, and the unit of their
+    /// retention ("days"). 24 hours; tests shorten it.
+    pub volume_snapshot_day: std::time::Duration,
 }
 
 impl MachinesConfig {
@@ -65,6 +76,8 @@ impl MachinesConfig {
             region: "local".into(),
             crash_at: None,
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            registries: RegistryConfig::default(),
+            volume_snapshot_day: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -78,6 +91,7 @@ pub struct Machines {
 pub(crate) struct Inner {
     store: Store,
     images: ImageStore,
+    puller: Arc<roost_image::Puller>,
     crun: Option<Runtime>,
     runc: Option<Runtime>,
     default_runtime: OciRuntimeKind,
@@ -89,6 +103,7 @@ pub(crate) struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bumped on every machine state change; waiters re-read the store.
     changes: tokio::sync::watch::Sender<u64>,
+    volumes: volumes::VolumeLayer,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -104,6 +119,8 @@ impl Machines {
         std::fs::create_dir_all(config.data_dir.join("machines"))?;
         let store = Store::open(&config.data_dir.join("roost.db"))?;
         let images = ImageStore::open(config.data_dir.join("images"))?;
+        let puller = roost_image::Puller::new(config.registries)
+            .map_err(|e| MachineError::Invalid(format!("registry configuration: {e}")))?;
         let runtime = |kind: OciRuntimeKind| {
             Runtime::new(kind, config.data_dir.join("runtime").join(kind.to_string()))
         };
@@ -119,9 +136,12 @@ impl Machines {
             )));
         }
         roost_runtime::set_child_subreaper()?;
+        let volume_day = config.volume_snapshot_day;
+        let volumes = volumes::VolumeLayer::open(&config.data_dir, volume_day)?;
         let inner = Arc::new(Inner {
             store,
             images,
+            puller: Arc::new(puller),
             crun: crun.ok(),
             runc: runc.ok(),
             default_runtime: config.default_runtime,
@@ -132,8 +152,16 @@ impl Machines {
             log_max_bytes: config.log_max_bytes,
             locks: Mutex::new(HashMap::new()),
             changes: tokio::sync::watch::Sender::new(0),
+            volumes,
         });
+        inner.recover_volume_operations().await?;
         inner.recover().await?;
+        inner.converge_volume_mounts().await?;
+        tokio::spawn(rotate_logs_periodically(Arc::downgrade(&inner)));
+        tokio::spawn(volumes::snapshot_periodically(
+            Arc::downgrade(&inner),
+            volume_day,
+        ));
         Ok(Machines { inner })
     }
 
@@ -222,9 +250,26 @@ impl Inner {
             cpus: Some(sizing.cpus),
             rootfs: paths.rootfs.clone(),
             cgroup_name: format!("roost/{}", machine.id),
+            terminal: machine.config.init.as_ref().is_some_and(|init| init.tty),
+            mounts: machine
+                .config
+                .mounts
+                .iter()
+                .map(|mount| roost_runtime::BindMount {
+                    source: self.volumes.mount_dir(&mount.volume),
+                    destination: mount.path.clone(),
+                })
+                .collect(),
         };
         roost_runtime::write_bundle(&paths.bundle, &bundle)?;
         Ok(())
+    }
+
+    /// Rotates a machine's log once it passes the size limit (one old file is kept).
+    pub(crate) fn rotate_log(&self, paths: &MachinePaths) {
+        if let Err(err) = roost_runtime::logs::rotate_if_needed(&paths.log, self.log_max_bytes, 1) {
+            tracing::warn!(log = %paths.log.display(), error = %err, "log rotation failed");
+        }
     }
 
     pub(crate) fn machine_env(&self, record: &MachineRecord, image: &Image) -> Vec<String> {
@@ -241,6 +286,31 @@ impl Inner {
                 ("FLY_MACHINE_VERSION", m.instance_id.as_str()),
             ],
         )
+    }
+}
+
+/// How often running machines' logs are checked against the size limit.
+const LOG_ROTATION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Keeps the logs of started machines bounded for as long as the service
+/// lives. (Stopped machines write nothing; start rotates before running.)
+async fn rotate_logs_periodically(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(LOG_ROTATION_INTERVAL).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let started = match inner
+            .store
+            .machines_in_state(roost_types::MachineState::Started)
+        {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list machines for log rotation");
+                continue;
+            }
+        };
+        for record in started {
+            inner.rotate_log(&MachinePaths::new(&inner.data_dir, &record.machine.id));
+        }
     }
 }
 

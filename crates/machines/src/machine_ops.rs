@@ -127,17 +127,14 @@ impl Machines {
         let inner = &self.inner;
         inner.app(app)?;
         spec::validate(&req.config, inner.limits)?;
+        let _claim = inner.claim_mounts(app, None, &req.config).await?;
         let runtime = match req.config.guest.as_ref().and_then(|g| g.runtime.as_deref()) {
             Some(name) => inner.runtime_kind(name)?,
             None => inner.default_runtime,
         };
-        let image = inner.images.get(&req.config.image).map_err(|e| match e {
-            roost_image::ImageError::NotFound { .. } => MachineError::Invalid(format!(
-                "image '{}' is not in roost's image store: import it with `roost image import PATH --name NAME:TAG` and check `roost image list`",
-                req.config.image
-            )),
-            other => other.into(),
-        })?;
+        let image = inner
+            .image_for_config(&req.config.image, req.registry_auth.clone())
+            .await?;
         spec::command(&req.config, &image)?;
         if let Some(user) = image.config.user.as_deref().filter(|u| !u.is_empty()) {
             inner.images.resolve_user(&image, user)?;
@@ -242,10 +239,7 @@ impl Machines {
         nonce: Option<&str>,
     ) -> Result<StartResponse> {
         let inner = &self.inner;
-        let lock = inner.lock_for(id);
-        let _guard = lock.lock().await;
-        let mut record = inner.machine(app, id)?;
-        inner.check_lease(&record, nonce)?;
+        let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
         let previous_state = record.machine.state;
         match previous_state {
             MachineState::Started => {}
@@ -278,10 +272,7 @@ impl Machines {
         nonce: Option<&str>,
     ) -> Result<()> {
         let inner = &self.inner;
-        let lock = inner.lock_for(id);
-        let _guard = lock.lock().await;
-        let record = inner.machine(app, id)?;
-        inner.check_lease(&record, nonce)?;
+        let (_guard, record) = inner.lock_machine(app, id, nonce).await?;
         match record.machine.state {
             MachineState::Started => {
                 let plan = stop_plan(
@@ -309,10 +300,7 @@ impl Machines {
         nonce: Option<&str>,
     ) -> Result<()> {
         let inner = &self.inner;
-        let lock = inner.lock_for(id);
-        let _guard = lock.lock().await;
-        let mut record = inner.machine(app, id)?;
-        inner.check_lease(&record, nonce)?;
+        let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
         if record.machine.state != MachineState::Started {
             return Err(MachineError::Conflict(format!(
                 "machine {id} is {}; only a started machine can be restarted (use start instead)",
@@ -355,10 +343,9 @@ impl Machines {
     ) -> Result<Machine> {
         let inner = &self.inner;
         spec::validate(&req.config, inner.limits)?;
-        let lock = inner.lock_for(id);
-        let _guard = lock.lock().await;
-        let mut record = inner.machine(app, id)?;
-        inner.check_lease(&record, nonce)?;
+        inner.machine(app, id)?;
+        let _claim = inner.claim_mounts(app, Some(id), &req.config).await?;
+        let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
         if record.machine.state == MachineState::Destroyed {
             return Err(illegal(id, MachineState::Destroyed, "updated"));
         }
@@ -374,7 +361,9 @@ impl Machines {
             Some(name) => inner.runtime_kind(name)?,
             None => inner.default_runtime,
         };
-        let image = inner.images.get(&req.config.image)?;
+        let image = inner
+            .image_for_config(&req.config.image, req.registry_auth.clone())
+            .await?;
         spec::command(&req.config, &image)?;
         let was_running = record.machine.state == MachineState::Started;
         let image_changed = image.digest != record.machine.image_ref.digest;
@@ -434,10 +423,7 @@ impl Machines {
         nonce: Option<&str>,
     ) -> Result<()> {
         let inner = &self.inner;
-        let lock = inner.lock_for(id);
-        let _guard = lock.lock().await;
-        let record = inner.machine(app, id)?;
-        inner.check_lease(&record, nonce)?;
+        let (_guard, record) = inner.lock_machine(app, id, nonce).await?;
         match record.machine.state {
             MachineState::Destroyed => {
                 return Err(illegal(id, MachineState::Destroyed, "destroyed"))
@@ -608,10 +594,7 @@ impl Machines {
         nonce: Option<&str>,
         change: impl FnOnce(&mut MachineRecord),
     ) -> Result<()> {
-        let lock = self.inner.lock_for(id);
-        let _guard = lock.lock().await;
-        let mut record = self.inner.machine(app, id)?;
-        self.inner.check_lease(&record, nonce)?;
+        let (_guard, mut record) = self.inner.lock_machine(app, id, nonce).await?;
         if record.machine.state == MachineState::Destroyed {
             return Err(illegal(id, MachineState::Destroyed, "changed"));
         }
@@ -808,6 +791,35 @@ impl Inner {
         }
     }
 
+    /// The image a machine config names. One missing from the store is the
+    /// caller's mistake (400), answered with the images there are.
+    pub(crate) fn config_image(&self, reference: &str) -> Result<roost_image::Image> {
+        self.images.get(reference).map_err(|err| match err {
+            roost_image::ImageError::NotFound { .. } => {
+                let available = self
+                    .images
+                    .list()
+                    .map(|images| {
+                        images
+                            .into_iter()
+                            .map(|image| image.reference)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                let available = if available.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    available
+                };
+                MachineError::Invalid(format!(
+                    "image '{reference}' is not in roost's image store (available: {available}): import it with `roost image import PATH --name NAME:TAG`, or name its registry (HOST[:PORT]/REPO:TAG) so roost pulls it"
+                ))
+            }
+            other => other.into(),
+        })
+    }
+
     pub(crate) fn view(&self, record: &MachineRecord) -> Result<Machine> {
         let mut machine = record.machine.clone();
         machine.events = self.store.list_events(&machine.id)?;
@@ -830,6 +842,22 @@ impl Inner {
             .store
             .get_lease(id)?
             .filter(|lease| lease.expires_at > now))
+    }
+
+    /// Takes the machine's operation lock and reads the machine, refusing
+    /// callers that do not hold its lease. The id is checked before any lock
+    /// exists for it.
+    pub(crate) async fn lock_machine(
+        &self,
+        app: &str,
+        id: &str,
+        nonce: Option<&str>,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, MachineRecord)> {
+        self.machine(app, id)?;
+        let guard = self.lock_for(id).lock_owned().await;
+        let record = self.machine(app, id)?;
+        self.check_lease(&record, nonce)?;
+        Ok((guard, record))
     }
 
     /// Refuses a mutating call while someone else holds the machine's lease.

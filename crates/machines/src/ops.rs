@@ -33,6 +33,8 @@ pub enum Step {
     /// Empty the overlay upper dir: the rootfs goes back to the image.
     ResetRootfs,
     MountRootfs,
+    /// Mount the config's volumes on the host (bound into the machine at run).
+    AttachVolumes,
     /// Write `config.files` into the rootfs.
     WriteFiles,
     /// Create and start the container (adopting one already running).
@@ -40,6 +42,8 @@ pub enum Step {
     /// Ask the main process to exit, then kill it after the stop timeout.
     SignalStop,
     DeleteContainer,
+    /// Unmount the volumes mounted for the machine.
+    DetachVolumes,
     UnmountRootfs,
     /// Remove every host file of the machine.
     RemoveFiles,
@@ -51,10 +55,12 @@ impl Step {
             Step::Prepare => "prepare",
             Step::ResetRootfs => "reset_rootfs",
             Step::MountRootfs => "mount_rootfs",
+            Step::AttachVolumes => "attach_volumes",
             Step::WriteFiles => "write_files",
             Step::Run => "run",
             Step::SignalStop => "signal_stop",
             Step::DeleteContainer => "delete_container",
+            Step::DetachVolumes => "detach_volumes",
             Step::UnmountRootfs => "unmount_rootfs",
             Step::RemoveFiles => "remove_files",
         }
@@ -63,7 +69,12 @@ impl Step {
     fn is_start_phase(self) -> bool {
         matches!(
             self,
-            Step::Prepare | Step::ResetRootfs | Step::MountRootfs | Step::WriteFiles | Step::Run
+            Step::Prepare
+                | Step::ResetRootfs
+                | Step::MountRootfs
+                | Step::AttachVolumes
+                | Step::WriteFiles
+                | Step::Run
         )
     }
 }
@@ -128,12 +139,22 @@ impl OpPlan {
         if reset_rootfs {
             steps.push(Step::ResetRootfs);
         }
-        steps.extend([Step::MountRootfs, Step::WriteFiles, Step::Run]);
+        steps.extend([
+            Step::MountRootfs,
+            Step::AttachVolumes,
+            Step::WriteFiles,
+            Step::Run,
+        ]);
         steps
     }
 
     pub fn stop_steps() -> Vec<Step> {
-        vec![Step::SignalStop, Step::DeleteContainer, Step::UnmountRootfs]
+        vec![
+            Step::SignalStop,
+            Step::DeleteContainer,
+            Step::DetachVolumes,
+            Step::UnmountRootfs,
+        ]
     }
 
     pub fn new(kind: OpKind, steps: Vec<Step>, settle: MachineState) -> OpPlan {
@@ -261,7 +282,11 @@ impl Inner {
         failed: Step,
         err: &MachineError,
     ) {
-        for step in [Step::DeleteContainer, Step::UnmountRootfs] {
+        for step in [
+            Step::DeleteContainer,
+            Step::DetachVolumes,
+            Step::UnmountRootfs,
+        ] {
             if let Err(cleanup) = self.run_step(step, record, plan).await {
                 tracing::error!(machine = %record.machine.id, step = step.name(), error = %cleanup, "cleanup after failure failed");
             }
@@ -291,13 +316,7 @@ impl Inner {
                 .map_err(MachineError::from),
             Step::MountRootfs => {
                 if !roost_runtime::rootfs::is_mounted(&paths.rootfs) {
-                    let lowers = read_lower_file(&paths)?;
-                    roost_runtime::rootfs::mount_overlay(
-                        &lowers,
-                        &paths.upper,
-                        &paths.work,
-                        &paths.rootfs,
-                    )?;
+                    mount_rootfs(&paths)?;
                 }
                 Ok(())
             }
@@ -325,6 +344,8 @@ impl Inner {
                 self.runtime_for(record)?.delete(&id, true).await?;
                 Ok(())
             }
+            Step::AttachVolumes => self.attach_volumes(record).await,
+            Step::DetachVolumes => self.detach_volumes(&id).await,
             Step::UnmountRootfs => Ok(roost_runtime::rootfs::unmount(&paths.rootfs)?),
             Step::RemoveFiles => match std::fs::remove_dir_all(&paths.dir) {
                 Ok(()) => Ok(()),
@@ -344,57 +365,74 @@ impl Inner {
             }
             runtime.delete(id, true).await?;
         }
-        if let Err(err) = roost_runtime::logs::rotate_if_needed(&paths.log, self.log_max_bytes, 1) {
-            tracing::warn!(machine = id, error = %err, "log rotation failed");
-        }
-        let pid = runtime.create(id, &paths.bundle, &paths.log).await?;
-        runtime.start(id).await?;
-        record.init_pid = Some(pid);
+        self.rotate_log(paths);
+        record.init_pid = Some(runtime.run(id, &paths.bundle, &paths.log).await?);
         Ok(())
     }
 
     async fn signal_stop(&self, record: &mut MachineRecord, plan: &OpPlan) -> Result<()> {
         let runtime = self.runtime_for(record)?;
         let id = record.machine.id.as_str();
-        let Some(state) = runtime.state(id).await? else {
-            return Ok(());
-        };
-        let Some(pid) = state
-            .pid
-            .filter(|_| state.status == roost_runtime::ContainerStatus::Running)
-        else {
-            return Ok(());
+        // The record knows the init's pid on every path but a crash between
+        // starting the container and recording it; only then ask the runtime.
+        let pid = match record.init_pid {
+            Some(pid) => pid,
+            None => match runtime.state(id).await? {
+                Some(state) if state.status == roost_runtime::ContainerStatus::Running => {
+                    match state.pid {
+                        Some(pid) => pid,
+                        None => return Ok(()),
+                    }
+                }
+                _ => return Ok(()),
+            },
         };
         let signal = plan
             .stop_signal
             .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
             .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-        let timeout = Duration::from_millis(
-            plan.stop_timeout_ms
-                .unwrap_or(crate::DEFAULT_STOP_TIMEOUT_MS),
-        );
         runtime.kill(id, signal).await?;
-        if tokio::time::timeout(timeout, roost_runtime::wait_for_exit(pid))
-            .await
-            .is_ok()
-        {
-            return Ok(());
+        if signal != nix::sys::signal::Signal::SIGKILL {
+            let timeout = Duration::from_millis(
+                plan.stop_timeout_ms
+                    .unwrap_or(crate::DEFAULT_STOP_TIMEOUT_MS),
+            );
+            if tokio::time::timeout(timeout, roost_runtime::wait_for_exit(pid))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            tracing::info!(
+                machine = id,
+                "main process ignored {signal} for {timeout:?}; killing it"
+            );
+            runtime.kill(id, nix::sys::signal::Signal::SIGKILL).await?;
         }
-        tracing::info!(
-            machine = id,
-            "main process ignored {signal} for {timeout:?}; killing it"
-        );
-        runtime.kill(id, nix::sys::signal::Signal::SIGKILL).await?;
-        tokio::time::timeout(Duration::from_secs(10), roost_runtime::wait_for_exit(pid))
+        tokio::time::timeout(KILL_GRACE, roost_runtime::wait_for_exit(pid))
             .await
             .map_err(|_| {
-                MachineError::Internal(format!("machine {id} did not exit 10s after SIGKILL"))
+                MachineError::Internal(format!(
+                    "machine {id} did not exit {KILL_GRACE:?} after SIGKILL"
+                ))
             })??;
         Ok(())
     }
 }
 
-fn read_lower_file(paths: &MachinePaths) -> Result<Vec<std::path::PathBuf>> {
+/// How long a SIGKILLed machine may take to exit before stop reports an error.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Mounts the machine's overlay rootfs: its image layers below its upper dir.
+pub(crate) fn mount_rootfs(paths: &MachinePaths) -> Result<()> {
+    // The layer list is lowest first; overlayfs wants the topmost first.
+    let mut lowers = read_lower_file(paths)?;
+    lowers.reverse();
+    roost_runtime::rootfs::mount_overlay(&lowers, &paths.upper, &paths.work, &paths.rootfs)?;
+    Ok(())
+}
+
+pub(crate) fn read_lower_file(paths: &MachinePaths) -> Result<Vec<std::path::PathBuf>> {
     let text = std::fs::read_to_string(&paths.lower).map_err(|e| {
         MachineError::Internal(format!(
             "machine's layer list {} is unreadable: {e}",

@@ -149,7 +149,11 @@ impl Inner {
         );
         self.store.append_event(&record.machine.id, &exit_event)?;
         tracing::info!(machine = %record.machine.id, ?code, restart, destroy, "main process exited");
-        let mut steps = vec![Step::DeleteContainer, Step::UnmountRootfs];
+        let mut steps = vec![
+            Step::DeleteContainer,
+            Step::DetachVolumes,
+            Step::UnmountRootfs,
+        ];
         let settle = if restart {
             let reset = spec::rootfs_persist(config) == RootfsPersist::Never;
             steps.extend(OpPlan::start_steps(reset));

@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use roost_client::Client;
 use roost_types::{
-    CreateMachineRequest, ExecRequest, MachineConfig, MachineGuest, MachineInit, StopRequest,
+    CreateMachineRequest, ExecRequest, MachineConfig, MachineGuest, MachineInit, RegistryAuth,
+    StopRequest,
 };
 use std::io::Write;
 
@@ -49,6 +50,12 @@ enum Command {
     /// Manage machines.
     #[command(subcommand, alias = "machines")]
     Machine(MachineCommand),
+    /// Manage volumes: persistent filesystems with snapshots and forks.
+    #[command(subcommand, alias = "volume")]
+    Volumes(crate::volumes::VolumesCommand),
+    /// Serve roost's MCP tools on stdin/stdout for a local agent, relayed to
+    /// the API's /mcp endpoint (uses --api-url and --api-token).
+    Mcp,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,13 +80,33 @@ enum ImageCommand {
         name: String,
     },
     List,
+    /// Pull an image from its registry (`HOST[:PORT]/REPO[:TAG]` or `...@sha256:...`).
+    Pull {
+        reference: String,
+        /// Registry username; the password comes from ROOST_REGISTRY_PASSWORD.
+        #[arg(long, requires = "password")]
+        username: Option<String>,
+        #[arg(
+            long,
+            env = "ROOST_REGISTRY_PASSWORD",
+            hide_env_values = true,
+            hide = true
+        )]
+        password: Option<String>,
+    },
+    /// Remove an image (refused while a machine uses it); `prune` frees its layers.
+    Rm {
+        reference: String,
+    },
+    /// Delete layers and blobs no image or machine references.
+    Prune,
 }
 
 #[derive(Debug, clap::Args)]
-struct AppArg {
+pub(crate) struct AppArg {
     /// The app the machine belongs to.
     #[arg(short, long, env = "ROOST_APP")]
-    app: String,
+    pub(crate) app: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +131,9 @@ enum MachineCommand {
         /// Create the machine without starting it.
         #[arg(long)]
         skip_launch: bool,
+        /// Mount a volume, `VOLUME_ID:/PATH` (repeatable).
+        #[arg(long = "volume", value_name = "VOLUME_ID:/PATH")]
+        volumes: Vec<String>,
         /// Command to run instead of the image's.
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -176,7 +206,11 @@ enum MachineCommand {
 }
 
 fn client(cli: &Cli) -> Result<Client> {
-    let token = match &cli.api_token {
+    Ok(Client::new(&cli.api_url, &api_token(cli)?))
+}
+
+fn api_token(cli: &Cli) -> Result<String> {
+    Ok(match &cli.api_token {
         Some(token) => token.clone(),
         None => {
             let data_dir =
@@ -192,30 +226,36 @@ fn client(cli: &Cli) -> Result<Client> {
                 .trim()
                 .to_string()
         }
-    };
-    Ok(Client::new(&cli.api_url, &token))
+    })
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
     if let Command::Up(args) = cli.command {
-        init_tracing();
+        init_tracing("info");
         return up(args).await;
+    }
+    if let Command::Mcp = cli.command {
+        // stdout carries the protocol; only warnings go to stderr.
+        init_tracing("warn");
+        return Ok(roost_mcp::serve_stdio(&cli.api_url, &api_token(&cli)?).await?);
     }
     let client = client(&cli)?;
     let json = cli.json;
     match cli.command {
-        Command::Up(_) => unreachable!("handled above"),
+        Command::Up(_) | Command::Mcp => unreachable!("handled above"),
         Command::Apps(cmd) => apps(&client, cmd, json).await,
         Command::Image(cmd) => image(&client, cmd, json).await,
         Command::Machine(cmd) => machine(&client, cmd, json).await,
+        Command::Volumes(cmd) => crate::volumes::run(&client, cmd, json).await,
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr at `RUST_LOG` or `default_level`.
+fn init_tracing(default_level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -295,6 +335,46 @@ async fn image(client: &Client, cmd: ImageCommand, json: bool) -> Result<()> {
             print_table(&["REFERENCE", "DIGEST", "SIZE", "IMPORTED"], rows);
             Ok(())
         }
+        ImageCommand::Pull {
+            reference,
+            username,
+            password,
+        } => {
+            let auth = username
+                .zip(password)
+                .map(|(username, password)| RegistryAuth { username, password });
+            let image = if json {
+                client.pull_image(&reference, auth.as_ref()).await?
+            } else {
+                let stream = client.pull_image_stream(&reference, auth.as_ref()).await?;
+                crate::progress::show_pull(stream).await?
+            };
+            if json {
+                return print_json(&image);
+            }
+            println!(
+                "{} {}",
+                image["reference"].as_str().unwrap_or(&reference),
+                image["digest"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }
+        ImageCommand::Rm { reference } => {
+            let image = client.remove_image(&reference).await?;
+            let name = image["reference"].as_str().unwrap_or(&reference).to_owned();
+            done(json, format!("removed image {name}"))
+        }
+        ImageCommand::Prune => {
+            let report = client.prune_images().await?;
+            if json {
+                return print_json(&report);
+            }
+            println!(
+                "removed {} layers and {} blobs ({} bytes)",
+                report["layers"], report["blobs"], report["bytes"]
+            );
+            Ok(())
+        }
     }
 }
 
@@ -347,6 +427,7 @@ async fn machine(client: &Client, cmd: MachineCommand, json: bool) -> Result<()>
             memory,
             runtime,
             skip_launch,
+            volumes,
             cmd,
         } => {
             let guest =
@@ -366,6 +447,7 @@ async fn machine(client: &Client, cmd: MachineCommand, json: bool) -> Result<()>
                     env: parse_env(&env)?,
                     guest,
                     init,
+                    mounts: crate::volumes::parse_mounts(&volumes)?,
                     ..Default::default()
                 },
                 name,

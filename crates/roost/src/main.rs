@@ -3,7 +3,9 @@
 
 mod cli;
 mod output;
+mod progress;
 mod up;
+mod volumes;
 
 use clap::Parser;
 

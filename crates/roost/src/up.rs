@@ -1,12 +1,17 @@
 //! `roost up`: the API server and orchestrator in one process.
 
 use anyhow::{Context, Result};
-use roost_machines::{Machines, MachinesConfig, OciRuntimeKind};
+use roost_machines::{Machines, MachinesConfig, OciRuntimeKind, RegistryConfig};
 use std::path::{Path, PathBuf};
 
 /// Host tools `roost up` needs, with the Debian packages that provide them.
-const REQUIRED_TOOLS: &[(&str, &str)] =
-    &[("crun", "crun"), ("runc", "runc"), ("tini-static", "tini")];
+const REQUIRED_TOOLS: &[(&str, &str)] = &[
+    ("crun", "crun"),
+    ("runc", "runc"),
+    ("tini-static", "tini"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("mkfs.xfs", "xfsprogs"),
+];
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -25,6 +30,43 @@ pub struct UpArgs {
     /// Do not install missing host packages with apt-get.
     #[arg(long)]
     pub no_install: bool,
+    /// Registry (`HOST[:PORT]`, as written in image references) to pull from over plain
+    /// HTTP instead of HTTPS (repeatable). Adds to `insecure` in DATA_DIR/registries.json.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// PEM file of CA certificates trusted for registries besides the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca: Option<PathBuf>,
+    /// Seconds between scheduled volume snapshots, which is also the "day"
+    /// snapshot retention counts in. For tests.
+    #[arg(long, default_value_t = 86_400, hide = true)]
+    pub volume_snapshot_day_secs: u64,
+}
+
+/// Name of the registry settings file in the data dir: `{"insecure": [..], "ca_file": ..,
+/// "credentials": {"HOST[:PORT]": {"username": .., "password": ..}}}`.
+const REGISTRIES_FILE: &str = "registries.json";
+
+/// Registry settings: the data dir's registries.json (if any) plus the command-line flags.
+fn registry_config(args: &UpArgs) -> Result<RegistryConfig> {
+    let path = args.data_dir.join(REGISTRIES_FILE);
+    let mut config = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is invalid; expected {{\"insecure\": [\"HOST:PORT\"], \"ca_file\": \"PATH\", \"credentials\": {{\"HOST:PORT\": {{\"username\": .., \"password\": ..}}}}}}",
+                path.display()
+            )
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RegistryConfig::default(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    config
+        .insecure
+        .extend(args.insecure_registries.iter().cloned());
+    if let Some(ca) = &args.registry_ca {
+        config.ca_file = Some(ca.clone());
+    }
+    Ok(config)
 }
 
 pub async fn up(args: UpArgs) -> Result<()> {
@@ -35,9 +77,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let token = admin_token(&args.data_dir)?;
     let mut config = MachinesConfig::new(&args.data_dir);
+    config.registries = registry_config(&args)?;
     config.default_runtime = args.runtime;
     config.region = args.region;
     config.crash_at = std::env::var(roost_machines::CRASH_AT_ENV).ok();
+    config.volume_snapshot_day =
+        std::time::Duration::from_secs(args.volume_snapshot_day_secs.max(1));
     let machines = Machines::open(config)
         .await
         .context("cannot open roost's state")?;
@@ -45,9 +90,20 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.api_listen))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %args.data_dir.display(), "roost API listening");
-    let app = roost_api::router(machines, token);
+    let mcp = roost_mcp::HttpOptions::new(listener.local_addr()?);
+    let app = roost_api::router(machines, token, &mcp);
+    // Streamed responses (MCP's SSE, followed logs) arrive in small writes;
+    // with Nagle's algorithm each waits for the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            mcp.end_streams();
+        })
         .await
         .context("API server failed")?;
     tracing::info!("roost stopped; machines keep running and are adopted at the next start");

@@ -119,3 +119,66 @@ async fn run_exec_stop_start_persist_destroy() {
     assert!(common::leftover_containers(&daemon.data_dir(), "crun").is_empty());
     assert!(!daemon.data_dir().join("machines").join(&id).exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tty_machines_log_through_their_terminal_across_roost_restarts() {
+    let mut daemon = Daemon::start().await;
+    let mut req = sleeper();
+    req.config.init = Some(MachineInit {
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            "[ -t 1 ] && echo stdout-is-a-tty; exec sleep 1000".into(),
+        ],
+        tty: true,
+        ..Default::default()
+    });
+    let id = daemon
+        .client()
+        .create_machine(APP, &req)
+        .await
+        .expect("create")
+        .id;
+    let logs = |daemon: &Daemon| {
+        let client = daemon.client();
+        let id = id.clone();
+        async move {
+            client
+                .logs(APP, &id, false)
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = logs(&daemon).await;
+        if seen.contains("stdout-is-a-tty") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains("stdout-is-a-tty"), "logs: {seen:?}");
+
+    // The terminal outlives the roost process that created it.
+    daemon.kill();
+    daemon.spawn(None).await;
+    let out = exec(&daemon, &id, "echo after-restart > /proc/1/fd/1").await;
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    for _ in 0..50 {
+        seen = logs(&daemon).await;
+        if seen.contains("after-restart") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains("after-restart"), "logs: {seen:?}");
+    daemon
+        .client()
+        .destroy_machine(APP, &id, true)
+        .await
+        .expect("destroy");
+    assert!(common::processes_mentioning(&id).is_empty());
+}

@@ -101,6 +101,20 @@ pub struct BundleConfig {
     pub rootfs: PathBuf,
     /// Cgroup path relative to the cgroup root, e.g. `roost/<machine id>`.
     pub cgroup_name: String,
+    /// Give the main process a pseudo terminal (Fly's `init.tty`); its
+    /// output still goes to the machine's log.
+    pub terminal: bool,
+    /// Host directories bind-mounted into the machine (volumes).
+    pub mounts: Vec<BindMount>,
+}
+
+/// A host directory the machine sees at `destination`, read-write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Absolute host path; a mount point of its own (a volume's mount).
+    pub source: PathBuf,
+    /// Absolute path inside the machine; created if missing.
+    pub destination: String,
 }
 
 /// Writes `bundle_dir/config.json` for `cfg`, atomically (temp file, fsync,
@@ -198,6 +212,21 @@ fn validate(cfg: &BundleConfig) -> Result<(), RuntimeError> {
             ),
         ));
     }
+    for mount in &cfg.mounts {
+        let plain = Path::new(&mount.destination)
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !mount.source.is_absolute() || !mount.destination.starts_with('/') || !plain {
+            return Err(RuntimeError::invalid(
+                "mounts",
+                format!(
+                    "{} -> {:?}: both paths must be absolute, without '.' or '..'",
+                    mount.source.display(),
+                    mount.destination
+                ),
+            ));
+        }
+    }
     validate_cgroup_name(&cfg.cgroup_name)
 }
 
@@ -234,7 +263,7 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": cfg.terminal,
             "user": { "uid": cfg.uid, "gid": cfg.gid },
             "args": args,
             "env": env,
@@ -251,7 +280,7 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
         },
         "root": { "path": rootfs, "readonly": false },
         "hostname": cfg.hostname,
-        "mounts": mounts(init),
+        "mounts": mounts(init, &cfg.mounts)?,
         "linux": {
             "namespaces": [
                 { "type": "pid" },
@@ -273,8 +302,8 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
     }))
 }
 
-fn mounts(init: &str) -> Value {
-    json!([
+fn mounts(init: &str, binds: &[BindMount]) -> Result<Value, RuntimeError> {
+    let mut mounts = json!([
         { "destination": "/proc", "type": "proc", "source": "proc",
           "options": ["nosuid", "noexec", "nodev"] },
         { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -293,7 +322,18 @@ fn mounts(init: &str) -> Value {
           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] },
         { "destination": INIT_PATH, "type": "bind", "source": init,
           "options": ["bind", "ro", "nosuid", "nodev"] },
-    ])
+    ]);
+    if let Value::Array(list) = &mut mounts {
+        for bind in binds {
+            list.push(json!({
+                "destination": bind.destination,
+                "type": "bind",
+                "source": utf8(&bind.source, "mount source")?,
+                "options": ["rbind", "rw", "nosuid", "nodev"],
+            }));
+        }
+    }
+    Ok(mounts)
 }
 
 fn resources(cfg: &BundleConfig) -> Value {
@@ -349,6 +389,11 @@ mod tests {
             cpus: Some(2),
             rootfs: rootfs.to_owned(),
             cgroup_name: "roost/m1".into(),
+            terminal: false,
+            mounts: vec![BindMount {
+                source: "/var/lib/roost/volumes/vol_1/mnt".into(),
+                destination: "/data".into(),
+            }],
         }
     }
 
@@ -371,6 +416,12 @@ mod tests {
         );
         assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 200_000);
         assert_eq!(spec["linux"]["cgroupsPath"], "/roost/m1");
+        let volume = spec["mounts"]
+            .as_array()
+            .and_then(|m| m.last())
+            .expect("mounts");
+        assert_eq!(volume["destination"], "/data");
+        assert_eq!(volume["source"], "/var/lib/roost/volumes/vol_1/mnt");
         let caps = spec["process"]["capabilities"]["bounding"]
             .as_array()
             .expect("caps");
@@ -414,6 +465,13 @@ mod tests {
             },
             BundleConfig {
                 cgroup_name: "/abs".into(),
+                ..good.clone()
+            },
+            BundleConfig {
+                mounts: vec![BindMount {
+                    source: "/v".into(),
+                    destination: "/data/../etc".into(),
+                }],
                 ..good.clone()
             },
         ];

@@ -2,6 +2,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ const MAX_OUTPUT: usize = 16 * 1024 * 1024;
 /// How long to keep reading after the command exited. Background processes
 /// it started (`server &`) inherit its stdout and may never close it.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
+
+/// How long the runtime may take to notice a killed exec and exit.
+const REAP_GRACE: Duration = Duration::from_secs(2);
 
 /// A command to run inside a running machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +59,12 @@ pub struct ExecOutput {
 impl Runtime {
     /// Runs `req` inside running container `id` and collects its output.
     ///
+    /// The command gets the machine's capabilities, seccomp profile and
+    /// `no_new_privs`. runc copies the command's output itself and returns
+    /// only when every holder of its stdout/stderr is gone, so with runc a
+    /// background process must redirect its output (`cmd >/dev/null 2>&1 &`);
+    /// with crun, output is read for a short while after the command exits.
+    ///
     /// A runtime failure before the command started (unknown container,
     /// stopped machine) is an error; a command that ran and failed is an
     /// [`ExecOutput`] with its exit code. On timeout the command is killed
@@ -80,6 +90,8 @@ impl Runtime {
 
         let mut args: Vec<&OsStr> = vec![
             OsStr::new("exec"),
+            // crun does not take this from config.json for exec'd processes.
+            OsStr::new("--no-new-privs"),
             OsStr::new("--pid-file"),
             pid_file.as_os_str(),
             OsStr::new("--user"),
@@ -101,17 +113,7 @@ impl Runtime {
         })?;
         let collected = tokio::time::timeout(req.timeout, collect(&mut child)).await;
         let Ok(collected) = collected else {
-            let pid = read_pid_file(&pid_file)?;
-            tracing::warn!(id, ?pid, timeout = ?req.timeout, "exec timed out, killing it");
-            eprintln!("DEBUG pid={pid:?}");
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                // ESRCH only means it exited in the meantime.
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            child
-                .kill()
-                .await
-                .map_err(|err| RuntimeError::io("cannot kill the runtime's exec process", err))?;
+            self.kill_exec(&mut child, &pid_file, id).await?;
             return Err(RuntimeError::Timeout {
                 command: self.describe(&args),
                 timeout: req.timeout,
@@ -136,11 +138,44 @@ impl Runtime {
                 stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
             });
         }
+        let exit_code = exit_code(status);
+        tracing::debug!(id, exit_code, args = ?req.args, "exec finished");
         Ok(ExecOutput {
             stdout,
             stderr,
-            exit_code: exit_code(status),
+            exit_code,
         })
+    }
+
+    /// Kills a timed-out exec: the command itself by the pid the runtime
+    /// recorded, then the runtime process if it does not exit on its own.
+    ///
+    /// The runtime gets a moment to reap the command. Killed first, it would
+    /// leave the command to be re-parented to the roost daemon (a subreaper)
+    /// as a zombie nobody waits for, and the machine's pid namespace cannot
+    /// be torn down while such a zombie exists.
+    async fn kill_exec(
+        &self,
+        child: &mut Child,
+        pid_file: &Path,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        let pid = read_pid_file(pid_file)?;
+        tracing::warn!(id, ?pid, "exec timed out, killing it");
+        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            // ESRCH only means it exited in the meantime.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        if tokio::time::timeout(REAP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            child
+                .kill()
+                .await
+                .map_err(|err| RuntimeError::io("cannot kill the runtime's exec process", err))?;
+        }
+        Ok(())
     }
 }
 

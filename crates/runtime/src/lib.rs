@@ -13,6 +13,7 @@
 //! whatever the image's entrypoint does.
 
 mod bundle;
+mod console;
 mod error;
 mod exec;
 mod host;
@@ -22,7 +23,7 @@ pub mod rootfs;
 mod runtime;
 mod seccomp;
 
-pub use bundle::{write_bundle, BundleConfig, INIT_PATH};
+pub use bundle::{write_bundle, BindMount, BundleConfig, INIT_PATH};
 pub use error::RuntimeError;
 pub use exec::{ExecOutput, ExecRequest};
 pub use host::{cgroup_mode, CgroupMode};

@@ -340,6 +340,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[expect(clippy::zombie_processes, reason = "wait_for_exit reaps the child")]
     async fn wait_for_exit_reports_the_exit_code_of_a_child() {
         let child = std::process::Command::new("/bin/sh")
             .args(["-c", "exit 7"])

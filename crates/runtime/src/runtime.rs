@@ -19,6 +19,7 @@ use nix::sys::signal::Signal;
 use serde::Deserialize;
 use tokio::process::Command;
 
+use crate::console;
 use crate::host::{self, CgroupMode};
 use crate::RuntimeError;
 
@@ -175,6 +176,27 @@ impl Runtime {
         bundle: &Path,
         log_path: &Path,
     ) -> Result<u32, RuntimeError> {
+        self.launch(&["create"], id, bundle, log_path).await
+    }
+
+    /// Creates and starts container `id` in one runtime invocation
+    /// (`run --detach`): what starting a stopped machine does, one process
+    /// spawn cheaper than [`Runtime::create`] + [`Runtime::start`]. Stdio as
+    /// for [`Runtime::create`]; returns the host pid of the container's init.
+    pub async fn run(&self, id: &str, bundle: &Path, log_path: &Path) -> Result<u32, RuntimeError> {
+        self.launch(&["run", "--detach"], id, bundle, log_path)
+            .await
+    }
+
+    /// `create` or `run --detach` (the `verb`) with roost's stdio, pid file
+    /// and, for terminal bundles, console socket.
+    async fn launch(
+        &self,
+        verb: &[&str],
+        id: &str,
+        bundle: &Path,
+        log_path: &Path,
+    ) -> Result<u32, RuntimeError> {
         validate_id(id)?;
         let log = OpenOptions::new()
             .append(true)
@@ -190,34 +212,61 @@ impl Runtime {
         let scratch = scratch_dir("create")?;
         let pid_file = scratch.path().join("pid");
         let runtime_log = scratch.path().join("runtime.log");
-        let args: [&OsStr; 10] = [
+        let console_path = scratch.path().join("console.sock");
+        let console = console::bundle_wants_terminal(bundle)?
+            .then(|| console::ConsoleSocket::bind(&console_path))
+            .transpose()?;
+        let mut args: Vec<&OsStr> = vec![
             "--log".as_ref(),
             runtime_log.as_ref(),
             "--log-format".as_ref(),
             "json".as_ref(),
-            "create".as_ref(),
-            "--bundle".as_ref(),
+        ];
+        args.extend(verb.iter().map(OsStr::new));
+        args.extend([
+            OsStr::new("--bundle"),
             bundle.as_ref(),
             "--pid-file".as_ref(),
             pid_file.as_ref(),
-            id.as_ref(),
-        ];
+        ]);
+        if console.is_some() {
+            args.extend(["--console-socket".as_ref(), console_path.as_os_str()]);
+        }
+        args.push(id.as_ref());
         let mut cmd = self.command(&args);
+        let terminal_log = console
+            .as_ref()
+            .map(|_| log.try_clone())
+            .transpose()
+            .map_err(|err| {
+                RuntimeError::io(format!("cannot open log {}", log_path.display()), err)
+            })?;
         cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log_err));
         let started = Instant::now();
+        let handoff = console.map(|socket| tokio::spawn(socket.receive_master()));
         let status = self.wait(cmd, &args).await?.status;
         if !status.success() {
+            if let Some(handoff) = handoff {
+                handoff.abort();
+            }
             return Err(RuntimeError::CommandFailed {
                 command: self.describe(&args),
                 status: status.to_string(),
                 stderr: runtime_log_errors(&runtime_log),
             });
         }
+        if let (Some(handoff), Some(terminal_log)) = (handoff, terminal_log) {
+            let master = handoff.await.map_err(|err| RuntimeError::BadOutput {
+                command: self.describe(&args),
+                reason: format!("terminal handoff failed: {err}"),
+            })??;
+            console::relay_to_log(master, terminal_log)?;
+        }
         let pid = read_pid_file(&pid_file)?.ok_or_else(|| RuntimeError::BadOutput {
             command: self.describe(&args),
             reason: format!("no pid file was written to {}", pid_file.display()),
         })?;
-        tracing::debug!(runtime = %self.kind, id, pid, elapsed = ?started.elapsed(), "container created");
+        tracing::debug!(runtime = %self.kind, id, pid, ?verb, elapsed = ?started.elapsed(), "container launched");
         Ok(pid)
     }
 

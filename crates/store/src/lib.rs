@@ -11,6 +11,10 @@
 //! roll back the last few transactions, which recovery then redoes, because
 //! every lifecycle step is idempotent.
 
+mod volumes;
+
+pub use volumes::{SnapshotRecord, VolumeOperation, VolumeRecord};
+
 use roost_types::{Lease, Machine, MachineEvent, MachineState};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -118,6 +122,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(volumes::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -146,20 +151,11 @@ impl Store {
     }
 
     pub fn get_app(&self, name: &str) -> Result<Option<AppRecord>, StoreError> {
-        let data: Option<String> = self
-            .conn()
-            .query_row("SELECT data FROM apps WHERE name = ?1", [name], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        Ok(data.map(|d| serde_json::from_str(&d)).transpose()?)
+        self.get_json("SELECT data FROM apps WHERE name = ?1", name)
     }
 
     pub fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT data FROM apps ORDER BY name")?;
-        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-        rows.map(|data| Ok(serde_json::from_str(&data?)?)).collect()
+        self.list_json("SELECT data FROM apps ORDER BY name", [])
     }
 
     /// Deletes an app and every record of its machines.
@@ -213,22 +209,15 @@ impl Store {
     }
 
     pub fn get_machine(&self, id: &str) -> Result<Option<MachineRecord>, StoreError> {
-        let data: Option<String> = self
-            .conn()
-            .query_row("SELECT data FROM machines WHERE id = ?1", [id], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        Ok(data.map(|d| serde_json::from_str(&d)).transpose()?)
+        self.get_json("SELECT data FROM machines WHERE id = ?1", id)
     }
 
     /// Machines of `app` (all apps when `None`), oldest first.
     pub fn list_machines(&self, app: Option<&str>) -> Result<Vec<MachineRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT data FROM machines WHERE ?1 IS NULL OR app = ?1 ORDER BY rowid")?;
-        let rows = stmt.query_map([app], |row| row.get::<_, String>(0))?;
-        rows.map(|data| Ok(serde_json::from_str(&data?)?)).collect()
+        self.list_json(
+            "SELECT data FROM machines WHERE ?1 IS NULL OR app = ?1 ORDER BY rowid",
+            [app],
+        )
     }
 
     /// Replaces a machine's record, optionally appending an event in the
@@ -304,23 +293,14 @@ impl Store {
 
     /// Events of a machine, newest first (as Fly lists them).
     pub fn list_events(&self, machine_id: &str) -> Result<Vec<MachineEvent>, StoreError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT data FROM events WHERE machine_id = ?1 ORDER BY seq DESC")?;
-        let rows = stmt.query_map([machine_id], |row| row.get::<_, String>(0))?;
-        rows.map(|data| Ok(serde_json::from_str(&data?)?)).collect()
+        self.list_json(
+            "SELECT data FROM events WHERE machine_id = ?1 ORDER BY seq DESC",
+            [machine_id],
+        )
     }
 
     pub fn get_lease(&self, machine_id: &str) -> Result<Option<Lease>, StoreError> {
-        let data: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT data FROM leases WHERE machine_id = ?1",
-                [machine_id],
-                |row| row.get(0),
-            )
-            .optional()?;
-        Ok(data.map(|d| serde_json::from_str(&d)).transpose()?)
+        self.get_json("SELECT data FROM leases WHERE machine_id = ?1", machine_id)
     }
 
     pub fn put_lease(&self, machine_id: &str, lease: &Lease) -> Result<(), StoreError> {
@@ -400,9 +380,14 @@ impl Store {
 
     /// Operations a previous process left unfinished, oldest first.
     pub fn unfinished_operations(&self) -> Result<Vec<Operation>, StoreError> {
+        self.operation_rows("SELECT id, machine_id, kind, step, params FROM operations ORDER BY id")
+    }
+
+    /// Operations selected by `sql` (columns id, subject id, kind, step,
+    /// params), for the machine and the volume operation logs alike.
+    fn operation_rows(&self, sql: &str) -> Result<Vec<Operation>, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, machine_id, kind, step, params FROM operations ORDER BY id")?;
+        let mut stmt = conn.prepare(sql)?;
         let rows = stmt.query_map([], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
@@ -427,9 +412,34 @@ impl Store {
 
     /// Machines in `state`, across all apps.
     pub fn machines_in_state(&self, state: MachineState) -> Result<Vec<MachineRecord>, StoreError> {
+        self.list_json(
+            "SELECT data FROM machines WHERE state = ?1 ORDER BY rowid",
+            [state.as_str()],
+        )
+    }
+
+    /// The JSON record in column 0 of the row `sql` selects by `key`.
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let data: Option<String> = self
+            .conn()
+            .query_row(sql, [key], |row| row.get(0))
+            .optional()?;
+        Ok(data.map(|d| serde_json::from_str(&d)).transpose()?)
+    }
+
+    /// The JSON records in column 0 of the rows `sql` selects.
+    fn list_json<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT data FROM machines WHERE state = ?1 ORDER BY rowid")?;
-        let rows = stmt.query_map([state.as_str()], |row| row.get::<_, String>(0))?;
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map(params, |row| row.get::<_, String>(0))?;
         rows.map(|data| Ok(serde_json::from_str(&data?)?)).collect()
     }
 }

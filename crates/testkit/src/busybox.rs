@@ -59,7 +59,7 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
 }
 
 /// The uncompressed layer tar: directories, config files, busybox and one symlink per applet.
-fn busybox_layer() -> Vec<u8> {
+pub fn busybox_layer() -> Vec<u8> {
     let binary = std::fs::read(HOST_BUSYBOX).unwrap_or_else(|e| {
         panic!("reading {HOST_BUSYBOX} (install Debian's busybox-static): {e}")
     });

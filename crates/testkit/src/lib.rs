@@ -11,8 +11,9 @@
 mod busybox;
 pub mod layer;
 pub mod oci;
+pub mod registry;
 
-pub use busybox::{busybox_layout, busybox_rootfs};
+pub use busybox::{busybox_layer, busybox_layout, busybox_rootfs};
 
 use std::process::Command;
 

@@ -28,6 +28,24 @@ pub struct MachineConfig {
     pub stop_config: Option<StopConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<RootfsConfig>,
+    /// Volumes mounted into the machine at every start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MachineMount>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `api.MachineMount`: a volume and where the machine sees it. Fly's
+/// auto-extension fields (`add_size_gb`, `extend_threshold_percent`,
+/// `size_gb_limit`) are kept in `extra` and not acted on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineMount {
+    /// Volume id (`vol_...`).
+    pub volume: String,
+    /// Absolute path inside the machine.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

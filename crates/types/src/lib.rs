@@ -14,18 +14,23 @@ mod app;
 mod config;
 mod machine;
 mod state;
+mod volume;
 
 pub use app::{App, CreateAppRequest, ListApp, ListAppsResponse, Organization};
 pub use config::{
-    MachineConfig, MachineFile, MachineGuest, MachineInit, MachineRestart, RestartPolicy,
-    RootfsConfig, RootfsPersist, StopConfig,
+    MachineConfig, MachineFile, MachineGuest, MachineInit, MachineMount, MachineRestart,
+    RestartPolicy, RootfsConfig, RootfsPersist, StopConfig,
 };
 pub use machine::{
     CreateLeaseRequest, CreateMachineRequest, ErrorResponse, ExecRequest, ExecResponse, ImageRef,
     Lease, LeaseResponse, ListenSocket, Machine, MachineEvent, MachineVersion, ProcessStat,
-    SignalRequest, StopRequest, UpdateMachineRequest,
+    RegistryAuth, SignalRequest, StopRequest, UpdateMachineRequest,
 };
 pub use state::{MachineState, ParseStateError};
+pub use volume::{
+    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, UpdateVolumeRequest, Volume,
+    VolumeSnapshot,
+};
 
 /// Parses a duration the way Fly's API accepts them: a Go duration string
 /// (`"30s"`, `"1m30s"`, `"500ms"`) or a bare number of seconds (`"10"`).

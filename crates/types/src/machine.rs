@@ -67,6 +67,26 @@ pub struct CreateMachineRequest {
     pub lease_ttl: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_service_registration: bool,
+    /// roost extension: credentials for pulling `config.image` from its registry when the
+    /// image is not in roost's store yet. Used for that pull only, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<RegistryAuth>,
+}
+
+/// Username and password for an image registry (roost extension).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+}
+
+/// Keeps the password out of logs.
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `UpdateMachineRequest`: replaces the machine's config.
@@ -82,6 +102,9 @@ pub struct UpdateMachineRequest {
     /// When set, the update only applies if the machine is still at this version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
+    /// roost extension: as in [`CreateMachineRequest::registry_auth`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<RegistryAuth>,
 }
 
 /// `StopRequest`.

@@ -533,13 +533,26 @@ fn malformed_layouts_are_rejected() {
 }
 
 #[test]
-fn zstd_layers_are_refused_by_name() {
+fn zstd_layers_are_unpacked_and_xz_refused_by_name() {
     let fx = Fixture::new();
-    let blob = [&[0x28u8, 0xb5, 0x2f, 0xfd][..], b"zstd frame"].concat();
-    let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
-    let layout = fx.layout_with_blob(zstd, &blob, &oci::sha256_digest(b""));
-    let err = fx.store.import(&layout, "zstd").unwrap_err();
-    assert!(err.to_string().contains("zstd-compressed"), "{err}");
+    let mut layer = roost_testkit::layer::LayerBuilder::new();
+    layer.file("hello", 0o644, b"zstd\n");
+    let tar = layer.into_tar();
+    let zstd = zstd::encode_all(tar.as_slice(), 3).unwrap();
+    let media_type = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let layout = fx.layout_with_blob(media_type, &zstd, &oci::sha256_digest(&tar));
+    let image = fx.store.import(&layout, "zstd").unwrap();
+    assert_eq!(
+        fs::read(fx.layer_dir(&image, 0).join("hello")).unwrap(),
+        b"zstd\n"
+    );
+
+    let fx = Fixture::new();
+    let blob = [&[0xfdu8, b'7', b'z', b'X', b'Z'][..], b"xz stream"].concat();
+    let media_type = "application/vnd.oci.image.layer.v1.tar+xz";
+    let layout = fx.layout_with_blob(media_type, &blob, &oci::sha256_digest(b""));
+    let err = fx.store.import(&layout, "xz").unwrap_err();
+    assert!(err.to_string().contains("xz-compressed"), "{err}");
     fx.assert_nothing_left();
 }
 

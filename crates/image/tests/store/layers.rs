@@ -277,3 +277,61 @@ impl Drop for OverlayMount {
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+
+/// A GNU sparse entry with one data block at `offset` and the given claimed size.
+fn sparse_layer(name: &str, real_size: u64, offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(EntryType::GNUSparse);
+    header.set_path(name).unwrap();
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(MTIME);
+    header.set_size(data.len() as u64);
+    let gnu = header.as_gnu_mut().unwrap();
+    gnu.set_real_size(real_size);
+    gnu.sparse[0].set_offset(offset);
+    gnu.sparse[0].set_length(data.len() as u64);
+    // GNU tar ends the map with an empty chunk at the end of the file.
+    gnu.sparse[1].set_offset(real_size);
+    gnu.sparse[1].set_length(0);
+    header.set_cksum();
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append(&header, data).unwrap();
+    tar.into_inner().unwrap()
+}
+
+#[test]
+fn huge_sparse_files_are_refused() {
+    let fx = Fixture::new();
+    let layer = sparse_layer("lastlog", 1 << 40, 1 << 39, &[7u8; 512]);
+    let err = fx.import_layers(vec![layer]).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::UnsafeLayerEntry { path, .. } if path == "lastlog"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("sparse file claiming"), "{err}");
+    fx.assert_nothing_left();
+}
+
+#[test]
+fn sparse_files_and_zeros_stay_holes() {
+    let fx = Fixture::new();
+    let sparse = sparse_layer("sparse", 64 << 20, 32 << 20, &[7u8; 512]);
+    let mut zeros = LayerBuilder::new();
+    zeros.file("zeros", 0o644, &vec![0u8; 16 << 20]);
+    let image = fx.import_layers(vec![sparse, zeros.into_tar()]).unwrap();
+    let sparse = fs::metadata(fx.layer_dir(&image, 0).join("sparse")).unwrap();
+    assert_eq!(sparse.len(), 64 << 20);
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "{} blocks",
+        sparse.blocks()
+    );
+    let content = fs::read(fx.layer_dir(&image, 0).join("sparse")).unwrap();
+    assert_eq!(content[32 << 20], 7);
+    assert_eq!(content[(32 << 20) - 1], 0);
+    let zeros = fs::metadata(fx.layer_dir(&image, 1).join("zeros")).unwrap();
+    assert_eq!(zeros.len(), 16 << 20);
+    assert!(zeros.blocks() * 512 < 1 << 20, "{} blocks", zeros.blocks());
+}

@@ -17,6 +17,8 @@ pub struct Daemon {
     pub url: String,
     pub token: String,
     child: Option<Child>,
+    /// More `roost up` flags, e.g. `--insecure-registry`.
+    extra_args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -30,12 +32,18 @@ impl Daemon {
     /// Starts roost on a fresh data dir with the busybox image imported
     /// and the app [`APP`] created.
     pub async fn start() -> Daemon {
+        Daemon::start_with_args(&[]).await
+    }
+
+    /// [`Daemon::start`] with more `roost up` flags.
+    pub async fn start_with_args(args: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut daemon = Daemon {
             dir,
             url: format!("http://127.0.0.1:{}", free_port()),
             token: String::new(),
             child: None,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
         };
         daemon.spawn(None).await;
         let layout = roost_testkit::busybox_layout(daemon.dir.path());
@@ -59,6 +67,7 @@ impl Daemon {
         command
             .args(["up", "--no-install", "--api-listen", &addr, "--data-dir"])
             .arg(self.data_dir())
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -150,6 +159,28 @@ pub fn cleanup_host_state(data_dir: &Path) {
     for mount in mounts_under(data_dir) {
         let _ = nix::mount::umount2(mount.as_path(), nix::mount::MntFlags::MNT_DETACH);
     }
+    for device in loop_devices_under(data_dir) {
+        let _ = Command::new("losetup")
+            .arg("-d")
+            .arg(&device)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Loop devices whose backing file lies under `dir` (volume images).
+pub fn loop_devices_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .is_ok_and(|backing| Path::new(backing.trim_end()).starts_with(dir))
+        })
+        .map(|e| Path::new("/dev").join(e.file_name()))
+        .collect()
 }
 
 /// Container ids in `runtime`'s state dir under `data_dir`.

@@ -65,6 +65,8 @@ impl Machine {
             cpus: Some(1),
             rootfs: merged.clone(),
             cgroup_name: format!("roost-test/{id}"),
+            terminal: false,
+            mounts: Vec::new(),
         };
         tweak(&mut cfg);
         let bundle = dir.path().join("bundle");
@@ -149,11 +151,17 @@ impl Drop for Machine {
                 .build()
                 .expect("cleanup runtime");
             rt.block_on(async {
-                if let Err(err) = runtime.delete(&id, true).await {
+                // Reap the init while the runtime kills it: a zombie child
+                // of this (subreaper) process would otherwise stall runc.
+                let reap = async {
+                    if let Some(pid) = init_pid {
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(15), wait_for_exit(pid)).await;
+                    }
+                };
+                let (deleted, ()) = tokio::join!(runtime.delete(&id, true), reap);
+                if let Err(err) = deleted {
                     eprintln!("cleanup of {id} failed: {err}");
-                }
-                if let Some(pid) = init_pid {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), wait_for_exit(pid)).await;
                 }
             });
         });

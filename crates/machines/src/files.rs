@@ -1,0 +1,209 @@
+//! Files inside machines, read and written from the host: a robot edits
+//! code in a machine whether it runs or sleeps.
+//!
+//! A started machine's root filesystem is its mounted overlay. A created or
+//! stopped machine has none mounted (see the crate invariants), so the
+//! overlay is mounted for the length of the call and unmounted after, under
+//! the machine's lock so that no start or stop interleaves. A crash in
+//! between leaves a mount that recovery removes, as it unmounts the rootfs
+//! of every machine that is not started. Paths are resolved inside the
+//! rootfs only (see `guest_files`).
+
+use crate::error::{MachineError, Result};
+use crate::guest_files::{self, DirEntry};
+use crate::paths::MachinePaths;
+use crate::{Inner, Machines};
+use roost_types::MachineState;
+use std::path::Path;
+
+/// Most bytes one [`Machines::read_file`] returns (also its default).
+pub const MAX_READ_BYTES: u64 = 1024 * 1024;
+/// Largest file [`Machines::write_file`] writes in one call.
+pub const MAX_WRITE_BYTES: usize = 2 * 1024 * 1024;
+/// Most entries one [`Machines::list_dir`] returns.
+pub const MAX_DIR_ENTRIES: usize = 1000;
+/// Most log lines one [`Machines::log_tail`] returns.
+pub const MAX_LOG_LINES: usize = 2000;
+
+/// A slice of a file in a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileContent {
+    /// The file's whole size in bytes.
+    pub size: u64,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+impl FileContent {
+    /// Whether `data` reaches the end of the file.
+    pub fn eof(&self) -> bool {
+        self.offset + self.data.len() as u64 >= self.size
+    }
+}
+
+/// The entries of a directory in a machine, sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DirListing {
+    pub entries: Vec<DirEntry>,
+    /// More than [`MAX_DIR_ENTRIES`] entries exist; the rest were left out.
+    pub truncated: bool,
+}
+
+impl Machines {
+    /// Reads up to `limit` bytes (default and maximum [`MAX_READ_BYTES`])
+    /// at `offset` of the regular file `path` in the machine.
+    pub async fn read_file(
+        &self,
+        app: &str,
+        id: &str,
+        path: &str,
+        offset: u64,
+        limit: Option<u64>,
+    ) -> Result<FileContent> {
+        guest_files::check_guest_path(path).map_err(MachineError::Invalid)?;
+        let limit = limit.unwrap_or(MAX_READ_BYTES);
+        if limit == 0 || limit > MAX_READ_BYTES {
+            return Err(MachineError::Invalid(format!(
+                "limit = {limit} is invalid: allowed values are 1 to {MAX_READ_BYTES} bytes; read larger files in pieces with offset"
+            )));
+        }
+        let guest_path = path.to_string();
+        let (data, size) = self
+            .inner
+            .with_rootfs(app, id, path, move |root| {
+                guest_files::read_file(root, &guest_path, offset, limit)
+            })
+            .await?;
+        Ok(FileContent { size, offset, data })
+    }
+
+    /// Writes `content` to `path` in the machine, creating missing parent
+    /// directories (mode 0755) and replacing an existing file; the file gets
+    /// permission bits `mode`.
+    pub async fn write_file(
+        &self,
+        app: &str,
+        id: &str,
+        path: &str,
+        content: Vec<u8>,
+        mode: u32,
+    ) -> Result<()> {
+        guest_files::check_guest_path(path).map_err(MachineError::Invalid)?;
+        if mode > 0o7777 {
+            return Err(MachineError::Invalid(format!(
+                "mode {mode:o} is invalid: use permission bits such as 644 or 755 (octal)"
+            )));
+        }
+        if content.len() > MAX_WRITE_BYTES {
+            return Err(MachineError::Invalid(format!(
+                "content is {} bytes; at most {MAX_WRITE_BYTES} bytes can be written in one call",
+                content.len()
+            )));
+        }
+        let guest_path = path.to_string();
+        self.inner
+            .with_rootfs(app, id, path, move |root| {
+                guest_files::write_file(root, &guest_path, &content, mode)
+            })
+            .await
+    }
+
+    /// Lists the directory `path` in the machine (at most
+    /// [`MAX_DIR_ENTRIES`] entries); symlinks are reported, not followed.
+    pub async fn list_dir(&self, app: &str, id: &str, path: &str) -> Result<DirListing> {
+        guest_files::check_guest_dir(path).map_err(MachineError::Invalid)?;
+        let guest_path = path.to_string();
+        let (entries, truncated) = self
+            .inner
+            .with_rootfs(app, id, path, move |root| {
+                guest_files::list_dir(root, &guest_path, MAX_DIR_ENTRIES)
+            })
+            .await?;
+        Ok(DirListing { entries, truncated })
+    }
+
+    /// The last `lines` lines (at most [`MAX_LOG_LINES`]) of the machine's
+    /// main process output, oldest first.
+    pub fn log_tail(&self, app: &str, id: &str, lines: usize) -> Result<String> {
+        if lines == 0 || lines > MAX_LOG_LINES {
+            return Err(MachineError::Invalid(format!(
+                "lines = {lines} is invalid: allowed values are 1 to {MAX_LOG_LINES}"
+            )));
+        }
+        let mut text = Vec::new();
+        for file in self.log_files(app, id)? {
+            match std::fs::read(&file) {
+                Ok(bytes) => text.extend(bytes),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let text = String::from_utf8_lossy(&text);
+        let start = text
+            .trim_end_matches('\n')
+            .rmatch_indices('\n')
+            .nth(lines - 1)
+            .map_or(0, |(at, _)| at + 1);
+        Ok(text[start..].to_string())
+    }
+}
+
+impl Inner {
+    /// Runs `op` on the machine's root filesystem (mounting it meanwhile if
+    /// the machine is not running), holding the machine's lock.
+    async fn with_rootfs<T: Send + 'static>(
+        &self,
+        app: &str,
+        id: &str,
+        path: &str,
+        op: impl FnOnce(&Path) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let record = self.machine(app, id)?;
+        if record.machine.state == MachineState::Destroyed {
+            return Err(MachineError::Conflict(format!(
+                "machine {id} is destroyed and its files are gone; create a new machine"
+            )));
+        }
+        let paths = MachinePaths::new(&self.data_dir, id);
+        let mount_here = !roost_runtime::rootfs::is_mounted(&paths.rootfs);
+        if mount_here {
+            crate::ops::mount_rootfs(&paths)?;
+            tracing::debug!(machine = %id, "mounted the rootfs of a machine at rest for file access");
+        }
+        let rootfs = paths.rootfs.clone();
+        let outcome = tokio::task::spawn_blocking(move || op(&rootfs)).await;
+        if mount_here {
+            if let Err(err) = roost_runtime::rootfs::unmount(&paths.rootfs) {
+                tracing::warn!(machine = %id, error = %err, "cannot unmount the rootfs after file access; recovery will");
+            }
+        }
+        outcome
+            .map_err(|err| MachineError::Internal(format!("file access task failed: {err}")))?
+            .map_err(|err| file_error(id, path, err))
+    }
+}
+
+/// A file error as the robot should read it: what is wrong with the path.
+fn file_error(id: &str, path: &str, err: std::io::Error) -> MachineError {
+    use std::io::ErrorKind as K;
+    if err.raw_os_error() == Some(nix::libc::ELOOP) {
+        return MachineError::Invalid(format!(
+            "{path} in machine {id} goes through too many symlinks"
+        ));
+    }
+    match err.kind() {
+        K::NotFound => MachineError::NotFound(format!(
+            "{path} does not exist in machine {id}; list its parent directory to see what is there"
+        )),
+        K::IsADirectory => MachineError::Invalid(format!(
+            "{path} is a directory in machine {id}, not a file; list it instead"
+        )),
+        K::NotADirectory => MachineError::Invalid(format!(
+            "a component of {path} is not a directory in machine {id}"
+        )),
+        K::InvalidInput => MachineError::Invalid(err.to_string()),
+        _ => MachineError::Internal(format!("{path} in machine {id}: {err}")),
+    }
+}

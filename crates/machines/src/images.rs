@@ -1,0 +1,117 @@
+//! Image operations of the service layer: pull, remove, prune, and finding a machine config's
+//! image, pulling it first when the config names a registry and the store lacks it.
+
+use std::collections::HashSet;
+
+use roost_image::{Credentials, Image, ImageError, PruneReport, PullOptions, PullProgress};
+use roost_types::{MachineState, RegistryAuth};
+
+use crate::ops::read_lower_file;
+use crate::{Inner, MachineError, MachinePaths, Machines, Result};
+
+impl Machines {
+    /// Pulls `reference` from its registry into the store, re-resolving a tag even if an
+    /// image of that name is there (layers already stored are not fetched again).
+    /// `progress` is called from the pulling threads as layers advance.
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        auth: Option<RegistryAuth>,
+        progress: impl Fn(&PullProgress) + Send + Sync + 'static,
+    ) -> Result<Image> {
+        self.inner.pull(reference, auth, progress).await
+    }
+
+    /// Removes an image record. Refused while a machine that is not destroyed runs on the
+    /// image, since its next create or update could not find it.
+    pub fn remove_image(&self, reference: &str) -> Result<Image> {
+        let image = self.inner.images.get(reference)?;
+        let users: Vec<String> = self
+            .inner
+            .store
+            .list_machines(None)?
+            .into_iter()
+            .filter(|r| r.machine.state != MachineState::Destroyed)
+            .filter(|r| r.machine.image_ref.digest == image.digest)
+            .map(|r| format!("{} (app {})", r.machine.id, r.app))
+            .collect();
+        if !users.is_empty() {
+            return Err(MachineError::Conflict(format!(
+                "image '{}' is used by machine(s) {}; destroy them (or update them to another image) first",
+                image.reference,
+                users.join(", ")
+            )));
+        }
+        Ok(self.inner.images.remove(&image.reference)?)
+    }
+
+    /// Deletes blobs and layers no image record references, keeping every layer a machine
+    /// that is not destroyed is built on (its image record may have been removed or its tag
+    /// pulled anew since).
+    pub async fn prune_images(&self) -> Result<PruneReport> {
+        let mut keep = HashSet::new();
+        for record in self.inner.store.list_machines(None)? {
+            if record.machine.state == MachineState::Destroyed {
+                continue;
+            }
+            let paths = MachinePaths::new(&self.inner.data_dir, &record.machine.id);
+            if !paths.lower.exists() {
+                continue;
+            }
+            for layer in read_lower_file(&paths)? {
+                if let Some(hex) = layer.file_name().and_then(|n| n.to_str()) {
+                    keep.insert(format!("sha256:{hex}"));
+                }
+            }
+        }
+        let images = self.inner.images.clone();
+        tokio::task::spawn_blocking(move || images.prune(&keep))
+            .await
+            .map_err(|e| MachineError::Internal(format!("prune task failed: {e}")))?
+            .map_err(Into::into)
+    }
+}
+
+impl Inner {
+    /// The image a machine config names. One not in the store is pulled when the reference
+    /// names a registry (`host[:port]/repo...`); other names must be imported or pulled first,
+    /// so a typo never reaches out to Docker Hub.
+    pub(crate) async fn image_for_config(
+        &self,
+        reference: &str,
+        auth: Option<RegistryAuth>,
+    ) -> Result<Image> {
+        match self.images.get(reference) {
+            Err(ImageError::NotFound { .. }) if roost_image::names_registry(reference) => {
+                tracing::info!(image = reference, "image not in the store; pulling it");
+                self.pull(reference, auth, |_| {}).await
+            }
+            _ => self.config_image(reference),
+        }
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<RegistryAuth>,
+        progress: impl Fn(&PullProgress) + Send + Sync + 'static,
+    ) -> Result<Image> {
+        let images = self.images.clone();
+        let puller = self.puller.clone();
+        let reference = reference.to_owned();
+        let credentials = auth.map(|auth| Credentials {
+            username: auth.username,
+            password: auth.password,
+        });
+        tokio::task::spawn_blocking(move || {
+            let options = PullOptions {
+                credentials,
+                progress: Some(&progress),
+            };
+            puller.pull(&images, &reference, &options)
+        })
+        .await
+        .map_err(|e| MachineError::Internal(format!("pull task failed: {e}")))?
+        .map_err(Into::into)
+    }
+}

@@ -1,0 +1,982 @@
+//! Volumes: Fly's volumes API over roost-volume, with durable operations,
+//! attachment to machines and scheduled snapshots.
+//!
+//! Invariants:
+//! - A volume is attached to the one non-destroyed machine whose config
+//!   mounts it; that is computed from the machine records, never stored
+//!   twice. Claims are serialized by one lock, so two machines cannot
+//!   both pass the "not attached elsewhere" check.
+//! - A volume is mounted on the host only while its machine runs (the
+//!   `attach_volumes` and `detach_volumes` steps of machine operations).
+//! - Every change to a volume (create, restore, fork, extend, snapshot,
+//!   destroy) is a durable operation in the store's volume operation log,
+//!   resumed by [`crate::Machines::open`] after a crash; its one step is
+//!   idempotent (images are built under a temporary name, growth and
+//!   snapshots can simply run again).
+//! - Lock order: claims, then a machine, then a volume.
+
+use crate::error::{MachineError, Result};
+use crate::{now_rfc3339, Inner, Machines};
+use roost_store::{MachineRecord, SnapshotRecord, VolumeRecord};
+use roost_types::{
+    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MachineConfig, MachineState,
+    UpdateVolumeRequest, Volume, VolumeSnapshot,
+};
+use roost_volume::{FsType, SnapshotStore, VolumeError, VolumeHost};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const GIB: u64 = 1 << 30;
+/// Fly's largest volume.
+const MAX_VOLUME_GB: u64 = 500;
+/// Fly's default and maximum snapshot retention, in days.
+const DEFAULT_RETENTION_DAYS: u32 = 5;
+const MAX_RETENTION_DAYS: u32 = 60;
+/// Paths a volume may not be mounted on or under: the machine's own
+/// system directories would be hidden or replaced.
+const SYSTEM_PATHS: &[&str] = &[
+    "/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/boot", "/.roost",
+];
+
+/// Volume states, as Fly names them.
+mod state {
+    pub const CREATING: &str = "creating";
+    pub const RESTORING: &str = "restoring";
+    pub const HYDRATING: &str = "hydrating";
+    pub const CREATED: &str = "created";
+    pub const EXTENDING: &str = "extending";
+    pub const DESTROYING: &str = "destroying";
+    pub const DESTROYED: &str = "destroyed";
+}
+
+/// The host side of volumes, owned by the service.
+pub(crate) struct VolumeLayer {
+    host: VolumeHost,
+    snapshots: Arc<SnapshotStore>,
+    /// Largest `size_gb` accepted: Fly's limit or the data filesystem's size.
+    max_size_gb: u64,
+    fstype: FsType,
+    /// Length of a snapshot "day": scheduled snapshots are this far apart
+    /// and retention counts in it. 24 hours except in tests.
+    day: Duration,
+    /// Serializes claims of volumes by machine configs.
+    claims: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl VolumeLayer {
+    pub(crate) fn open(data_dir: &Path, day: Duration) -> Result<VolumeLayer> {
+        let host = VolumeHost::open(data_dir.join("volumes")).map_err(volume_error)?;
+        let snapshots = SnapshotStore::open(data_dir.join("snapshots")).map_err(volume_error)?;
+        let disk_gb = nix::sys::statvfs::statvfs(data_dir)
+            .map(|s| s.blocks() * s.fragment_size() / GIB)
+            .unwrap_or(MAX_VOLUME_GB);
+        Ok(VolumeLayer {
+            host,
+            snapshots: Arc::new(snapshots),
+            max_size_gb: disk_gb.clamp(1, MAX_VOLUME_GB),
+            fstype: FsType::host_default(),
+            day,
+            claims: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Where volume `id` is mounted on the host while its machine runs.
+    pub(crate) fn mount_dir(&self, id: &str) -> std::path::PathBuf {
+        self.host.paths(id).mount
+    }
+}
+
+/// The kinds of volume operation; each has one idempotent step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum VolumeOpKind {
+    Create,
+    Restore,
+    Fork,
+    Extend,
+    Snapshot,
+    Destroy,
+}
+
+impl VolumeOpKind {
+    fn name(self) -> &'static str {
+        match self {
+            VolumeOpKind::Create => "volume_create",
+            VolumeOpKind::Restore => "volume_restore",
+            VolumeOpKind::Fork => "volume_fork",
+            VolumeOpKind::Extend => "volume_extend",
+            VolumeOpKind::Snapshot => "volume_snapshot",
+            VolumeOpKind::Destroy => "volume_destroy",
+        }
+    }
+
+    /// Its step, named as `ROOST_CRASH_AT` names it.
+    fn step(self) -> &'static str {
+        match self {
+            VolumeOpKind::Create => "allocate_image",
+            VolumeOpKind::Restore => "restore_snapshot",
+            VolumeOpKind::Fork => "copy_volume",
+            VolumeOpKind::Extend => "grow_filesystem",
+            VolumeOpKind::Snapshot => "take_snapshot",
+            VolumeOpKind::Destroy => "remove_image",
+        }
+    }
+
+    /// Whether the operation builds a new image (and a failure leaves no volume).
+    fn builds(self) -> bool {
+        matches!(
+            self,
+            VolumeOpKind::Create | VolumeOpKind::Restore | VolumeOpKind::Fork
+        )
+    }
+}
+
+/// Everything a volume operation needs to run or resume, stored with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VolumePlan {
+    kind: VolumeOpKind,
+    /// Size the image must have, in bytes.
+    size: u64,
+    /// Snapshot to restore, volume to fork, or snapshot to take.
+    #[serde(default)]
+    source: Option<String>,
+    /// For snapshots: taken by the daily schedule rather than on demand.
+    #[serde(default)]
+    scheduled: bool,
+    #[serde(default)]
+    fstype: Option<String>,
+    /// The record before the operation, restored if it fails.
+    previous: Option<Volume>,
+}
+
+impl VolumePlan {
+    /// A plan for an existing volume, remembering it as it was.
+    fn on(kind: VolumeOpKind, size: u64, source: Option<String>, previous: &Volume) -> VolumePlan {
+        VolumePlan {
+            kind,
+            size,
+            source,
+            scheduled: false,
+            fstype: None,
+            previous: Some(previous.clone()),
+        }
+    }
+}
+
+fn volume_error(err: VolumeError) -> MachineError {
+    match err {
+        VolumeError::Invalid(_) => MachineError::Invalid(err.to_string()),
+        VolumeError::SnapshotNotFound(_) => MachineError::NotFound(err.to_string()),
+        other => MachineError::Internal(other.to_string()),
+    }
+}
+
+/// Runs blocking volume work (host tools, file copies) off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> roost_volume::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| MachineError::Internal(format!("volume task failed: {e}")))?
+        .map_err(volume_error)
+}
+
+/// `prefix` + 16 lowercase letters and digits, like Fly's volume ids.
+fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    let tail: String = (0..16)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{tail}")
+}
+
+fn has_id_shape(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|tail| {
+        tail.len() == 16
+            && tail
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
+}
+
+fn check_volume_name(name: Option<&str>) -> Result<String> {
+    let name = name.unwrap_or_default();
+    let valid = !name.is_empty()
+        && name.len() <= 30
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(MachineError::Invalid(format!(
+            "name {name:?} is invalid: volume names are 1-30 lowercase letters, digits and '_' (e.g. \"data\")"
+        )))
+    }
+}
+
+fn check_retention(days: u32) -> Result<u32> {
+    if (1..=MAX_RETENTION_DAYS).contains(&days) {
+        Ok(days)
+    } else {
+        Err(MachineError::Invalid(format!(
+            "snapshot_retention = {days} is invalid: allowed values are 1 to {MAX_RETENTION_DAYS} days"
+        )))
+    }
+}
+
+/// Checks a mount path: absolute, plain, and clear of system directories.
+pub(crate) fn check_mount_path(path: &str) -> std::result::Result<(), String> {
+    let plain = Path::new(path).components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    });
+    if !path.starts_with('/') || !plain || path.contains('\0') {
+        return Err(format!(
+            "{path:?} must be an absolute path without '.' or '..' (e.g. \"/data\")"
+        ));
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err(
+            "a volume cannot be mounted at \"/\"; use a directory such as \"/data\"".into(),
+        );
+    }
+    match SYSTEM_PATHS
+        .iter()
+        .find(|sys| trimmed == **sys || trimmed.starts_with(&format!("{sys}/")))
+    {
+        Some(sys) => Err(format!(
+            "{path:?} overlaps the system directory {sys}; mount volumes elsewhere, e.g. \"/data\""
+        )),
+        None => Ok(()),
+    }
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
+    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+}
+
+impl Inner {
+    fn volume_record(&self, app: &str, id: &str) -> Result<VolumeRecord> {
+        if !has_id_shape(id, "vol_") {
+            return Err(MachineError::Invalid(format!(
+                "volume id {id:?} is invalid: ids are \"vol_\" and 16 lowercase letters or digits"
+            )));
+        }
+        self.app(app)?;
+        match self.store.get_volume(id)? {
+            Some(record) if record.app == app => Ok(record),
+            _ => Err(MachineError::NotFound(format!(
+                "volume {id} not found in app '{app}'"
+            ))),
+        }
+    }
+
+    /// The non-destroyed machine whose config mounts `volume`, if any.
+    fn volume_holder(&self, app: &str, volume: &str) -> Result<Option<MachineRecord>> {
+        Ok(self.store.list_machines(Some(app))?.into_iter().find(|m| {
+            m.machine.state != MachineState::Destroyed
+                && m.machine
+                    .config
+                    .mounts
+                    .iter()
+                    .any(|mount| mount.volume == volume)
+        }))
+    }
+
+    /// The wire view: the record plus live capacity and attachment.
+    fn volume_view(&self, record: &VolumeRecord) -> Result<Volume> {
+        let mut volume = record.volume.clone();
+        if volume.state != state::DESTROYED {
+            let holder = self
+                .volume_holder(&record.app, &volume.id)?
+                .map(|m| m.machine.id);
+            volume.attached_alloc_id = holder.clone();
+            volume.attached_machine_id = holder;
+        }
+        if self.volumes.host.exists(&volume.id) {
+            if let Ok(usage) = self.volumes.host.usage(&volume.id) {
+                volume.block_size = usage.block_size;
+                volume.blocks = usage.blocks;
+                volume.blocks_free = usage.blocks_free;
+                volume.blocks_avail = usage.blocks_avail;
+            }
+        }
+        Ok(volume)
+    }
+
+    /// Validates the mounts of a machine config (`machine` is the machine
+    /// being updated, `None` for a new one) and returns the claim lock,
+    /// which the caller holds until the config is stored so no other
+    /// machine can claim the same volume meanwhile. `None` without mounts.
+    pub(crate) async fn claim_mounts(
+        &self,
+        app: &str,
+        machine: Option<&str>,
+        config: &MachineConfig,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        if config.mounts.is_empty() {
+            return Ok(None);
+        }
+        let guard = Arc::clone(&self.volumes.claims).lock_owned().await;
+        for (i, mount) in config.mounts.iter().enumerate() {
+            check_mount_path(&mount.path)
+                .map_err(|why| MachineError::Invalid(format!("config.mounts[{i}].path: {why}")))?;
+            if let Some(other) = config.mounts[..i]
+                .iter()
+                .find(|m| m.volume == mount.volume || overlaps(&m.path, &mount.path))
+            {
+                return Err(MachineError::Invalid(format!(
+                    "config.mounts[{i}] ({} at {}) clashes with {} at {}: each volume once, at paths that do not contain each other",
+                    mount.volume, mount.path, other.volume, other.path
+                )));
+            }
+            let record = self
+                .volume_record(app, &mount.volume)
+                .map_err(|e| MachineError::Invalid(format!("config.mounts[{i}].volume: {e}")))?;
+            if record.volume.state != state::CREATED && record.volume.state != state::EXTENDING {
+                return Err(MachineError::Invalid(format!(
+                    "config.mounts[{i}].volume: volume {} is {}; only a created volume can be mounted",
+                    mount.volume, record.volume.state
+                )));
+            }
+            if let Some(holder) = self.volume_holder(app, &mount.volume)? {
+                if Some(holder.machine.id.as_str()) != machine {
+                    return Err(MachineError::Conflict(format!(
+                        "volume {} is attached to machine {}: a volume serves one machine at a time; destroy that machine or remove its mount first",
+                        mount.volume, holder.machine.id
+                    )));
+                }
+            }
+        }
+        Ok(Some(guard))
+    }
+
+    /// Mounts the volumes of `record`'s config on the host (step `attach_volumes`).
+    pub(crate) async fn attach_volumes(&self, record: &MachineRecord) -> Result<()> {
+        for mount in &record.machine.config.mounts {
+            let lock = self.lock_for(&mount.volume);
+            let _guard = lock.lock().await;
+            let host = self.volumes.host.clone();
+            let (volume, machine) = (mount.volume.clone(), record.machine.id.clone());
+            blocking(move || host.attach(&volume, &machine)).await?;
+        }
+        Ok(())
+    }
+
+    /// Unmounts every volume mounted for `machine` (step `detach_volumes`).
+    /// Goes by what is mounted, not by the config, which an update may
+    /// already have replaced.
+    pub(crate) async fn detach_volumes(&self, machine: &str) -> Result<()> {
+        let ids = self.volumes.host.ids().map_err(volume_error)?;
+        for id in ids {
+            if self.volumes.host.holder(&id).as_deref() != Some(machine) {
+                continue;
+            }
+            let lock = self.lock_for(&id);
+            let _guard = lock.lock().await;
+            let host = self.volumes.host.clone();
+            blocking(move || host.detach(&id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Records `plan` for `record` and runs it.
+    async fn run_new_volume_op(
+        self: &Arc<Self>,
+        mut record: VolumeRecord,
+        plan: VolumePlan,
+        insert: bool,
+    ) -> Result<(VolumeRecord, bool)> {
+        record.volume.state = match plan.kind {
+            VolumeOpKind::Create => state::CREATING,
+            VolumeOpKind::Restore => state::RESTORING,
+            VolumeOpKind::Fork => state::HYDRATING,
+            VolumeOpKind::Extend => state::EXTENDING,
+            VolumeOpKind::Snapshot => state::CREATED,
+            VolumeOpKind::Destroy => state::DESTROYING,
+        }
+        .to_string();
+        let params =
+            serde_json::to_value(&plan).map_err(|e| MachineError::Internal(e.to_string()))?;
+        let op = if insert {
+            self.store
+                .insert_volume(&record, plan.kind.name(), &params)?
+        } else {
+            self.store
+                .begin_volume_operation(&record, plan.kind.name(), &params)?
+        };
+        self.run_volume_op(op.id, record, plan, 0).await
+    }
+
+    /// Runs (or resumes at `from`) a volume operation. Returns the settled
+    /// record and whether the filesystem already has its final size.
+    async fn run_volume_op(
+        self: &Arc<Self>,
+        op_id: i64,
+        mut record: VolumeRecord,
+        plan: VolumePlan,
+        from: usize,
+    ) -> Result<(VolumeRecord, bool)> {
+        let mut complete = true;
+        if from == 0 {
+            match self.run_volume_step(&record, &plan).await {
+                Ok(done) => complete = done,
+                Err(err) => {
+                    tracing::error!(volume = %record.volume.id, op = plan.kind.name(), error = %err, "volume operation failed");
+                    self.fail_volume_op(op_id, record, &plan).await;
+                    return Err(err);
+                }
+            }
+            let point = format!("{}:{}", plan.kind.name(), plan.kind.step());
+            if self.crash_at.as_deref() == Some(point.as_str()) {
+                tracing::error!(point, "{} reached: killing roost", crate::CRASH_AT_ENV);
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            }
+            self.store.set_volume_operation_step(op_id, 1)?;
+        }
+        record.volume.state = if plan.kind == VolumeOpKind::Destroy {
+            state::DESTROYED
+        } else {
+            state::CREATED
+        }
+        .to_string();
+        self.store.finish_volume_operation(op_id, &record)?;
+        tracing::info!(volume = %record.volume.id, op = plan.kind.name(), "volume operation done");
+        Ok((record, complete))
+    }
+
+    async fn run_volume_step(&self, record: &VolumeRecord, plan: &VolumePlan) -> Result<bool> {
+        let host = self.volumes.host.clone();
+        let id = record.volume.id.clone();
+        let size = plan.size;
+        let source = plan.source.clone().unwrap_or_default();
+        match plan.kind {
+            VolumeOpKind::Create => {
+                let fs = plan
+                    .fstype
+                    .as_deref()
+                    .and_then(FsType::parse)
+                    .unwrap_or(self.volumes.fstype);
+                blocking(move || host.create(&id, size, fs)).await?;
+            }
+            VolumeOpKind::Restore => {
+                let store = Arc::clone(&self.volumes.snapshots);
+                blocking(move || host.restore(&id, &store, &source, size)).await?;
+            }
+            VolumeOpKind::Fork => {
+                let lock = self.lock_for(&source);
+                let _guard = lock.lock().await;
+                blocking(move || host.fork(&source, &id, size)).await?;
+            }
+            VolumeOpKind::Extend => return blocking(move || host.grow(&id, size)).await,
+            VolumeOpKind::Snapshot => {
+                let store = Arc::clone(&self.volumes.snapshots);
+                let snapshot_id = source.clone();
+                let info = blocking(move || host.snapshot(&id, &store, &snapshot_id)).await?;
+                let now = chrono::Utc::now();
+                self.store.put_snapshot(&SnapshotRecord {
+                    app: record.app.clone(),
+                    volume_id: record.volume.id.clone(),
+                    snapshot: VolumeSnapshot {
+                        id: source,
+                        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        digest: info.digest,
+                        size: info.stored_bytes,
+                        status: "created".into(),
+                        volume_size: info.volume_size,
+                        kind: if plan.scheduled {
+                            "scheduled"
+                        } else {
+                            "on-demand"
+                        }
+                        .into(),
+                    },
+                    created_ms: now.timestamp_millis(),
+                })?;
+            }
+            VolumeOpKind::Destroy => blocking(move || host.remove(&id)).await?,
+        }
+        Ok(true)
+    }
+
+    /// A step failed: undo what it left and put the record back (a volume
+    /// that was being built is gone), closing the operation.
+    async fn fail_volume_op(&self, op_id: i64, mut record: VolumeRecord, plan: &VolumePlan) {
+        let host = self.volumes.host.clone();
+        let id = record.volume.id.clone();
+        let cleanup = if plan.kind.builds() {
+            record.volume.state = state::DESTROYED.to_string();
+            blocking(move || host.remove(&id)).await
+        } else {
+            if let Some(previous) = &plan.previous {
+                record.volume = previous.clone();
+            }
+            match (plan.kind, plan.source.clone()) {
+                (VolumeOpKind::Snapshot, Some(snapshot)) => {
+                    let store = Arc::clone(&self.volumes.snapshots);
+                    blocking(move || {
+                        host.thaw(&id)?;
+                        store.delete(&snapshot)
+                    })
+                    .await
+                }
+                _ => Ok(()),
+            }
+        };
+        if let Err(err) = cleanup {
+            tracing::error!(volume = %record.volume.id, error = %err, "cleanup after a failed volume operation failed");
+        }
+        if let Err(err) = self.store.finish_volume_operation(op_id, &record) {
+            tracing::error!(error = %err, "could not record the failed volume operation; it is resumed at restart");
+        }
+    }
+
+    /// Before machines are recovered: thaws volumes a killed process left
+    /// frozen and finishes interrupted volume operations.
+    pub(crate) async fn recover_volume_operations(self: &Arc<Self>) -> Result<()> {
+        for id in self.volumes.host.ids().map_err(volume_error)? {
+            if let Err(err) = self.volumes.host.thaw(&id) {
+                tracing::error!(volume = %id, error = %err, "cannot thaw volume");
+            }
+        }
+        for op in self.store.unfinished_volume_operations()? {
+            let Some(record) = self.store.get_volume(&op.volume_id)? else {
+                continue;
+            };
+            let plan: VolumePlan = serde_json::from_value(op.params.clone()).map_err(|e| {
+                MachineError::Internal(format!("unreadable volume operation {}: {e}", op.id))
+            })?;
+            tracing::info!(volume = %op.volume_id, op = plan.kind.name(), step = op.step, "resuming interrupted volume operation");
+            let lock = self.lock_for(&op.volume_id);
+            let _guard = lock.lock().await;
+            if let Err(err) = self
+                .run_volume_op(op.id, record, plan, op.step as usize)
+                .await
+            {
+                tracing::error!(volume = %op.volume_id, error = %err, "resumed volume operation failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// After machines are recovered: a volume is mounted only for a
+    /// started machine, and loop devices and directories of volumes that
+    /// no longer exist are released.
+    pub(crate) async fn converge_volume_mounts(&self) -> Result<()> {
+        let volumes = self.store.list_volumes(None)?;
+        let live = |id: &str| {
+            volumes
+                .iter()
+                .any(|v| v.volume.id == id && v.volume.state != state::DESTROYED)
+        };
+        for id in self.volumes.host.ids().map_err(volume_error)? {
+            let holder_runs = match self.volumes.host.holder(&id) {
+                Some(machine) => self
+                    .store
+                    .get_machine(&machine)?
+                    .is_some_and(|m| m.machine.state == MachineState::Started),
+                None => false,
+            };
+            let host = self.volumes.host.clone();
+            if !live(&id) {
+                tracing::warn!(volume = %id, "removing files of a volume that no longer exists");
+                blocking(move || host.remove(&id)).await?;
+            } else if !holder_runs && (host.is_mounted(&id) || host.holder(&id).is_some()) {
+                tracing::warn!(volume = %id, "detaching a volume whose machine is not running");
+                blocking(move || host.detach(&id)).await?;
+            }
+        }
+        let host = self.volumes.host.clone();
+        let keep: Vec<String> = volumes
+            .iter()
+            .filter(|v| v.volume.state != state::DESTROYED)
+            .map(|v| v.volume.id.clone())
+            .collect();
+        blocking(move || host.release_stray_loops(|id| keep.iter().any(|k| k == id))).await
+    }
+
+    /// Takes a snapshot of `record` (the caller holds the volume's lock).
+    async fn snapshot_volume(
+        self: &Arc<Self>,
+        record: VolumeRecord,
+        scheduled: bool,
+    ) -> Result<VolumeSnapshot> {
+        if record.volume.state != state::CREATED {
+            return Err(MachineError::Conflict(format!(
+                "volume {} is {}; only a created volume can be snapshotted",
+                record.volume.id, record.volume.state
+            )));
+        }
+        let snapshot_id = new_id("vs_");
+        let mut plan = VolumePlan::on(
+            VolumeOpKind::Snapshot,
+            0,
+            Some(snapshot_id.clone()),
+            &record.volume,
+        );
+        plan.scheduled = scheduled;
+        self.run_new_volume_op(record, plan, false).await?;
+        self.store
+            .get_snapshot(&snapshot_id)?
+            .map(|s| s.snapshot)
+            .ok_or_else(|| {
+                MachineError::Internal(format!("snapshot {snapshot_id} was not recorded"))
+            })
+    }
+
+    /// One round of the daily schedule: snapshots volumes whose last
+    /// snapshot (or creation) is a day old, then drops snapshots past
+    /// their volume's retention and the chunks no snapshot uses.
+    pub(crate) async fn scheduled_snapshots(self: &Arc<Self>) -> Result<()> {
+        let day_ms = self.volumes.day.as_millis() as i64;
+        let now = chrono::Utc::now().timestamp_millis();
+        let volumes = self.store.list_volumes(None)?;
+        for record in &volumes {
+            let volume = &record.volume;
+            if volume.state != state::CREATED || !volume.auto_backup_enabled {
+                continue;
+            }
+            let created = chrono::DateTime::parse_from_rfc3339(&volume.created_at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(now);
+            let last = self
+                .store
+                .list_snapshots(Some(&volume.id))?
+                .iter()
+                .map(|s| s.created_ms)
+                .max()
+                .unwrap_or(created);
+            if now - last < day_ms {
+                continue;
+            }
+            let lock = self.lock_for(&volume.id);
+            let _guard = lock.lock().await;
+            let Some(current) = self.store.get_volume(&volume.id)? else {
+                continue;
+            };
+            if current.volume.state == state::CREATED {
+                self.snapshot_volume(current, true).await?;
+            }
+        }
+        let mut dropped = false;
+        for snapshot in self.store.list_snapshots(None)? {
+            let retention = volumes
+                .iter()
+                .find(|v| v.volume.id == snapshot.volume_id)
+                .map(|v| v.volume.snapshot_retention)
+                .unwrap_or(DEFAULT_RETENTION_DAYS);
+            if now - snapshot.created_ms > i64::from(retention) * day_ms {
+                tracing::info!(snapshot = %snapshot.snapshot.id, volume = %snapshot.volume_id, "snapshot past its retention; deleting it");
+                self.volumes
+                    .snapshots
+                    .delete(&snapshot.snapshot.id)
+                    .map_err(volume_error)?;
+                self.store.delete_snapshot(&snapshot.snapshot.id)?;
+                dropped = true;
+            }
+        }
+        if dropped {
+            let store = Arc::clone(&self.volumes.snapshots);
+            blocking(move || store.collect_garbage()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the daily snapshot schedule for as long as the service lives. It
+/// checks a few times per "day" so a snapshot is at most that late.
+pub(crate) async fn snapshot_periodically(inner: std::sync::Weak<Inner>, day: Duration) {
+    let tick = (day / 8).clamp(Duration::from_millis(200), Duration::from_secs(600));
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(err) = inner.scheduled_snapshots().await {
+            tracing::warn!(error = %err, "scheduled volume snapshots failed");
+        }
+    }
+}
+
+impl Machines {
+    /// Creates a volume: empty, restored from `snapshot_id`, or forked
+    /// from `source_volume_id`.
+    pub async fn create_volume(&self, app: &str, req: CreateVolumeRequest) -> Result<Volume> {
+        let inner = &self.inner;
+        inner.app(app)?;
+        let name = check_volume_name(req.name.as_deref())?;
+        let retention = check_retention(req.snapshot_retention.unwrap_or(DEFAULT_RETENTION_DAYS))?;
+        let fstype = match req.fstype.as_deref() {
+            None | Some("") => inner.volumes.fstype,
+            Some(name) => FsType::parse(name).ok_or_else(|| {
+                MachineError::Invalid(format!(
+                    "fstype {name:?} is not supported: use \"ext4\" or \"xfs\""
+                ))
+            })?,
+        };
+        let (kind, source, min_bytes, fstype) = match (&req.snapshot_id, &req.source_volume_id) {
+            (Some(_), Some(_)) => {
+                return Err(MachineError::Invalid(
+                    "give snapshot_id (restore) or source_volume_id (fork), not both".into(),
+                ))
+            }
+            (Some(snapshot), None) => {
+                let found = inner
+                    .store
+                    .get_snapshot(snapshot)?
+                    .filter(|s| s.app == app)
+                    .ok_or_else(|| {
+                        MachineError::Invalid(format!(
+                            "snapshot_id {snapshot:?} is not a snapshot of app '{app}': list them with `roost volumes snapshots list VOLUME_ID`"
+                        ))
+                    })?;
+                let origin = inner.store.get_volume(&found.volume_id)?;
+                let fs = origin.and_then(|v| FsType::parse(&v.volume.fstype));
+                (
+                    VolumeOpKind::Restore,
+                    Some(snapshot.clone()),
+                    found.snapshot.volume_size,
+                    fs.unwrap_or(fstype),
+                )
+            }
+            (None, Some(source)) => {
+                let record = inner
+                    .volume_record(app, source)
+                    .map_err(|e| MachineError::Invalid(format!("source_volume_id: {e}")))?;
+                if record.volume.state != state::CREATED {
+                    return Err(MachineError::Invalid(format!(
+                        "source_volume_id: volume {source} is {}; only a created volume can be forked",
+                        record.volume.state
+                    )));
+                }
+                let fs = FsType::parse(&record.volume.fstype).unwrap_or(fstype);
+                (
+                    VolumeOpKind::Fork,
+                    Some(source.clone()),
+                    record.volume.size_gb * GIB,
+                    fs,
+                )
+            }
+            (None, None) => (VolumeOpKind::Create, None, fstype.min_size(), fstype),
+        };
+        let min_gb = min_bytes.div_ceil(GIB).max(1);
+        let size_gb = req.size_gb.unwrap_or(min_gb);
+        let max = inner.volumes.max_size_gb;
+        if size_gb == 0 || size_gb > max {
+            return Err(MachineError::Invalid(format!(
+                "size_gb = {size_gb} is invalid: allowed values are 1 to {max} (this host's limit)"
+            )));
+        }
+        if size_gb < min_gb {
+            return Err(MachineError::Invalid(format!(
+                "size_gb = {size_gb} is too small: the new volume must be at least as large as its source ({min_gb} GB)"
+            )));
+        }
+        let id = new_id("vol_");
+        let record = VolumeRecord {
+            app: app.to_string(),
+            volume: Volume {
+                id: id.clone(),
+                name,
+                state: state::CREATING.into(),
+                size_gb,
+                region: inner.region.clone(),
+                zone: inner.region.clone(),
+                encrypted: false,
+                created_at: now_rfc3339(),
+                fstype: fstype.name().into(),
+                snapshot_retention: retention,
+                auto_backup_enabled: req.auto_backup_enabled.unwrap_or(true),
+                ..Default::default()
+            },
+        };
+        let plan = VolumePlan {
+            kind,
+            size: size_gb * GIB,
+            source,
+            scheduled: false,
+            fstype: Some(fstype.name().into()),
+            previous: None,
+        };
+        let lock = inner.lock_for(&id);
+        let _guard = lock.lock().await;
+        let (record, _) = inner.run_new_volume_op(record, plan, true).await?;
+        inner.volume_view(&record)
+    }
+
+    /// Volumes of an app (destroyed ones are not listed).
+    pub fn list_volumes(&self, app: &str) -> Result<Vec<Volume>> {
+        self.inner.app(app)?;
+        self.inner
+            .store
+            .list_volumes(Some(app))?
+            .iter()
+            .filter(|r| r.volume.state != state::DESTROYED)
+            .map(|r| self.inner.volume_view(r))
+            .collect()
+    }
+
+    pub fn get_volume(&self, app: &str, id: &str) -> Result<Volume> {
+        let record = self.inner.volume_record(app, id)?;
+        self.inner.volume_view(&record)
+    }
+
+    /// Changes a volume's snapshot settings.
+    pub async fn update_volume(
+        &self,
+        app: &str,
+        id: &str,
+        req: UpdateVolumeRequest,
+    ) -> Result<Volume> {
+        let retention = req.snapshot_retention.map(check_retention).transpose()?;
+        self.inner.volume_record(app, id)?;
+        let lock = self.inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let mut record = self.inner.volume_record(app, id)?;
+        if record.volume.state == state::DESTROYED {
+            return Err(MachineError::Conflict(format!("volume {id} is destroyed")));
+        }
+        if let Some(days) = retention {
+            record.volume.snapshot_retention = days;
+        }
+        if let Some(enabled) = req.auto_backup_enabled {
+            record.volume.auto_backup_enabled = enabled;
+        }
+        self.inner.store.update_volume(&record)?;
+        self.inner.volume_view(&record)
+    }
+
+    /// Grows a volume, online while its machine runs.
+    pub async fn extend_volume(
+        &self,
+        app: &str,
+        id: &str,
+        req: ExtendVolumeRequest,
+    ) -> Result<ExtendVolumeResponse> {
+        let inner = &self.inner;
+        inner.volume_record(app, id)?;
+        let lock = inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let record = inner.volume_record(app, id)?;
+        let current = record.volume.size_gb;
+        let max = inner.volumes.max_size_gb;
+        if req.size_gb <= current || req.size_gb > max {
+            return Err(MachineError::Invalid(format!(
+                "size_gb = {} is invalid: volumes only grow; allowed values are {} to {max} (now {current})",
+                req.size_gb,
+                current + 1
+            )));
+        }
+        if record.volume.state != state::CREATED {
+            return Err(MachineError::Conflict(format!(
+                "volume {id} is {}; only a created volume can be extended",
+                record.volume.state
+            )));
+        }
+        let plan = VolumePlan::on(
+            VolumeOpKind::Extend,
+            req.size_gb * GIB,
+            None,
+            &record.volume,
+        );
+        let mut grown = record;
+        grown.volume.size_gb = req.size_gb;
+        let (record, complete) = inner.run_new_volume_op(grown, plan, false).await?;
+        let needs_restart = !complete && inner.volumes.host.is_mounted(id);
+        Ok(ExtendVolumeResponse {
+            volume: inner.volume_view(&record)?,
+            needs_restart,
+        })
+    }
+
+    /// Destroys a volume; refused while a machine mounts it. Its snapshots
+    /// are kept until their retention ends.
+    pub async fn destroy_volume(&self, app: &str, id: &str) -> Result<Volume> {
+        let inner = &self.inner;
+        inner.volume_record(app, id)?;
+        let _claims = Arc::clone(&inner.volumes.claims).lock_owned().await;
+        if let Some(holder) = inner.volume_holder(app, id)? {
+            return Err(MachineError::Conflict(format!(
+                "volume {id} is attached to machine {}: destroy that machine (or update it without the mount) first",
+                holder.machine.id
+            )));
+        }
+        let lock = inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let record = inner.volume_record(app, id)?;
+        if record.volume.state != state::CREATED {
+            return Err(MachineError::Conflict(format!(
+                "volume {id} is {}; only a created volume can be destroyed",
+                record.volume.state
+            )));
+        }
+        let plan = VolumePlan::on(VolumeOpKind::Destroy, 0, None, &record.volume);
+        let (record, _) = inner.run_new_volume_op(record, plan, false).await?;
+        inner.volume_view(&record)
+    }
+
+    /// Snapshots of a volume, oldest first.
+    pub fn list_volume_snapshots(&self, app: &str, id: &str) -> Result<Vec<VolumeSnapshot>> {
+        self.inner.volume_record(app, id)?;
+        Ok(self
+            .inner
+            .store
+            .list_snapshots(Some(id))?
+            .into_iter()
+            .map(|s| s.snapshot)
+            .collect())
+    }
+
+    /// Takes a snapshot now; crash-consistent while a machine writes.
+    pub async fn create_volume_snapshot(&self, app: &str, id: &str) -> Result<VolumeSnapshot> {
+        self.inner.volume_record(app, id)?;
+        let lock = self.inner.lock_for(id);
+        let _guard = lock.lock().await;
+        let record = self.inner.volume_record(app, id)?;
+        self.inner.snapshot_volume(record, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_stay_clear_of_the_system() {
+        assert!(check_mount_path("/data").is_ok());
+        assert!(check_mount_path("/var/lib/db/").is_ok());
+        for bad in [
+            "data",
+            "/",
+            "//",
+            "/data/../etc",
+            "/proc",
+            "/etc/x",
+            "/usr",
+            "/.roost",
+        ] {
+            assert!(check_mount_path(bad).is_err(), "{bad}");
+        }
+        assert!(overlaps("/data", "/data/sub"));
+        assert!(!overlaps("/data", "/database"));
+    }
+
+    #[test]
+    fn ids_and_names_look_like_flys() {
+        let id = new_id("vol_");
+        assert!(has_id_shape(&id, "vol_"), "{id}");
+        assert!(!has_id_shape("vol_../../etc", "vol_"));
+        assert!(check_volume_name(Some("my_data")).is_ok());
+        assert!(check_volume_name(None).is_err());
+        assert!(check_volume_name(Some("My-Data")).is_err());
+        assert!(check_retention(0).is_err());
+        assert!(check_retention(5).is_ok());
+    }
+}

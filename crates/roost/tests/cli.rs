@@ -1,0 +1,130 @@
+//! The `roost` CLI against a real daemon: tables by default, `--json`
+//! everywhere, non-zero exit codes with an actionable message on failure.
+
+mod common;
+
+use common::{Daemon, APP, IMAGE};
+use std::process::{Command, Output};
+
+fn roost(daemon: &Daemon, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(args)
+        .env("ROOST_API_URL", &daemon.url)
+        .env("ROOST_DATA_DIR", daemon.data_dir())
+        .env_remove("ROOST_API_TOKEN")
+        .env_remove("ROOST_APP")
+        .output()
+        .expect("run roost")
+}
+
+fn ok(daemon: &Daemon, args: &[&str]) -> String {
+    let out = roost(daemon, args);
+    assert!(
+        out.status.success(),
+        "roost {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_drives_the_whole_lifecycle() {
+    let daemon = Daemon::start().await;
+
+    let apps = ok(&daemon, &["apps", "list"]);
+    assert!(apps.starts_with("NAME") && apps.contains(APP), "{apps}");
+    let images: serde_json::Value =
+        serde_json::from_str(&ok(&daemon, &["image", "list", "--json"])).unwrap();
+    assert_eq!(images[0]["reference"], IMAGE);
+
+    let id = ok(
+        &daemon,
+        &[
+            "machine",
+            "run",
+            IMAGE,
+            "-a",
+            APP,
+            "--memory",
+            "128",
+            "--",
+            "sh",
+            "-c",
+            "echo booted; exec sleep 1000",
+        ],
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 14, "{id}");
+    ok(
+        &daemon,
+        &["machine", "wait", id, "-a", APP, "--state", "started"],
+    );
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&daemon, &["machine", "list", "-a", APP, "--json"])).unwrap();
+    assert_eq!(list[0]["id"], id);
+    assert_eq!(list[0]["config"]["guest"]["memory_mb"], 128);
+    let table = ok(&daemon, &["machine", "status", id, "-a", APP]);
+    assert!(
+        table.contains("started") && table.contains("launch"),
+        "{table}"
+    );
+
+    assert_eq!(
+        ok(
+            &daemon,
+            &["machine", "exec", id, "-a", APP, "--", "echo", "inside"]
+        ),
+        "inside\n"
+    );
+    let failing = roost(
+        &daemon,
+        &["machine", "exec", id, "-a", APP, "--", "sh", "-c", "exit 4"],
+    );
+    assert!(!failing.status.success());
+    assert!(String::from_utf8_lossy(&failing.stderr).contains("exited with code 4"));
+
+    assert!(ok(&daemon, &["machine", "logs", id, "-a", APP]).contains("booted"));
+    ok(
+        &daemon,
+        &["machine", "stop", id, "-a", APP, "--timeout", "2"],
+    );
+    let status: serde_json::Value = serde_json::from_str(&ok(
+        &daemon,
+        &["machine", "status", id, "-a", APP, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(status["state"], "stopped");
+    ok(&daemon, &["machine", "start", id, "-a", APP]);
+    ok(&daemon, &["machine", "restart", id, "-a", APP]);
+
+    // Failures: non-zero exit and a message saying what to do.
+    let refused = roost(&daemon, &["machine", "destroy", id, "-a", APP]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("force"), "{message}");
+    let unknown = roost(&daemon, &["machine", "run", "nope:latest", "-a", APP]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("roost image import"));
+
+    ok(&daemon, &["machine", "destroy", id, "-a", APP, "--force"]);
+    ok(&daemon, &["apps", "destroy", APP]);
+    assert!(!ok(&daemon, &["apps", "list"]).contains(APP));
+}
+
+#[test]
+fn unreachable_api_says_what_to_check() {
+    let out = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["apps", "list"])
+        .env("ROOST_API_URL", "http://127.0.0.1:9")
+        .env("ROOST_API_TOKEN", "x")
+        .output()
+        .expect("run roost");
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("roost up") && message.contains("ROOST_API_URL"),
+        "{message}"
+    );
+}

@@ -1,0 +1,244 @@
+//! roost's MCP server driven by real third-party MCP clients against a real
+//! daemon: the official Python SDK (`pip install mcp`, over Streamable HTTP
+//! in both the session and the stateless protocol eras, and over stdio
+//! through `roost mcp`) and the MCP Inspector's CLI (npm
+//! `@modelcontextprotocol/inspector`). `.ci/run` installs both.
+
+mod common;
+
+use common::{Daemon, APP, IMAGE};
+use reqwest::header::{HeaderMap, HeaderValue};
+use std::path::Path;
+use std::process::Command;
+
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../mcp/tests/client.py");
+
+/// Runs a scenario of `client.py`; panics with its output (and the
+/// daemon's log) unless it succeeds. Returns its stdout.
+fn python(daemon: &Daemon, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(CLIENT)
+        .args(args)
+        .output()
+        .expect("python3 runs (install the client with `pip install mcp`; see .ci/run)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "client.py {args:?} failed:\n{stdout}\n{}\n--- roost log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    stdout
+}
+
+/// Runs the MCP Inspector CLI against the daemon's `/mcp` and parses its JSON output.
+fn inspector(daemon: &Daemon, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("mcp-inspector")
+        .args([
+            "--cli",
+            &format!("{}/mcp", daemon.url),
+            "--transport",
+            "http",
+        ])
+        .args(args)
+        .args([
+            "--header",
+            &format!("Authorization: Bearer {}", daemon.token),
+        ])
+        .output()
+        .expect("mcp-inspector runs (npm install -g @modelcontextprotocol/inspector; see .ci/run)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mcp-inspector {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("inspector output {stdout}: {e}"))
+}
+
+fn assert_nothing_left(daemon: &Daemon) {
+    let mounts = common::mounts_under(&daemon.data_dir());
+    assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
+    for runtime in ["crun", "runc"] {
+        let left = common::leftover_containers(&daemon.data_dir(), runtime);
+        assert!(left.is_empty(), "{runtime} containers left: {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_drives_machines_over_streamable_http() {
+    let daemon = Daemon::start().await;
+    for mode in ["legacy", "2026-07-28"] {
+        let out = python(
+            &daemon,
+            &["http", &daemon.url, &daemon.token, APP, IMAGE, mode],
+        );
+        assert!(out.ends_with("OK\n"), "{out}");
+    }
+    assert_nothing_left(&daemon);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_over_stdio_through_roost_mcp() {
+    let daemon = Daemon::start().await;
+    python(
+        &daemon,
+        &[
+            "stdio",
+            env!("CARGO_BIN_EXE_roost"),
+            &daemon.url,
+            &daemon.token,
+            APP,
+            IMAGE,
+        ],
+    );
+    assert_nothing_left(&daemon);
+}
+
+/// Every file under `dir`, with its content.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.path(), std::fs::read(e.path()).expect("read file")))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tool_input_is_a_tool_error_and_touches_nothing_outside() {
+    let daemon = Daemon::start().await;
+    let outside = daemon.dir.path().join("host");
+    std::fs::create_dir(&outside).unwrap();
+    let secret = outside.join("secret");
+    std::fs::write(&secret, "host secret").unwrap();
+    let before = (snapshot(&outside), std::fs::read("/etc/shadow").ok());
+    python(
+        &daemon,
+        &[
+            "bad",
+            &daemon.url,
+            &daemon.token,
+            APP,
+            IMAGE,
+            &secret.to_string_lossy(),
+        ],
+    );
+    assert_eq!(
+        (snapshot(&outside), std::fs::read("/etc/shadow").ok()),
+        before
+    );
+    assert_nothing_left(&daemon);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspector_cli_lists_and_calls_tools() {
+    let daemon = Daemon::start().await;
+    let listed = inspector(&daemon, &["--method", "tools/list"]);
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for tool in ["run_machine", "exec", "read_file", "write_file", "list_dir"] {
+        assert!(names.contains(&tool), "{tool} missing from {names:?}");
+    }
+    let called = inspector(
+        &daemon,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "list_machines",
+            "--tool-arg",
+            &format!("app={APP}"),
+        ],
+    );
+    assert_eq!(called["isError"], false, "{called}");
+    assert_eq!(
+        called["structuredContent"]["machines"],
+        serde_json::json!([])
+    );
+}
+
+fn mcp_post(
+    daemon: &Daemon,
+    headers: HeaderMap,
+    body: serde_json::Value,
+) -> reqwest::RequestBuilder {
+    daemon
+        .http(reqwest::Method::POST, "/mcp")
+        .headers(headers)
+        .header("Accept", "application/json, text/event-stream")
+        .json(&body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_endpoint_checks_token_host_origin_and_sessions() {
+    let daemon = Daemon::start().await;
+    let init = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-03-26", "capabilities": {},
+                   "clientInfo": {"name": "raw", "version": "1"}},
+    });
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/mcp", daemon.url))
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // DNS rebinding and cross-site requests name another host or origin.
+    for (name, value) in [
+        ("Host", "attacker.example:80"),
+        ("Origin", "http://attacker.example"),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        let refused = mcp_post(&daemon, headers, init.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{name}: {value}");
+    }
+    let mut same_origin = HeaderMap::new();
+    same_origin.insert("Origin", HeaderValue::from_str(&daemon.url).unwrap());
+    let response = mcp_post(&daemon, same_origin, init).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"].clone();
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("\"protocolVersion\":\"2025-03-26\""));
+
+    let mut in_session = HeaderMap::new();
+    in_session.insert("Mcp-Session-Id", session);
+    let closed = daemon
+        .http(reqwest::Method::DELETE, "/mcp")
+        .headers(in_session.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(closed.status().is_success(), "{}", closed.status());
+    let list = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let stale = mcp_post(&daemon, in_session, list).send().await.unwrap();
+    assert_eq!(stale.status(), 404);
+}
+
+/// MCP vs plain HTTP API round trips; run with
+/// `cargo test -p roost --test mcp -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark"]
+async fn mcp_vs_http_round_trips() {
+    let daemon = Daemon::start().await;
+    let table = python(
+        &daemon,
+        &["bench", &daemon.url, &daemon.token, APP, IMAGE, "300"],
+    );
+    println!("{table}");
+}
