@@ -165,6 +165,16 @@ impl<'a> Session<'a> {
 
     fn send(&self, request: RequestBuilder, url: &str) -> Result<Response, ImageError> {
         request.send().map_err(|err| {
+            if let Some(rustls::Error::InvalidCertificate(_)) = tls_failure(&err) {
+                // Speaking plain HTTP would not help here: the registry does TLS, roost just
+                // does not trust who signed its certificate.
+                return self.upstream(format!(
+                    "its TLS certificate is not trusted: {}; if a private CA signed it, trust \
+                     that CA's certificate with roost up --registry-ca FILE (or \"ca_file\" in \
+                     DATA_DIR/registries.json)",
+                    error_chain(&err)
+                ));
+            }
             let hint = if self.scheme == "https" {
                 format!(
                     "; if it serves plain HTTP, list it as insecure (roost up --insecure-registry {})",
@@ -312,6 +322,25 @@ fn registry_error(response: Response) -> String {
         .trim()
         .to_owned(),
     }
+}
+
+/// The TLS error under `err`, if a TLS handshake is what failed. The TLS stack hands it up
+/// wrapped in `io::Error`s (reqwest wraps the one of tokio-rustls again), and an `io::Error`'s
+/// `source()` skips the error it wraps, so I/O errors are opened rather than followed.
+fn tls_failure<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    let mut next = Some(err);
+    while let Some(current) = next {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    None
 }
 
 /// An error and its sources on one line: reqwest's own message is only "error sending

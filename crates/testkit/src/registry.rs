@@ -1,6 +1,7 @@
 //! A real OCI registry for tests: Debian's `docker-registry` (distribution 2.x) on a free
 //! loopback port with its storage in a temporary directory, optionally behind htpasswd basic
-//! auth. Images get into it with `skopeo copy`, as a user would push them.
+//! auth or serving HTTPS with a certificate of a test CA ([`TestCa`]). Images get into it with
+//! `skopeo copy`, as a user would push them.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,16 +24,22 @@ pub struct Registry {
 impl Registry {
     /// An anonymous registry: anyone may push and pull.
     pub fn start(dir: &Path) -> Registry {
-        Registry::spawn(dir, None)
+        Registry::spawn(dir, None, None)
+    }
+
+    /// An anonymous registry serving HTTPS only, with the server certificate of `ca`: clients
+    /// trust it only if they trust `ca`'s certificate.
+    pub fn start_tls(dir: &Path, ca: &TestCa) -> Registry {
+        Registry::spawn(dir, None, Some(ca))
     }
 
     /// A registry that requires `username`/`password` (HTTP basic, htpasswd with bcrypt) for
     /// every request.
     pub fn start_with_auth(dir: &Path, username: &str, password: &str) -> Registry {
-        Registry::spawn(dir, Some((username.to_owned(), password.to_owned())))
+        Registry::spawn(dir, Some((username.to_owned(), password.to_owned())), None)
     }
 
-    fn spawn(dir: &Path, credentials: Option<(String, String)>) -> Registry {
+    fn spawn(dir: &Path, credentials: Option<(String, String)>, tls: Option<&TestCa>) -> Registry {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -46,6 +53,14 @@ impl Registry {
              http:\n  addr: {addr}\n",
             dir.join("storage").display()
         );
+        // Under `http:`, so before the top-level sections that follow.
+        if let Some(ca) = tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                ca.server_cert.display(),
+                ca.server_key.display()
+            ));
+        }
         if let Some((username, password)) = &credentials {
             let htpasswd = run(Command::new("htpasswd").args(["-Bbn", username, password]));
             let path = dir.join("htpasswd");
@@ -110,6 +125,73 @@ impl Registry {
             .join(&hex[..2])
             .join(hex)
             .join("data")
+    }
+}
+
+/// A certificate authority made for one test, and a server certificate it signed for
+/// `127.0.0.1` (an IP subject alternative name, which is what TLS clients check for an IP
+/// address), all PEM files made with the `openssl` CLI. EC P-256 keys: quick to generate, and
+/// both Go's TLS and rustls speak them.
+pub struct TestCa {
+    /// The CA certificate: what a client must trust to accept the server certificate.
+    pub cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl TestCa {
+    /// Creates the CA and the server certificate as files in `dir`, which must exist.
+    pub fn create(dir: &Path) -> TestCa {
+        let path = |name: &str| dir.join(name);
+        let ca = TestCa {
+            cert: path("ca.pem"),
+            server_cert: path("server.pem"),
+            server_key: path("server.key"),
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-days", "2"])
+            .args(new_key)
+            .args(["-subj", "/CN=roost test CA"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(path("ca.key"))
+            .arg("-out")
+            .arg(&ca.cert));
+        run(Command::new("openssl")
+            .arg("req")
+            .args(new_key)
+            .args(["-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(&ca.server_key)
+            .arg("-out")
+            .arg(path("server.csr")));
+        std::fs::write(
+            path("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write server.ext");
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-set_serial", "2"])
+            .arg("-in")
+            .arg(path("server.csr"))
+            .arg("-CA")
+            .arg(&ca.cert)
+            .arg("-CAkey")
+            .arg(path("ca.key"))
+            .arg("-extfile")
+            .arg(path("server.ext"))
+            .arg("-out")
+            .arg(&ca.server_cert));
+        ca
     }
 }
 
