@@ -12,9 +12,13 @@ mod extract;
 mod images;
 mod logs;
 mod machines;
+mod secrets;
+mod storage;
+mod tokenizer;
 mod volumes;
 
 pub use error::ApiError;
+pub use tokenizer::tokenizer_router;
 
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -91,6 +95,20 @@ pub fn router(machines: Machines, token: String, mcp: &roost_mcp::HttpOptions) -
         .route(
             "/v1/apps/{app}/volumes/{id}/snapshots",
             get(volumes::list_snapshots).post(volumes::create_snapshot),
+        )
+        .route("/v1/storage", get(storage::list_all))
+        .route(
+            "/v1/apps/{app}/storage",
+            get(storage::list).post(storage::create),
+        )
+        .route("/v1/apps/{app}/storage/{name}", delete(storage::destroy))
+        .route(
+            "/v1/apps/{app}/secrets",
+            get(secrets::list).post(secrets::update),
+        )
+        .route(
+            "/v1/apps/{app}/secrets/{name}",
+            post(secrets::set).delete(secrets::unset),
         )
         .route("/v1/images", get(images::list).post(images::import))
         .route("/v1/images/pull", post(images::pull))

@@ -22,7 +22,9 @@ mod machine_ops;
 mod ops;
 mod paths;
 mod recovery;
+mod secrets;
 mod spec;
+mod storage;
 mod volumes;
 
 pub use error::{MachineError, Result};
@@ -37,6 +39,7 @@ pub use paths::MachinePaths;
 pub use roost_image::{Image, ImageStore, RegistryConfig};
 pub use roost_runtime::OciRuntimeKind;
 pub use spec::HostLimits;
+pub use storage::{StorageConfig, StorageInfo};
 
 use roost_runtime::Runtime;
 use roost_store::{MachineRecord, Store};
@@ -66,6 +69,8 @@ pub struct MachinesConfig {
     /// Interval of scheduled volume snapshots, and the unit of their
     /// retention ("days"). 24 hours; tests shorten it.
     pub volume_snapshot_day: std::time::Duration,
+    /// How machines reach the S3 endpoint (their `AWS_*` variables).
+    pub storage: StorageConfig,
 }
 
 impl MachinesConfig {
@@ -78,6 +83,7 @@ impl MachinesConfig {
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             registries: RegistryConfig::default(),
             volume_snapshot_day: std::time::Duration::from_secs(24 * 3600),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -104,6 +110,7 @@ pub(crate) struct Inner {
     /// Bumped on every machine state change; waiters re-read the store.
     changes: tokio::sync::watch::Sender<u64>,
     volumes: volumes::VolumeLayer,
+    storage: storage::StorageLayer,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -138,6 +145,12 @@ impl Machines {
         roost_runtime::set_child_subreaper()?;
         let volume_day = config.volume_snapshot_day;
         let volumes = volumes::VolumeLayer::open(&config.data_dir, volume_day)?;
+        let storage = storage::StorageLayer {
+            objects: roost_objects::ObjectStore::open(config.data_dir.join("objects")).map_err(
+                |e| MachineError::Internal(format!("cannot open the object store: {e}")),
+            )?,
+            config: config.storage,
+        };
         let inner = Arc::new(Inner {
             store,
             images,
@@ -153,6 +166,7 @@ impl Machines {
             locks: Mutex::new(HashMap::new()),
             changes: tokio::sync::watch::Sender::new(0),
             volumes,
+            storage,
         });
         inner.recover_volume_operations().await?;
         inner.recover().await?;
@@ -237,7 +251,7 @@ impl Inner {
         let bundle = roost_runtime::BundleConfig {
             hostname: machine.id.clone(),
             args: spec::command(&machine.config, &image)?,
-            env: self.machine_env(record, &image),
+            env: self.machine_env(record, &image)?,
             cwd: image
                 .config
                 .working_dir
@@ -272,20 +286,25 @@ impl Inner {
         }
     }
 
-    pub(crate) fn machine_env(&self, record: &MachineRecord, image: &Image) -> Vec<String> {
+    /// The main process's environment: image, then config, then app
+    /// secrets, then the platform's variables.
+    pub(crate) fn machine_env(&self, record: &MachineRecord, image: &Image) -> Result<Vec<String>> {
         let m = &record.machine;
-        spec::environment(
-            &m.config,
-            image,
-            &[
+        let secrets = self.secret_env(&record.app)?;
+        let mut vars: Vec<(&str, &str)> = secrets
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        vars.extend([
                 ("FLY_APP_NAME", record.app.as_str()),
                 ("FLY_MACHINE_ID", m.id.as_str()),
                 ("FLY_ALLOC_ID", m.id.as_str()),
                 ("FLY_REGION", m.region.as_str()),
                 ("FLY_IMAGE_REF", m.config.image.as_str()),
                 ("FLY_MACHINE_VERSION", m.instance_id.as_str()),
-            ],
-        )
+        ]);
+        let env = spec::environment(&m.config, image, &vars);
+        Ok(self.add_storage_env(env, &m.config.env, &record.app))
     }
 }
 

@@ -668,7 +668,7 @@ impl Machines {
                 id,
                 &roost_runtime::ExecRequest {
                     args,
-                    env: self.inner.machine_env(&record, &image),
+                    env: self.inner.machine_env(&record, &image)?,
                     cwd: image.config.working_dir.clone().filter(|d| !d.is_empty()),
                     uid,
                     gid,

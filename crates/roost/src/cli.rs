@@ -53,6 +53,15 @@ enum Command {
     /// Manage volumes: persistent filesystems with snapshots and forks.
     #[command(subcommand, alias = "volume")]
     Volumes(crate::volumes::VolumesCommand),
+    /// Manage object storage: S3 buckets owned by apps, with their key pairs.
+    #[command(subcommand)]
+    Storage(crate::storage::StorageCommand),
+    /// Manage app secrets: environment variables of the app's machines, encrypted at rest.
+    #[command(subcommand, alias = "secret")]
+    Secrets(crate::secrets::SecretsCommand),
+    /// The tokenizer: print its seal key, seal secrets for it.
+    #[command(subcommand)]
+    Tokenizer(crate::secrets::TokenizerCommand),
     /// Serve roost's MCP tools on stdin/stdout for a local agent, relayed to
     /// the API's /mcp endpoint (uses --api-url and --api-token).
     Mcp,
@@ -239,14 +248,19 @@ pub async fn run(cli: Cli) -> Result<()> {
         init_tracing("warn");
         return Ok(roost_mcp::serve_stdio(&cli.api_url, &api_token(&cli)?).await?);
     }
+    if let Command::Tokenizer(cmd) = &cli.command {
+        return crate::secrets::tokenizer(cmd, || client(&cli), cli.json).await;
+    }
     let client = client(&cli)?;
     let json = cli.json;
     match cli.command {
-        Command::Up(_) | Command::Mcp => unreachable!("handled above"),
+        Command::Up(_) | Command::Mcp | Command::Tokenizer(_) => unreachable!("handled above"),
         Command::Apps(cmd) => apps(&client, cmd, json).await,
         Command::Image(cmd) => image(&client, cmd, json).await,
         Command::Machine(cmd) => machine(&client, cmd, json).await,
         Command::Volumes(cmd) => crate::volumes::run(&client, cmd, json).await,
+        Command::Secrets(cmd) => crate::secrets::secrets(&client, cmd, json).await,
+        Command::Storage(cmd) => crate::storage::run(&client, cmd, json).await,
     }
 }
 

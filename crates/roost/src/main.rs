@@ -4,6 +4,8 @@
 mod cli;
 mod output;
 mod progress;
+mod secrets;
+mod storage;
 mod up;
 mod volumes;
 

@@ -41,6 +41,31 @@ pub struct UpArgs {
     /// snapshot retention counts in. For tests.
     #[arg(long, default_value_t = 86_400, hide = true)]
     pub volume_snapshot_day_secs: u64,
+    /// Address of the S3 endpoint (object storage).
+    #[arg(long, env = "ROOST_S3_LISTEN", default_value = "127.0.0.1:9000")]
+    pub s3_listen: String,
+    /// S3 endpoint URL given to machines as AWS_ENDPOINT_URL_S3: an address
+    /// of this host that machines can reach.
+    #[arg(
+        long,
+        env = "ROOST_S3_PUBLIC_URL",
+        default_value = "http://127.0.0.1:9000"
+    )]
+    pub s3_public_url: String,
+    /// Base domain for virtual-host style S3 requests (`BUCKET.DOMAIN`).
+    #[arg(long, env = "ROOST_S3_DOMAIN", default_value = "localhost")]
+    pub s3_domain: String,
+    /// Address of the tokenizer, the egress proxy that injects sealed secrets.
+    #[arg(long, env = "ROOST_TOKENIZER_LISTEN", default_value = "127.0.0.1:4001")]
+    pub tokenizer_listen: String,
+    /// PEM file of CA certificates the tokenizer trusts for upstreams
+    /// besides the system roots (repeatable).
+    #[arg(long = "tokenizer-ca", value_name = "FILE")]
+    pub tokenizer_ca: Vec<PathBuf>,
+    /// Upstream `HOST:PORT` the tokenizer reaches over plain HTTP instead of
+    /// TLS (repeatable). For tests only: credentials cross the wire in clear.
+    #[arg(long = "tokenizer-plain-http-upstream", value_name = "HOST:PORT", hide = true)]
+    pub tokenizer_plain_http: Vec<String>,
 }
 
 /// Name of the registry settings file in the data dir: `{"insecure": [..], "ca_file": ..,
@@ -83,6 +108,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
     config.crash_at = std::env::var(roost_machines::CRASH_AT_ENV).ok();
     config.volume_snapshot_day =
         std::time::Duration::from_secs(args.volume_snapshot_day_secs.max(1));
+    config.storage = roost_machines::StorageConfig {
+        public_url: args.s3_public_url.clone(),
+        region: "auto".into(),
+    };
     let machines = Machines::open(config)
         .await
         .context("cannot open roost's state")?;
@@ -90,8 +119,16 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.api_listen))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %args.data_dir.display(), "roost API listening");
+    let s3 = start_s3(&machines, &args.s3_listen, &args.s3_domain).await?;
     let mcp = roost_mcp::HttpOptions::new(listener.local_addr()?);
-    let app = roost_api::router(machines, token, &mcp);
+    let tokenizer_config = roost_tokenizer::TokenizerConfig {
+        extra_ca_files: args.tokenizer_ca,
+        plain_http_upstreams: args.tokenizer_plain_http,
+    };
+    let tokenizer =
+        start_tokenizer(&args.data_dir, &args.tokenizer_listen, &tokenizer_config).await?;
+    let app = roost_api::router(machines, token.clone(), &mcp)
+        .merge(roost_api::tokenizer_router(tokenizer.0, token));
     // Streamed responses (MCP's SSE, followed logs) arrive in small writes;
     // with Nagle's algorithm each waits for the client's delayed ACK (~40 ms).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -106,8 +143,53 @@ pub async fn up(args: UpArgs) -> Result<()> {
         })
         .await
         .context("API server failed")?;
+    s3.abort();
+    tokenizer.1.abort();
     tracing::info!("roost stopped; machines keep running and are adopted at the next start");
     Ok(())
+}
+
+/// Starts the tokenizer on its own listener with its keypair in
+/// `DATA/tokenizer/open-key`; returns its seal key (hex) and its task.
+async fn start_tokenizer(
+    data_dir: &Path,
+    listen: &str,
+    config: &roost_tokenizer::TokenizerConfig,
+) -> Result<(String, tokio::task::JoinHandle<()>)> {
+    let key = roost_tokenizer::OpenKey::load_or_create(&data_dir.join("tokenizer/open-key"))
+        .context("cannot load the tokenizer's key")?;
+    let tokenizer = roost_tokenizer::Tokenizer::new(key, config).context("cannot set up the tokenizer")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (tokenizer)"))?;
+    tracing::info!(addr = %listener.local_addr()?, "tokenizer listening");
+    let seal_key = tokenizer.seal_key().to_string();
+    let task = tokio::spawn(async move { tokenizer.serve(listener, std::future::pending()).await });
+    Ok((seal_key, task))
+}
+
+/// Serves S3 on `listen` until roost stops; app key pairs come from the store.
+async fn start_s3(
+    machines: &Machines,
+    listen: &str,
+    domain: &str,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let service = machines
+        .object_store()
+        .service(roost_objects::ServiceOptions {
+            apps: Some(machines.storage_keys()),
+            domain: Some(domain.to_string()),
+        })
+        .context("cannot set up the S3 endpoint")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (S3)"))?;
+    tracing::info!(addr = %listener.local_addr()?, "S3 endpoint listening");
+    Ok(tokio::spawn(roost_objects::serve(
+        listener,
+        service,
+        std::future::pending(),
+    )))
 }
 
 async fn shutdown_signal() {

@@ -719,7 +719,7 @@ async fn daily_snapshots_are_taken_and_expire() {
 fn cli(daemon: &Daemon, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
         .args(args)
-        .args(["-a", APP])
+        .env("ROOST_APP", APP)
         .env("ROOST_API_URL", &daemon.url)
         .env("ROOST_DATA_DIR", daemon.data_dir())
         .env_remove("ROOST_API_TOKEN")

@@ -176,27 +176,6 @@ impl Runtime {
         bundle: &Path,
         log_path: &Path,
     ) -> Result<u32, RuntimeError> {
-        self.launch(&["create"], id, bundle, log_path).await
-    }
-
-    /// Creates and starts container `id` in one runtime invocation
-    /// (`run --detach`): what starting a stopped machine does, one process
-    /// spawn cheaper than [`Runtime::create`] + [`Runtime::start`]. Stdio as
-    /// for [`Runtime::create`]; returns the host pid of the container's init.
-    pub async fn run(&self, id: &str, bundle: &Path, log_path: &Path) -> Result<u32, RuntimeError> {
-        self.launch(&["run", "--detach"], id, bundle, log_path)
-            .await
-    }
-
-    /// `create` or `run --detach` (the `verb`) with roost's stdio, pid file
-    /// and, for terminal bundles, console socket.
-    async fn launch(
-        &self,
-        verb: &[&str],
-        id: &str,
-        bundle: &Path,
-        log_path: &Path,
-    ) -> Result<u32, RuntimeError> {
         validate_id(id)?;
         let log = OpenOptions::new()
             .append(true)
@@ -222,8 +201,8 @@ impl Runtime {
             "--log-format".as_ref(),
             "json".as_ref(),
         ];
-        args.extend(verb.iter().map(OsStr::new));
         args.extend([
+            OsStr::new("create"),
             OsStr::new("--bundle"),
             bundle.as_ref(),
             "--pid-file".as_ref(),
@@ -266,7 +245,7 @@ impl Runtime {
             command: self.describe(&args),
             reason: format!("no pid file was written to {}", pid_file.display()),
         })?;
-        tracing::debug!(runtime = %self.kind, id, pid, ?verb, elapsed = ?started.elapsed(), "container launched");
+        tracing::debug!(runtime = %self.kind, id, pid, elapsed = ?started.elapsed(), "container created");
         Ok(pid)
     }
 

@@ -1,5 +1,5 @@
-//! roost's durable state: apps, machines, versions, events, leases and the
-//! operation log, in one SQLite database.
+//! roost's durable state: apps, machines, versions, events, leases,
+//! volumes, snapshots and the operation logs, in one SQLite database.
 //!
 //! The interface is deliberately narrow (typed records in, typed records
 //! out, no SQL outside this crate) so that moving cluster state to a
@@ -11,8 +11,12 @@
 //! roll back the last few transactions, which recovery then redoes, because
 //! every lifecycle step is idempotent.
 
+mod secrets;
+mod storage;
 mod volumes;
 
+pub use secrets::SecretRecord;
+pub use storage::StorageKeyRecord;
 pub use volumes::{SnapshotRecord, VolumeOperation, VolumeRecord};
 
 use roost_types::{Lease, Machine, MachineEvent, MachineState};
@@ -123,6 +127,8 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(volumes::SCHEMA)?;
+        conn.execute_batch(secrets::SCHEMA)?;
+        conn.execute_batch(storage::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -170,6 +176,7 @@ impl Store {
             )?;
         }
         tx.execute("DELETE FROM machines WHERE app = ?1", [name])?;
+        tx.execute("DELETE FROM app_secrets WHERE app = ?1", [name])?;
         tx.execute("DELETE FROM apps WHERE name = ?1", [name])?;
         tx.commit()?;
         Ok(())

@@ -13,6 +13,7 @@
 mod app;
 mod config;
 mod machine;
+mod secrets;
 mod state;
 mod volume;
 
@@ -26,6 +27,7 @@ pub use machine::{
     Lease, LeaseResponse, ListenSocket, Machine, MachineEvent, MachineVersion, ProcessStat,
     RegistryAuth, SignalRequest, StopRequest, UpdateMachineRequest,
 };
+pub use secrets::{AppSecret, AppSecrets, SetSecretRequest, UpdateSecretsRequest};
 pub use state::{MachineState, ParseStateError};
 pub use volume::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, UpdateVolumeRequest, Volume,

@@ -21,7 +21,7 @@ pub struct Daemon {
     extra_args: Vec<String>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -69,6 +69,11 @@ impl Daemon {
             .arg(self.data_dir())
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
+            // Concurrent daemons must not fight over the S3 default port;
+            // tests that use S3 pass --s3-listen.
+            .env("ROOST_S3_LISTEN", "127.0.0.1:0")
+            // Likewise the tokenizer's; tests that use it pass --tokenizer-listen.
+            .env("ROOST_TOKENIZER_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(

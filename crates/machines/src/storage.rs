@@ -1,0 +1,249 @@
+//! Object storage for apps, the way Fly pairs apps with Tigris: a bucket
+//! owned by the app, one key pair per app scoped to the app's buckets, and
+//! the `AWS_*`/`BUCKET_NAME` variables in the app's machines' environment.
+
+use crate::error::{MachineError, Result};
+use crate::{now_rfc3339, Inner, Machines};
+use roost_objects::{AccessKey, BucketInfo, KeyLookup, ObjectStore};
+use roost_store::StorageKeyRecord;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Where machines reach the S3 endpoint and which region it reports.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// `AWS_ENDPOINT_URL_S3` as machines see it.
+    pub public_url: String,
+    /// `AWS_REGION`.
+    pub region: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            public_url: "http://127.0.0.1:9000".into(),
+            region: "auto".into(),
+        }
+    }
+}
+
+/// A bucket with the credentials its app uses, as `roost storage` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageInfo {
+    pub name: String,
+    pub app: Option<String>,
+    pub created_at: String,
+    pub endpoint: String,
+    pub region: String,
+    /// Only in the answer to a create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+}
+
+pub(crate) struct StorageLayer {
+    pub objects: ObjectStore,
+    pub config: StorageConfig,
+}
+
+/// App key pairs for the S3 endpoint, read from roost's store.
+struct AppKeys(Arc<Inner>);
+
+impl KeyLookup for AppKeys {
+    fn app_key(
+        &self,
+        access_key_id: &str,
+    ) -> std::result::Result<Option<(String, String)>, String> {
+        self.0
+            .store
+            .storage_key_by_id(access_key_id)
+            .map(|found| found.map(|k| (k.secret_access_key, k.app)))
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn from_objects(err: roost_objects::Error) -> MachineError {
+    use roost_objects::Error as E;
+    match err {
+        E::InvalidBucketName(_) => MachineError::Invalid(err.to_string()),
+        E::BucketExists(_) | E::BucketNotEmpty(_) => MachineError::Conflict(err.to_string()),
+        E::NoSuchBucket(_) => MachineError::NotFound(err.to_string()),
+        other => MachineError::Internal(other.to_string()),
+    }
+}
+
+impl Machines {
+    /// The object store (for `roost up`'s S3 listener).
+    pub fn object_store(&self) -> &ObjectStore {
+        &self.inner.storage.objects
+    }
+
+    /// App key pairs, for the S3 endpoint's authentication.
+    pub fn storage_keys(&self) -> Arc<dyn KeyLookup> {
+        Arc::new(AppKeys(self.inner.clone()))
+    }
+
+    /// Creates a bucket owned by `app` (named `name`, or after the app) and
+    /// the app's key pair if it has none yet.
+    pub async fn create_storage(&self, app: &str, name: Option<&str>) -> Result<StorageInfo> {
+        self.inner.app(app)?;
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| default_bucket_name(app));
+        let bucket = self
+            .inner
+            .storage
+            .objects
+            .create_bucket(&name, Some(app))
+            .await
+            .map_err(from_objects)?;
+        let fresh = AccessKey::generate("RST");
+        let key = self.inner.store.ensure_storage_key(&StorageKeyRecord {
+            app: app.to_string(),
+            access_key_id: fresh.access_key_id,
+            secret_access_key: fresh.secret_access_key,
+            created_at: now_rfc3339(),
+        })?;
+        tracing::info!(app, bucket = name, "storage created");
+        let mut info = self.inner.storage_info(bucket);
+        info.access_key_id = Some(key.access_key_id);
+        info.secret_access_key = Some(key.secret_access_key);
+        Ok(info)
+    }
+
+    /// Buckets, all or those of one app.
+    pub async fn list_storage(&self, app: Option<&str>) -> Result<Vec<StorageInfo>> {
+        if let Some(app) = app {
+            self.inner.app(app)?;
+        }
+        let buckets = self
+            .inner
+            .storage
+            .objects
+            .list_buckets()
+            .await
+            .map_err(from_objects)?;
+        Ok(buckets
+            .into_iter()
+            .filter(|b| app.is_none() || b.owner.as_deref() == app)
+            .map(|b| self.inner.storage_info(b))
+            .collect())
+    }
+
+    /// Deletes an app's bucket with its objects; the app's key pair goes
+    /// with its last bucket.
+    pub async fn destroy_storage(&self, app: &str, name: &str) -> Result<()> {
+        self.inner.app(app)?;
+        let objects = &self.inner.storage.objects;
+        match objects.bucket(name).await.map_err(from_objects)? {
+            Some(b) if b.owner.as_deref() == Some(app) => {}
+            _ => {
+                return Err(MachineError::NotFound(format!(
+                    "app '{app}' has no bucket '{name}'; `roost storage list --app {app}` shows its buckets"
+                )))
+            }
+        }
+        objects
+            .delete_bucket(name, true)
+            .await
+            .map_err(from_objects)?;
+        if self.list_storage(Some(app)).await?.is_empty() {
+            self.inner.store.delete_storage_key(app)?;
+        }
+        Ok(())
+    }
+}
+
+/// A bucket name derived from an app name (bucket names are stricter).
+fn default_bucket_name(app: &str) -> String {
+    let cleaned: String = app
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = format!("{}-bucket", cleaned.trim_matches('-'));
+    name.truncate(63);
+    name
+}
+
+impl Inner {
+    fn storage_info(&self, bucket: BucketInfo) -> StorageInfo {
+        let created = chrono::DateTime::from_timestamp_millis(bucket.created_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        StorageInfo {
+            name: bucket.name,
+            app: bucket.owner,
+            created_at: created,
+            endpoint: self.storage.config.public_url.clone(),
+            region: self.storage.config.region.clone(),
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+
+    /// Adds the app's storage variables to a machine's `env` (`KEY=value`
+    /// entries). Variables the machine's own config sets win; image
+    /// defaults do not.
+    pub(crate) fn add_storage_env(
+        &self,
+        mut env: Vec<String>,
+        config_env: &std::collections::BTreeMap<String, String>,
+        app: &str,
+    ) -> Vec<String> {
+        let storage: Vec<(String, String)> = self
+            .storage_env(app)
+            .into_iter()
+            .filter(|(key, _)| !config_env.contains_key(key))
+            .collect();
+        env.retain(|entry| {
+            let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+            !storage.iter().any(|(k, _)| k == key)
+        });
+        env.extend(storage.into_iter().map(|(k, v)| format!("{k}={v}")));
+        env
+    }
+
+    /// The storage variables of `app`'s machines: Fly's Tigris set, present
+    /// once the app has a bucket. `BUCKET_NAME` is its oldest bucket.
+    pub(crate) fn storage_env(&self, app: &str) -> Vec<(String, String)> {
+        let key = match self.store.storage_key(app) {
+            Ok(Some(key)) => key,
+            Ok(None) => return Vec::new(),
+            Err(err) => {
+                tracing::warn!(app, error = %err, "cannot read the app's storage key");
+                return Vec::new();
+            }
+        };
+        let bucket = storage_bucket(&self.storage.objects, app);
+        let mut env = vec![
+            ("AWS_ACCESS_KEY_ID".to_string(), key.access_key_id),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), key.secret_access_key),
+            (
+                "AWS_ENDPOINT_URL_S3".to_string(),
+                self.storage.config.public_url.clone(),
+            ),
+            ("AWS_REGION".to_string(), self.storage.config.region.clone()),
+        ];
+        if let Some(bucket) = bucket {
+            env.push(("BUCKET_NAME".to_string(), bucket));
+        }
+        env
+    }
+}
+
+/// The app's oldest bucket (machine env is computed synchronously).
+fn storage_bucket(objects: &ObjectStore, app: &str) -> Option<String> {
+    objects
+        .bucket_names_of(app)
+        .map_err(|err| tracing::warn!(app, error = %err, "cannot list the app's buckets"))
+        .ok()
+        .and_then(|names| names.into_iter().next())
+}

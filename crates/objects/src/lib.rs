@@ -1,0 +1,139 @@
+//! roost's S3-compatible object store: buckets and objects on the local
+//! filesystem, served over the S3 protocol by [`s3s`] (routing, SigV4 header
+//! and presigned auth, aws-chunked bodies, XML).
+//!
+//! Layout of the store directory:
+//!
+//! ```text
+//! index.db            SQLite (WAL, synchronous=FULL): buckets, objects, uploads, parts
+//! data/<ab>/<id>      bodies larger than 64 KiB, named by a random id
+//! tmp/<id>            bodies being received (emptied at open)
+//! admin-key.json      the operator's key pair (0600), made at first open
+//! ```
+//!
+//! Why an index instead of files named after keys: an object's key never
+//! becomes a path. Any UTF-8 key (`..`, slashes, `a/b` next to `a%2Fb`,
+//! 1024 bytes without a slash) is a value in a SQLite row, so no key can
+//! escape the directory or collide with another, and bodies are files named
+//! by random ids. The index also gives ListObjects its order (S3 sorts keys
+//! by UTF-8 bytes, which is SQLite's BINARY collation) and lets a common
+//! prefix be skipped in one seek, where a directory scan would read and sort
+//! whole trees.
+//!
+//! Why no torn object survives a crash: a body is written to `tmp/`,
+//! fsynced, renamed into `data/` and its directory fsynced *before* the
+//! index transaction that names it commits; the record (size, ETag,
+//! checksums, headers, user metadata) and the switch from the old body to
+//! the new are that one transaction. A crash before the commit leaves the
+//! old record, pointing at the old file, which is deleted only after the
+//! commit; the new file is then unreferenced and removed at the next open.
+//! Small bodies (up to 64 KiB) are stored inside the record, so one WAL
+//! fsync, shared by all writes committed together (see `index.rs`), makes
+//! them durable. Multipart uploads keep each part as such a file and
+//! complete by concatenating them in the kernel (`copy_file_range`) into a
+//! new file, so no object is held in memory.
+
+mod access;
+mod error;
+mod index;
+mod list;
+mod s3;
+mod store;
+
+pub use access::{AccessKey, KeyLookup, Principal};
+pub use error::{Error, Result};
+pub use store::{is_valid_bucket_name, BucketInfo, ObjectStore};
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// Name of the admin key pair file in the store directory.
+const ADMIN_KEY_FILE: &str = "admin-key.json";
+
+/// How the S3 endpoint authenticates and names buckets.
+pub struct ServiceOptions {
+    /// Key pairs of apps, besides the admin key pair.
+    pub apps: Option<Arc<dyn KeyLookup>>,
+    /// Base domain for virtual-host style (`<bucket>.<domain>`); other
+    /// hosts are served path style.
+    pub domain: Option<String>,
+}
+
+impl ObjectStore {
+    /// The operator's key pair, created on first use (0600) in the store
+    /// directory.
+    pub fn admin_key(&self) -> Result<AccessKey> {
+        admin_key(&self.inner.root.join(ADMIN_KEY_FILE))
+    }
+
+    /// The S3 service over this store.
+    pub fn service(&self, options: ServiceOptions) -> Result<s3s::service::S3Service> {
+        let keys = access::Keys {
+            admin: self.admin_key()?,
+            apps: options.apps,
+            store: self.clone(),
+        };
+        let mut builder = s3s::service::S3ServiceBuilder::new(self.clone());
+        builder.set_auth(keys.clone());
+        builder.set_access(keys);
+        if let Some(domain) = options.domain {
+            builder.set_host(access::Domain(domain));
+        }
+        Ok(builder.build())
+    }
+}
+
+fn admin_key(path: &Path) -> Result<AccessKey> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read(path) {
+        Ok(bytes) => return Ok(serde_json::from_slice(&bytes)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    let key = AccessKey::generate("RSTADMIN");
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(&serde_json::to_vec_pretty(&key)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    tracing::info!(path = %path.display(), "wrote the S3 admin key pair");
+    Ok(key)
+}
+
+/// Serves `service` on `listener` (HTTP/1.1) until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: s3s::service::S3Service,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (socket, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot accept an S3 connection");
+                    continue;
+                }
+            },
+            () = shutdown.as_mut() => return,
+        };
+        if let Err(err) = socket.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+        let service = service.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), service);
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "S3 connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,738 @@
+//! Buckets, object records and bodies on the local filesystem.
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use rusqlite::{params, Connection, OptionalExtension};
+use s3s::checksum::ChecksumHasher;
+use s3s::crypto::{Checksum as _, Md5};
+use s3s::dto::{Checksum, StreamingBlob};
+use s3s::s3_error;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Bodies up to this size live inside their index record: one WAL fsync
+/// (shared by every write committed with it) makes them durable, instead of
+/// a file fsync, a directory fsync and the WAL fsync.
+pub(crate) const INLINE_MAX: usize = 64 * 1024;
+/// Bodies are written to disk in pieces of this size.
+const WRITE_CHUNK: usize = 1024 * 1024;
+
+/// A bucket as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketInfo {
+    pub name: String,
+    /// The app whose key pair may use the bucket; `None` for buckets only
+    /// the admin key pair reaches.
+    pub owner: Option<String>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// Headers stored with an object and returned on GET/HEAD.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ObjectMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user: BTreeMap<String, String>,
+    #[serde(default)]
+    pub checksums: Checksums,
+    /// Number of parts for objects made by a multipart upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
+}
+
+/// Base64 checksums of a body, as S3 headers carry them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Checksums {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
+}
+
+impl From<Checksum> for Checksums {
+    fn from(c: Checksum) -> Checksums {
+        Checksums {
+            crc32: c.checksum_crc32,
+            crc32c: c.checksum_crc32c,
+            sha1: c.checksum_sha1,
+            sha256: c.checksum_sha256,
+            crc64nvme: c.checksum_crc64nvme,
+        }
+    }
+}
+
+/// Where an object's (or part's) bytes are.
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    Inline(Bytes),
+    /// A file `data/<ab>/<id>` named by a random id.
+    File(String),
+}
+
+/// An object's index record.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectRecord {
+    pub key: String,
+    pub size: u64,
+    /// Hex MD5 (or `<hex>-<parts>` for multipart objects), without quotes.
+    pub etag: String,
+    pub modified_ms: i64,
+    pub meta: ObjectMeta,
+    pub body: Body,
+}
+
+/// A body received from a client and made durable, not yet referenced.
+pub(crate) struct Received {
+    pub body: Body,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub checksum: Checksum,
+}
+
+/// The object store: buckets, objects and multipart uploads under one
+/// directory. Cheap to clone.
+#[derive(Clone)]
+pub struct ObjectStore {
+    pub(crate) inner: Arc<StoreInner>,
+}
+
+pub(crate) struct StoreInner {
+    pub root: PathBuf,
+    pub index: Arc<Index>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) fn random_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// S3's bucket naming rules (the DNS-compatible subset every client accepts).
+pub fn is_valid_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'.')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+fn meta_json(meta: &ObjectMeta) -> Result<String> {
+    Ok(serde_json::to_string(meta)?)
+}
+
+pub(crate) fn read_object(
+    conn: &Connection,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<ObjectRecord>> {
+    let row = conn
+        .query_row(
+            "SELECT size, etag, modified_ms, meta, file, inline FROM objects WHERE bucket = ?1 AND key = ?2",
+            params![bucket, key],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<Vec<u8>>>(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((size, etag, modified_ms, meta, file, inline)) = row else {
+        return Ok(None);
+    };
+    let body = match (file, inline) {
+        (Some(id), _) => Body::File(id),
+        (None, inline) => Body::Inline(Bytes::from(inline.unwrap_or_default())),
+    };
+    Ok(Some(ObjectRecord {
+        key: key.to_string(),
+        size: u64::try_from(size).unwrap_or(0),
+        etag,
+        modified_ms,
+        meta: serde_json::from_str(&meta)?,
+        body,
+    }))
+}
+
+pub(crate) fn bucket_exists(conn: &Connection, bucket: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM buckets WHERE name = ?1",
+            [bucket],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Writes `record` into `bucket`, returning the file of the object it
+/// replaced (to be removed once the write is durable).
+pub(crate) fn write_object(
+    conn: &Connection,
+    bucket: &str,
+    record: &ObjectRecord,
+) -> Result<Option<String>> {
+    if !bucket_exists(conn, bucket)? {
+        return Err(s3_error!(NoSuchBucket).into());
+    }
+    let old: Option<Option<String>> = conn
+        .query_row(
+            "SELECT file FROM objects WHERE bucket = ?1 AND key = ?2",
+            params![bucket, record.key],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let (file, inline) = match &record.body {
+        Body::File(id) => (Some(id.as_str()), None),
+        Body::Inline(bytes) => (None, Some(bytes.as_ref())),
+    };
+    conn.execute(
+        "INSERT OR REPLACE INTO objects (bucket, key, size, etag, modified_ms, meta, file, inline)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            bucket,
+            record.key,
+            i64::try_from(record.size).unwrap_or(i64::MAX),
+            record.etag,
+            record.modified_ms,
+            meta_json(&record.meta)?,
+            file,
+            inline
+        ],
+    )?;
+    Ok(old.flatten().filter(|old| Some(old.as_str()) != file))
+}
+
+impl ObjectStore {
+    /// Opens (creating) the store in `root`. Removes what a crash can leave
+    /// behind: half-written files in `tmp/`, and body files no record names.
+    pub fn open(root: impl Into<PathBuf>) -> Result<ObjectStore> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("data"))?;
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        let index = Arc::new(Index::open(&root.join("index.db"))?);
+        let store = ObjectStore {
+            inner: Arc::new(StoreInner { root, index }),
+        };
+        store.remove_unreferenced_files()?;
+        Ok(store)
+    }
+
+    fn remove_unreferenced_files(&self) -> Result<()> {
+        let referenced: std::collections::HashSet<String> = self.inner.index.read(|conn| {
+            let mut ids = std::collections::HashSet::new();
+            for sql in [
+                "SELECT file FROM objects WHERE file IS NOT NULL",
+                "SELECT file FROM parts",
+            ] {
+                let mut stmt = conn.prepare(sql)?;
+                for id in stmt.query_map([], |row| row.get::<_, String>(0))? {
+                    ids.insert(id?);
+                }
+            }
+            Ok(ids)
+        })?;
+        let mut removed = 0usize;
+        for dir in std::fs::read_dir(self.inner.root.join("data"))? {
+            let dir = dir?;
+            if !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(dir.path())? {
+                let file = file?;
+                let name = file.file_name();
+                if !referenced.contains(name.to_string_lossy().as_ref()) {
+                    std::fs::remove_file(file.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed object files no record references (left by a crash)"
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn data_path(&self, id: &str) -> PathBuf {
+        data_path(&self.inner.root, id)
+    }
+
+    /// Creates a bucket owned by `owner` (an app name; `None`: admin only).
+    pub async fn create_bucket(&self, name: &str, owner: Option<&str>) -> Result<BucketInfo> {
+        if !is_valid_bucket_name(name) {
+            return Err(Error::InvalidBucketName(name.to_string()));
+        }
+        let info = BucketInfo {
+            name: name.to_string(),
+            owner: owner.map(str::to_string),
+            created_ms: now_ms(),
+        };
+        let record = info.clone();
+        self.inner
+            .index
+            .write(move |conn| {
+                if bucket_exists(conn, &record.name)? {
+                    return Err(Error::BucketExists(record.name.clone()));
+                }
+                conn.execute(
+                    "INSERT INTO buckets (name, owner, created_ms) VALUES (?1, ?2, ?3)",
+                    params![record.name, record.owner, record.created_ms],
+                )?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(bucket = name, owner = ?owner, "bucket created");
+        Ok(info)
+    }
+
+    /// Deletes a bucket. Without `purge` it must hold no objects; with
+    /// `purge` its objects go with it. Unfinished multipart uploads are
+    /// always discarded.
+    pub async fn delete_bucket(&self, name: &str, purge: bool) -> Result<()> {
+        let bucket = name.to_string();
+        let files = self
+            .inner
+            .index
+            .write(move |conn| {
+                if !bucket_exists(conn, &bucket)? {
+                    return Err(Error::NoSuchBucket(bucket.clone()));
+                }
+                let has_objects = conn
+                    .query_row("SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1", [&bucket], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if has_objects && !purge {
+                    return Err(Error::BucketNotEmpty(bucket.clone()));
+                }
+                let mut files: Vec<String> = Vec::new();
+                {
+                    let mut stmt = conn.prepare(
+                        "SELECT file FROM objects WHERE bucket = ?1 AND file IS NOT NULL
+                         UNION ALL
+                         SELECT p.file FROM parts p JOIN uploads u ON p.upload = u.id WHERE u.bucket = ?1",
+                    )?;
+                    for id in stmt.query_map([&bucket], |row| row.get::<_, String>(0))? {
+                        files.push(id?);
+                    }
+                }
+                conn.execute(
+                    "DELETE FROM parts WHERE upload IN (SELECT id FROM uploads WHERE bucket = ?1)",
+                    [&bucket],
+                )?;
+                conn.execute("DELETE FROM uploads WHERE bucket = ?1", [&bucket])?;
+                conn.execute("DELETE FROM objects WHERE bucket = ?1", [&bucket])?;
+                conn.execute("DELETE FROM buckets WHERE name = ?1", [&bucket])?;
+                Ok(files)
+            })
+            .await?;
+        self.remove_files(files).await;
+        tracing::info!(bucket = name, purge, "bucket deleted");
+        Ok(())
+    }
+
+    /// Every bucket, by name.
+    pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        self.inner
+            .index
+            .read_async(|conn| {
+                let mut stmt =
+                    conn.prepare("SELECT name, owner, created_ms FROM buckets ORDER BY name")?;
+                let rows = stmt.query_map([], |row| {
+                    Ok(BucketInfo {
+                        name: row.get(0)?,
+                        owner: row.get(1)?,
+                        created_ms: row.get(2)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    /// Names of the buckets `owner` owns, oldest first (a point read).
+    pub fn bucket_names_of(&self, owner: &str) -> Result<Vec<String>> {
+        self.inner.index.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name FROM buckets WHERE owner = ?1 ORDER BY created_ms, name",
+            )?;
+            let names = stmt.query_map([owner], |row| row.get::<_, String>(0))?;
+            Ok(names.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// The bucket's record, if it exists.
+    pub async fn bucket(&self, name: &str) -> Result<Option<BucketInfo>> {
+        let name = name.to_string();
+        self.inner
+            .index
+            .read_async(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT name, owner, created_ms FROM buckets WHERE name = ?1",
+                        [&name],
+                        |row| {
+                            Ok(BucketInfo {
+                                name: row.get(0)?,
+                                owner: row.get(1)?,
+                                created_ms: row.get(2)?,
+                            })
+                        },
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+
+    /// Removes body files no record references any more. A failure only
+    /// leaks the file until the next open, which removes it.
+    pub(crate) async fn remove_files(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let root = self.inner.root.clone();
+        let removal = tokio::task::spawn_blocking(move || {
+            for id in ids {
+                if let Err(err) = std::fs::remove_file(data_path(&root, &id)) {
+                    if err.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(file = id, error = %err, "cannot remove an object file");
+                    }
+                }
+            }
+        });
+        if let Err(err) = removal.await {
+            tracing::warn!(error = %err, "object file removal failed");
+        }
+    }
+
+    /// Receives a request body: hashes it (MD5 for the ETag plus the
+    /// `hasher`'s checksums) and keeps it in memory when small (and
+    /// `allow_inline`), otherwise streams it to a new durable file.
+    pub(crate) async fn receive(
+        &self,
+        mut body: StreamingBlob,
+        mut hasher: ChecksumHasher,
+        allow_inline: bool,
+    ) -> Result<Received> {
+        let mut md5 = Md5::new();
+        let mut buffer = BytesMut::new();
+        let mut size: u64 = 0;
+        let mut writer: Option<FileWriter> = None;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk
+                .map_err(|e| s3_error!(IncompleteBody, "cannot read the request body: {e}"))?;
+            md5.update(&chunk);
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            buffer.extend_from_slice(&chunk);
+            if writer.is_none() && (!allow_inline || buffer.len() > INLINE_MAX) {
+                writer = Some(FileWriter::start(self.inner.root.clone())?);
+            }
+            if let Some(writer) = &mut writer {
+                if buffer.len() >= WRITE_CHUNK {
+                    writer.send(buffer.split().freeze()).await?;
+                }
+            }
+        }
+        let body = match writer {
+            Some(mut writer) => {
+                if !buffer.is_empty() {
+                    writer.send(buffer.split().freeze()).await?;
+                }
+                Body::File(writer.finish().await?)
+            }
+            None if allow_inline => Body::Inline(buffer.freeze()),
+            None => {
+                let mut writer = FileWriter::start(self.inner.root.clone())?;
+                writer.send(buffer.freeze()).await?;
+                Body::File(writer.finish().await?)
+            }
+        };
+        Ok(Received {
+            body,
+            size,
+            md5: md5.finalize(),
+            checksum: hasher.finalize(),
+        })
+    }
+
+    /// Copies `ranges` of stored bodies into one new body (inline when small
+    /// enough), hashing it on the way. Runs on the blocking pool; the data
+    /// streams through a fixed buffer.
+    pub(crate) async fn assemble(
+        &self,
+        sources: Vec<(Body, std::ops::Range<u64>)>,
+        hasher: ChecksumHasher,
+        allow_inline: bool,
+    ) -> Result<Received> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.assemble_blocking(sources, hasher, allow_inline))
+            .await
+            .map_err(|e| Error::Internal(format!("copy task failed: {e}")))?
+    }
+
+    fn assemble_blocking(
+        &self,
+        sources: Vec<(Body, std::ops::Range<u64>)>,
+        mut hasher: ChecksumHasher,
+        allow_inline: bool,
+    ) -> Result<Received> {
+        use std::io::{Read, Seek};
+        let total: u64 = sources.iter().map(|(_, r)| r.end - r.start).sum();
+        let mut md5 = Md5::new();
+        if allow_inline && total <= INLINE_MAX as u64 {
+            let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+            for (body, range) in &sources {
+                let start = out.len();
+                self.read_range(body, range.clone(), &mut out)?;
+                md5.update(&out[start..]);
+                hasher.update(&out[start..]);
+            }
+            return Ok(Received {
+                size: total,
+                body: Body::Inline(Bytes::from(out)),
+                md5: md5.finalize(),
+                checksum: hasher.finalize(),
+            });
+        }
+        let id = random_id();
+        let tmp = self.inner.root.join("tmp").join(&id);
+        let mut file = std::fs::File::create(&tmp)?;
+        let mut buf = vec![0u8; WRITE_CHUNK];
+        for (body, range) in &sources {
+            match body {
+                Body::Inline(bytes) => {
+                    let slice = bytes
+                        .get(to_usize(range.start)?..to_usize(range.end)?)
+                        .ok_or_else(|| {
+                            Error::Internal("inline body shorter than recorded".into())
+                        })?;
+                    md5.update(slice);
+                    hasher.update(slice);
+                    file.write_all(slice)?;
+                }
+                Body::File(src) => {
+                    let mut input = std::fs::File::open(self.data_path(src))?;
+                    input.seek(std::io::SeekFrom::Start(range.start))?;
+                    let mut input = input.take(range.end - range.start);
+                    loop {
+                        let n = input.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        md5.update(&buf[..n]);
+                        hasher.update(&buf[..n]);
+                        file.write_all(&buf[..n])?;
+                    }
+                }
+            }
+        }
+        commit_file(&self.inner.root, &id, file)?;
+        Ok(Received {
+            size: total,
+            body: Body::File(id),
+            md5: md5.finalize(),
+            checksum: hasher.finalize(),
+        })
+    }
+
+    /// Concatenates part files into one new durable file, returning its id
+    /// and size. The copy stays in the kernel (`copy_file_range`), so the
+    /// object is never held in memory.
+    pub(crate) async fn concatenate(
+        &self,
+        parts: Vec<(Body, std::ops::Range<u64>)>,
+    ) -> Result<(String, u64)> {
+        let root = self.inner.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let id = random_id();
+            let mut out = std::fs::File::create(root.join("tmp").join(&id))?;
+            let mut size = 0u64;
+            for (body, range) in &parts {
+                match body {
+                    Body::File(part) => {
+                        let mut input = std::fs::File::open(data_path(&root, part))?;
+                        size += std::io::copy(&mut input, &mut out)?;
+                    }
+                    Body::Inline(bytes) => {
+                        let slice = bytes
+                            .get(to_usize(range.start)?..to_usize(range.end)?)
+                            .ok_or_else(|| {
+                                Error::Internal("inline body shorter than recorded".into())
+                            })?;
+                        out.write_all(slice)?;
+                        size += slice.len() as u64;
+                    }
+                }
+            }
+            commit_file(&root, &id, out)?;
+            Ok((id, size))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("concatenation failed: {e}")))?
+    }
+
+    /// Drops a received body that will not be recorded.
+    pub(crate) async fn discard(&self, body: &Body) {
+        if let Body::File(id) = body {
+            self.remove_files(vec![id.clone()]).await;
+        }
+    }
+
+    /// Appends `range` of `body` to `out`.
+    pub(crate) fn read_range(
+        &self,
+        body: &Body,
+        range: std::ops::Range<u64>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        use std::io::{Read, Seek};
+        match body {
+            Body::Inline(bytes) => {
+                let slice = bytes
+                    .get(to_usize(range.start)?..to_usize(range.end)?)
+                    .ok_or_else(|| Error::Internal("inline body shorter than recorded".into()))?;
+                out.extend_from_slice(slice);
+            }
+            Body::File(id) => {
+                let mut file = std::fs::File::open(self.data_path(id))?;
+                file.seek(std::io::SeekFrom::Start(range.start))?;
+                file.take(range.end - range.start).read_to_end(out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn to_usize(n: u64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| Error::Internal("offset out of range".into()))
+}
+
+fn data_path(root: &Path, id: &str) -> PathBuf {
+    root.join("data").join(id.get(..2).unwrap_or("00")).join(id)
+}
+
+/// Makes a fully written temp file durable under its final name: fsync the
+/// file, rename it into `data/<ab>/`, fsync that directory. Only then may a
+/// record name it, so a committed record never points at a missing or
+/// partial file.
+fn commit_file(root: &Path, id: &str, file: std::fs::File) -> Result<()> {
+    file.sync_all()?;
+    drop(file);
+    let target = data_path(root, id);
+    let dir = target
+        .parent()
+        .ok_or_else(|| Error::Internal("object path has no parent".into()))?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::rename(root.join("tmp").join(id), &target)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Writes a body to a temp file on a blocking thread while the request
+/// task keeps reading and hashing the next chunks.
+struct FileWriter {
+    /// `None` marks the end of the body; a channel closed without it (the
+    /// request was dropped) discards the temp file.
+    chunks: tokio::sync::mpsc::Sender<Option<Bytes>>,
+    done: tokio::task::JoinHandle<Result<String>>,
+}
+
+impl FileWriter {
+    fn start(root: PathBuf) -> Result<FileWriter> {
+        let id = random_id();
+        let mut file = std::fs::File::create(root.join("tmp").join(&id))?;
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(4);
+        let done = tokio::task::spawn_blocking(move || {
+            let tmp = root.join("tmp").join(&id);
+            loop {
+                match rx.blocking_recv() {
+                    Some(Some(chunk)) => {
+                        if let Err(err) = file.write_all(&chunk) {
+                            drop(file);
+                            let _ = std::fs::remove_file(&tmp);
+                            return Err(err.into());
+                        }
+                    }
+                    Some(None) => break,
+                    None => {
+                        drop(file);
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(Error::Internal("request body abandoned".into()));
+                    }
+                }
+            }
+            commit_file(&root, &id, file)?;
+            Ok(id)
+        });
+        Ok(FileWriter { chunks, done })
+    }
+
+    async fn send(&mut self, chunk: Bytes) -> Result<()> {
+        if self.chunks.send(Some(chunk)).await.is_err() {
+            // The writer ended early: its error says why.
+            let (tx, _) = tokio::sync::mpsc::channel(1);
+            drop(std::mem::replace(&mut self.chunks, tx));
+            return match (&mut self.done).await {
+                Ok(Err(err)) => Err(err),
+                _ => Err(Error::Internal("object writer stopped".into())),
+            };
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<String> {
+        if self.chunks.send(None).await.is_err() {
+            return match self.done.await {
+                Ok(Err(err)) => Err(err),
+                _ => Err(Error::Internal("object writer stopped".into())),
+            };
+        }
+        drop(self.chunks);
+        self.done
+            .await
+            .map_err(|e| Error::Internal(format!("object writer failed: {e}")))?
+    }
+}
