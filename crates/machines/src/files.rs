@@ -8,13 +8,19 @@
 //! between leaves a mount that recovery removes, as it unmounts the rootfs
 //! of every machine that is not started. Paths are resolved inside the
 //! rootfs only (see `guest_files`).
+//!
+//! A path under one of the machine's volume mounts (config `mounts`) is
+//! served from that volume instead, as the machine sees it: from its host
+//! mount point while the machine runs, or with the volume mounted for the
+//! length of the call while it rests. Resolution then stays inside the
+//! volume's filesystem.
 
 use crate::error::{MachineError, Result};
 use crate::guest_files::{self, DirEntry};
 use crate::paths::MachinePaths;
 use crate::{Inner, Machines};
-use roost_types::MachineState;
-use std::path::Path;
+use roost_types::{MachineMount, MachineState};
+use std::path::{Path, PathBuf};
 
 /// Most bytes one [`Machines::read_file`] returns (also its default).
 pub const MAX_READ_BYTES: u64 = 1024 * 1024;
@@ -67,11 +73,10 @@ impl Machines {
                 "limit = {limit} is invalid: allowed values are 1 to {MAX_READ_BYTES} bytes; read larger files in pieces with offset"
             )));
         }
-        let guest_path = path.to_string();
         let (data, size) = self
             .inner
-            .with_rootfs(app, id, path, move |root| {
-                guest_files::read_file(root, &guest_path, offset, limit)
+            .with_guest_fs(app, id, path, move |root, guest| {
+                guest_files::read_file(root, guest, offset, limit)
             })
             .await?;
         Ok(FileContent { size, offset, data })
@@ -100,10 +105,9 @@ impl Machines {
                 content.len()
             )));
         }
-        let guest_path = path.to_string();
         self.inner
-            .with_rootfs(app, id, path, move |root| {
-                guest_files::write_file(root, &guest_path, &content, mode)
+            .with_guest_fs(app, id, path, move |root, guest| {
+                guest_files::write_file(root, guest, &content, mode)
             })
             .await
     }
@@ -112,11 +116,10 @@ impl Machines {
     /// [`MAX_DIR_ENTRIES`] entries); symlinks are reported, not followed.
     pub async fn list_dir(&self, app: &str, id: &str, path: &str) -> Result<DirListing> {
         guest_files::check_guest_dir(path).map_err(MachineError::Invalid)?;
-        let guest_path = path.to_string();
         let (entries, truncated) = self
             .inner
-            .with_rootfs(app, id, path, move |root| {
-                guest_files::list_dir(root, &guest_path, MAX_DIR_ENTRIES)
+            .with_guest_fs(app, id, path, move |root, guest| {
+                guest_files::list_dir(root, guest, MAX_DIR_ENTRIES)
             })
             .await?;
         Ok(DirListing { entries, truncated })
@@ -149,14 +152,16 @@ impl Machines {
 }
 
 impl Inner {
-    /// Runs `op` on the machine's root filesystem (mounting it meanwhile if
-    /// the machine is not running), holding the machine's lock.
-    async fn with_rootfs<T: Send + 'static>(
+    /// Runs `op` on the filesystem that holds `path` in the machine (its
+    /// rootfs, or the volume mounted over that part of the tree) with the
+    /// path as seen from that filesystem's root, mounting it meanwhile if the
+    /// machine is not running. Holds the machine's lock.
+    async fn with_guest_fs<T: Send + 'static>(
         &self,
         app: &str,
         id: &str,
         path: &str,
-        op: impl FnOnce(&Path) -> std::io::Result<T> + Send + 'static,
+        op: impl FnOnce(&Path, &str) -> std::io::Result<T> + Send + 'static,
     ) -> Result<T> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
@@ -166,23 +171,78 @@ impl Inner {
                 "machine {id} is destroyed and its files are gone; create a new machine"
             )));
         }
-        let paths = MachinePaths::new(&self.data_dir, id);
-        let mount_here = !roost_runtime::rootfs::is_mounted(&paths.rootfs);
-        if mount_here {
-            crate::ops::mount_rootfs(&paths)?;
-            tracing::debug!(machine = %id, "mounted the rootfs of a machine at rest for file access");
-        }
-        let rootfs = paths.rootfs.clone();
-        let outcome = tokio::task::spawn_blocking(move || op(&rootfs)).await;
-        if mount_here {
-            if let Err(err) = roost_runtime::rootfs::unmount(&paths.rootfs) {
-                tracing::warn!(machine = %id, error = %err, "cannot unmount the rootfs after file access; recovery will");
+        let (root, guest, mounted_here) = match volume_holding(&record.machine.config.mounts, path)
+        {
+            Some((mount, guest)) => {
+                let mounted_here = !self.volume_is_mounted(&mount.volume);
+                let root = self.attach_volume(&mount.volume, id).await?;
+                (
+                    root,
+                    guest,
+                    mounted_here.then(|| Mounted::Volume(mount.volume.clone())),
+                )
             }
+            None => {
+                let paths = MachinePaths::new(&self.data_dir, id);
+                let mounted_here = !roost_runtime::rootfs::is_mounted(&paths.rootfs);
+                if mounted_here {
+                    crate::ops::mount_rootfs(&paths)?;
+                    tracing::debug!(machine = %id, "mounted the rootfs of a machine at rest for file access");
+                }
+                let root = paths.rootfs.clone();
+                (
+                    root,
+                    path.to_string(),
+                    mounted_here.then_some(Mounted::Rootfs(paths.rootfs)),
+                )
+            }
+        };
+        let outcome = tokio::task::spawn_blocking(move || op(&root, &guest)).await;
+        if let Some(mounted) = mounted_here {
+            self.unmount_after_files(id, mounted).await;
         }
         outcome
             .map_err(|err| MachineError::Internal(format!("file access task failed: {err}")))?
             .map_err(|err| file_error(id, path, err))
     }
+
+    /// Undoes a mount [`Inner::with_guest_fs`] made for a machine at rest.
+    async fn unmount_after_files(&self, id: &str, mounted: Mounted) {
+        let result = match mounted {
+            Mounted::Rootfs(rootfs) => {
+                roost_runtime::rootfs::unmount(&rootfs).map_err(|e| e.to_string())
+            }
+            Mounted::Volume(volume) => self.detach_volume(&volume).await.map_err(|e| e.to_string()),
+        };
+        if let Err(err) = result {
+            tracing::warn!(machine = %id, error = %err, "cannot unmount after file access; recovery will");
+        }
+    }
+}
+
+/// What [`Inner::with_guest_fs`] mounted for the call and must unmount.
+enum Mounted {
+    Rootfs(PathBuf),
+    Volume(String),
+}
+
+/// The mount whose volume holds guest `path` (the deepest, if mounts nest)
+/// and the path as seen from the volume's root.
+fn volume_holding<'m>(
+    mounts: &'m [MachineMount],
+    path: &str,
+) -> Option<(&'m MachineMount, String)> {
+    let path = Path::new(path);
+    mounts
+        .iter()
+        .filter_map(|mount| {
+            let rest = path.strip_prefix(&mount.path).ok()?;
+            Some((
+                mount,
+                Path::new("/").join(rest).to_string_lossy().into_owned(),
+            ))
+        })
+        .max_by_key(|(mount, _)| Path::new(&mount.path).components().count())
 }
 
 /// A file error as the robot should read it: what is wrong with the path.
@@ -205,5 +265,33 @@ fn file_error(id: &str, path: &str, err: std::io::Error) -> MachineError {
         )),
         K::InvalidInput => MachineError::Invalid(err.to_string()),
         _ => MachineError::Internal(format!("{path} in machine {id}: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(volume: &str, path: &str) -> MachineMount {
+        MachineMount {
+            volume: volume.into(),
+            path: path.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn paths_under_a_mount_go_to_its_volume() {
+        let mounts = [mount("vol_a", "/data"), mount("vol_b", "/data/cache")];
+        let holding =
+            |path| volume_holding(&mounts, path).map(|(m, rest)| (m.volume.clone(), rest));
+        assert_eq!(holding("/data/x/y"), Some(("vol_a".into(), "/x/y".into())));
+        assert_eq!(holding("/data"), Some(("vol_a".into(), "/".into())));
+        assert_eq!(
+            holding("/data/cache/z"),
+            Some(("vol_b".into(), "/z".into()))
+        );
+        assert_eq!(holding("/database/x"), None);
+        assert_eq!(holding("/etc/passwd"), None);
     }
 }

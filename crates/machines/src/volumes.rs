@@ -24,7 +24,7 @@ use roost_types::{
 };
 use roost_volume::{FsType, SnapshotStore, VolumeError, VolumeHost};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -363,13 +363,34 @@ impl Inner {
     /// Mounts the volumes of `record`'s config on the host (step `attach_volumes`).
     pub(crate) async fn attach_volumes(&self, record: &MachineRecord) -> Result<()> {
         for mount in &record.machine.config.mounts {
-            let lock = self.lock_for(&mount.volume);
-            let _guard = lock.lock().await;
-            let host = self.volumes.host.clone();
-            let (volume, machine) = (mount.volume.clone(), record.machine.id.clone());
-            blocking(move || host.attach(&volume, &machine)).await?;
+            self.attach_volume(&mount.volume, &record.machine.id)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Mounts volume `volume` on the host for `machine` (a no-op when it is
+    /// mounted for it already) and returns the mount point.
+    pub(crate) async fn attach_volume(&self, volume: &str, machine: &str) -> Result<PathBuf> {
+        let lock = self.lock_for(volume);
+        let _guard = lock.lock().await;
+        let host = self.volumes.host.clone();
+        let (volume, machine) = (volume.to_string(), machine.to_string());
+        blocking(move || host.attach(&volume, &machine)).await
+    }
+
+    /// Unmounts volume `volume` from the host.
+    pub(crate) async fn detach_volume(&self, volume: &str) -> Result<()> {
+        let lock = self.lock_for(volume);
+        let _guard = lock.lock().await;
+        let host = self.volumes.host.clone();
+        let volume = volume.to_string();
+        blocking(move || host.detach(&volume)).await
+    }
+
+    /// Whether volume `volume` is mounted on the host.
+    pub(crate) fn volume_is_mounted(&self, volume: &str) -> bool {
+        self.volumes.host.is_mounted(volume)
     }
 
     /// Unmounts every volume mounted for `machine` (step `detach_volumes`).
@@ -381,10 +402,7 @@ impl Inner {
             if self.volumes.host.holder(&id).as_deref() != Some(machine) {
                 continue;
             }
-            let lock = self.lock_for(&id);
-            let _guard = lock.lock().await;
-            let host = self.volumes.host.clone();
-            blocking(move || host.detach(&id)).await?;
+            self.detach_volume(&id).await?;
         }
         Ok(())
     }

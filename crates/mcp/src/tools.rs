@@ -12,8 +12,9 @@ use rmcp::model::{
 use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 use roost_machines::{MachineError, Machines};
 use roost_types::{
-    CreateAppRequest, CreateMachineRequest, ExecRequest, Machine, MachineConfig, MachineGuest,
-    MachineInit, MachineState, RegistryAuth, StopRequest,
+    CreateAppRequest, CreateMachineRequest, CreateVolumeRequest, ExecRequest, ExtendVolumeRequest,
+    Machine, MachineConfig, MachineGuest, MachineInit, MachineMount, MachineState, RegistryAuth,
+    StopRequest, Volume,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,11 @@ long-running command such as [\"sleep\", \"infinity\"] so you can exec into it; 
 write_file, read_file and list_dir to build it up; stop_machine when idle (its files \
 persist and it costs nothing); start_machine to resume in milliseconds. File tools \
 also work on stopped machines. Every machine tool needs the app name and the \
-machine_id (14 hex characters) returned by run_machine or list_machines.";
+machine_id (14 hex characters) returned by run_machine or list_machines. Data that \
+must outlive a machine goes on a volume: create_volume, then run_machine with mounts; \
+create_volume_snapshot before risky changes. set_secrets gives an app's machines \
+environment variables (API keys, passwords) at their next start without showing them \
+in any listing.";
 
 /// The MCP server: the tool router over one [`Machines`] service.
 #[derive(Clone)]
@@ -86,6 +91,22 @@ struct RunMachineArgs {
     /// Start the machine after creating it. Default true; false only creates it (state
     /// "created"), to be started later with start_machine.
     start: Option<bool>,
+    /// Volumes to mount, e.g. [{"volume": "vol_...", "path": "/data"}] (see create_volume).
+    /// Files under the path outlive the machine. A volume serves one machine at a time.
+    /// read_file, write_file and list_dir reach files on volumes too.
+    #[serde(default)]
+    mounts: Vec<MountArgs>,
+}
+
+/// A volume mounted into a machine.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct MountArgs {
+    /// Volume id ("vol_...") of a volume of the same app, in state "created".
+    volume: String,
+    /// Absolute path inside the machine, e.g. "/data"; not "/" nor inside a system directory
+    /// (/etc, /usr, /proc, /sys, /dev, ...).
+    path: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -113,6 +134,129 @@ struct DestroyMachineArgs {
     /// machine must be stopped first.
     #[serde(default)]
     force: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateStorageArgs {
+    /// App that will own the bucket (see list_apps / create_app).
+    app: String,
+    /// Bucket name, unique on this host: 3-63 lowercase letters, digits, '-' and '.', starting
+    /// and ending with a letter or digit. Default: "<app>-bucket".
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ListStorageArgs {
+    /// Only this app's buckets. Default: every bucket on the host.
+    app: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DestroyStorageArgs {
+    /// App that owns the bucket.
+    app: String,
+    /// Bucket name, as returned by create_storage or list_storage.
+    name: String,
+}
+
+/// A volume of an app.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct VolumeArgs {
+    /// App the volume belongs to.
+    app: String,
+    /// Volume id: "vol_" and 16 lowercase letters or digits, as returned by create_volume or
+    /// list_volumes.
+    volume_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateVolumeArgs {
+    /// App that will own the volume (see list_apps / create_app); only its machines can mount it.
+    app: String,
+    /// Volume name: 1-30 lowercase letters, digits and '_', e.g. "data". Names need not be
+    /// unique; the returned id identifies the volume.
+    name: String,
+    /// Size in GB (GiB), from 1 to this host's limit. Default: 1 for a new volume, the source's
+    /// size when restoring or forking (which is also the least allowed then).
+    size_gb: Option<u64>,
+    /// Restore: fill the new volume from this snapshot ("vs_...", see
+    /// list_volume_snapshots). Omit for an empty volume.
+    snapshot_id: Option<String>,
+    /// Fork: the new volume starts as a copy of this volume ("vol_...") of the same app, taken
+    /// now (consistent even while a machine writes to it). Omit for an empty volume; not
+    /// together with snapshot_id.
+    source_volume_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ExtendVolumeArgs {
+    /// App the volume belongs to.
+    app: String,
+    /// Volume id ("vol_...").
+    volume_id: String,
+    /// The new size in GB (GiB): larger than the current size_gb (volumes only grow), at most
+    /// this host's limit.
+    size_gb: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SetSecretsArgs {
+    /// App whose machines get the secrets.
+    app: String,
+    /// Secrets to set, NAME -> value, e.g. {"API_KEY": "...", "DB_PASSWORD": "..."}. Names
+    /// are 1-256 letters, digits and '_', not starting with a digit or FLY_ (each becomes an
+    /// environment variable); values are strings up to 64 KiB without NUL bytes. An existing
+    /// name gets the new value; names not given are kept.
+    #[schemars(with = "BTreeMap<String, String>")]
+    values: SecretValues,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct UnsetSecretsArgs {
+    /// App the secrets belong to.
+    app: String,
+    /// Names of the secrets to remove, e.g. ["API_KEY"]. Names that are not set are ignored.
+    names: Vec<String>,
+}
+
+/// Secret values by name, as set_secrets receives them. Parsed by hand
+/// because serde's messages quote the offending input, which here may be a
+/// secret: errors name the secret, never its value. Its `Debug` shows
+/// names only.
+struct SecretValues(BTreeMap<String, String>);
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretValues {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let Value::Object(map) = Value::deserialize(deserializer)? else {
+            return Err(D::Error::custom(
+                "values must be an object mapping each secret's name to its value, e.g. {\"API_KEY\": \"...\"}",
+            ));
+        };
+        map.into_iter()
+            .map(|(name, value)| match value {
+                Value::String(value) => Ok((name, value)),
+                _ => Err(D::Error::custom(format!(
+                    "the value of secret {name:?} must be a string"
+                ))),
+            })
+            .collect::<Result<_, _>>()
+            .map(SecretValues)
+    }
 }
 
 /// States a machine can be waited for.
@@ -272,6 +416,41 @@ impl From<&Machine> for MachineSummary {
     }
 }
 
+/// The fields of a volume a robot needs to use it.
+#[derive(Debug, Serialize)]
+struct VolumeSummary {
+    id: String,
+    name: String,
+    state: String,
+    size_gb: u64,
+    /// Bytes in use and still available, from the filesystem (0 while it is being built).
+    used_bytes: u64,
+    available_bytes: u64,
+    fstype: String,
+    attached_machine_id: Option<String>,
+    snapshot_retention: u32,
+    auto_backup_enabled: bool,
+    created_at: String,
+}
+
+impl From<&Volume> for VolumeSummary {
+    fn from(v: &Volume) -> VolumeSummary {
+        VolumeSummary {
+            id: v.id.clone(),
+            name: v.name.clone(),
+            state: v.state.clone(),
+            size_gb: v.size_gb,
+            used_bytes: v.blocks.saturating_sub(v.blocks_free) * v.block_size,
+            available_bytes: v.blocks_avail * v.block_size,
+            fstype: v.fstype.clone(),
+            attached_machine_id: v.attached_machine_id.clone(),
+            snapshot_retention: v.snapshot_retention,
+            auto_backup_enabled: v.auto_backup_enabled,
+            created_at: v.created_at.clone(),
+        }
+    }
+}
+
 /// Tool texts come from doc comments wrapped at 100 columns; an LLM reads
 /// them as prose, so their line breaks become spaces.
 fn unwrap_lines(tool: &mut Tool) {
@@ -301,17 +480,33 @@ fn unwrap_lines(tool: &mut Tool) {
     }
 }
 
-/// What to do after an error, by kind; the error's own message says what
-/// was wrong.
-fn hint(err: &MachineError) -> &'static str {
+/// What a tool works on; it decides the advice after a conflict.
+#[derive(Debug, Clone, Copy)]
+enum Subject {
+    Machine,
+    Bucket,
+    Volume,
+}
+
+/// What to do after an error, by kind and subject; the error's own
+/// message says what was wrong.
+fn hint(err: &MachineError, subject: Subject) -> &'static str {
     match err {
         MachineError::Invalid(_) => "Fix the arguments and call the tool again.",
         MachineError::NotFound(_) => {
-            "list_apps, list_machines, list_images and list_dir show what exists."
+            "list_apps, list_machines, list_images, list_dir, list_storage, list_volumes and list_volume_snapshots show what exists."
         }
-        MachineError::Conflict(_) => {
-            "Check the machine's state with get_machine: call start_machine first if it is stopped or created, or wait_machine while an operation is in progress."
-        }
+        MachineError::Conflict(_) => match subject {
+            Subject::Machine => {
+                "Check the machine's state with get_machine: call start_machine first if it is stopped or created, or wait_machine while an operation is in progress."
+            }
+            Subject::Bucket => {
+                "Bucket names are unique on the host: choose another name, or call list_storage to see the existing buckets."
+            }
+            Subject::Volume => {
+                "Check the volume with get_volume: only a volume in state created can be changed (retry when an operation on it ends), and one mounted by a machine (attached_machine_id) is freed by destroying that machine."
+            }
+        },
         MachineError::LeaseMismatch(_) => {
             "Another client holds the machine's lease; wait until it expires and retry."
         }
@@ -341,15 +536,30 @@ fn text(value: &Value) -> &str {
     value.as_str().unwrap_or_default()
 }
 
-/// A tool result: the structured `value` (a JSON object) and, as text for
-/// clients that only show text, a one-line summary followed by the same JSON.
+/// The length of a JSON array field, for summaries.
+fn count(value: &Value) -> usize {
+    value.as_array().map_or(0, Vec::len)
+}
+
+/// A tool result of a machine tool: see [`reply_on`].
 fn reply<T: Serialize>(
+    result: Result<T, MachineError>,
+    summary: impl FnOnce(&T) -> String,
+) -> CallToolResult {
+    reply_on(Subject::Machine, result, summary)
+}
+
+/// A tool result: the structured `value` (a JSON object) and, as text for
+/// clients that only show text, a one-line summary followed by the same
+/// JSON; or a tool error with the hint for `subject`.
+fn reply_on<T: Serialize>(
+    subject: Subject,
     result: Result<T, MachineError>,
     summary: impl FnOnce(&T) -> String,
 ) -> CallToolResult {
     let value = match result {
         Ok(value) => value,
-        Err(err) => return tool_error(&err, hint(&err)),
+        Err(err) => return tool_error(&err, hint(&err, subject)),
     };
     let text = summary(&value);
     match serde_json::to_value(&value) {
@@ -361,7 +571,7 @@ fn reply<T: Serialize>(
         }
         Err(err) => tool_error(
             format!("cannot encode the result: {err}"),
-            hint(&MachineError::Internal(String::new())),
+            hint(&MachineError::Internal(String::new()), subject),
         ),
     }
 }
@@ -406,6 +616,29 @@ impl Tools {
     fn summary(&self, app: &str, id: &str) -> Result<MachineSummary, MachineError> {
         Ok(MachineSummary::from(&self.machines.get_machine(app, id)?))
     }
+
+    /// Sets (`Some`) and unsets (`None`) secrets; `summary` gets the number
+    /// of secrets the app has after the change. Each value moves into the
+    /// service's zeroizing wrapper, which wipes it when dropped.
+    fn update_secrets(
+        &self,
+        app: &str,
+        values: BTreeMap<String, Option<String>>,
+        summary: impl FnOnce(usize) -> String,
+    ) -> CallToolResult {
+        let result = if values.is_empty() {
+            Err(MachineError::Invalid(
+                "no secrets given: set_secrets takes values {\"NAME\": \"value\"}, unset_secrets takes names [\"NAME\"]".into(),
+            ))
+        } else {
+            let values = values
+                .into_iter()
+                .map(|(name, value)| (name, value.map(Into::into)))
+                .collect();
+            self.machines.update_secrets(app, values)
+        };
+        reply(result, |s| summary(s.secrets.len()))
+    }
 }
 
 fn image_view(image: &roost_machines::Image) -> Value {
@@ -417,6 +650,13 @@ fn image_view(image: &roost_machines::Image) -> Value {
 
 fn state_line(m: &MachineSummary) -> String {
     format!("machine {} ({}) is {}", m.id, m.name, m.state)
+}
+
+fn volume_line(v: &VolumeSummary) -> String {
+    format!(
+        "volume {} ({}) is {}, {} GB",
+        v.id, v.name, v.state, v.size_gb
+    )
 }
 
 #[tool_router]
@@ -439,9 +679,7 @@ impl Tools {
         let result = self.machines.list_apps(None).map(|list| {
             json!({"apps": list.apps.iter().map(|a| json!({"name": a.name, "machine_count": a.machine_count})).collect::<Vec<_>>()})
         });
-        reply(result, |v| {
-            format!("{} apps", v["apps"].as_array().map_or(0, Vec::len))
-        })
+        reply(result, |v| format!("{} apps", count(&v["apps"])))
     }
 
     /// Create an app: a named group of machines. Needed once before run_machine. Fails if the
@@ -467,9 +705,7 @@ impl Tools {
             .machines
             .list_images()
             .map(|images| json!({"images": images.iter().map(image_view).collect::<Vec<_>>()}));
-        reply(result, |v| {
-            format!("{} images", v["images"].as_array().map_or(0, Vec::len))
-        })
+        reply(result, |v| format!("{} images", count(&v["images"])))
     }
 
     /// Pull an image from an OCI/Docker registry into roost's image store, so run_machine can
@@ -519,6 +755,15 @@ impl Tools {
                 env: args.env,
                 guest,
                 init,
+                mounts: args
+                    .mounts
+                    .into_iter()
+                    .map(|m| MachineMount {
+                        volume: m.volume,
+                        path: m.path,
+                        ..Default::default()
+                    })
+                    .collect(),
                 ..Default::default()
             },
             name: args.name,
@@ -530,7 +775,8 @@ impl Tools {
             .create_machine(&args.app, request)
             .await
             .map(|m| MachineSummary::from(&m));
-        reply(result, state_line)
+        // A new machine conflicts only with a volume's other machine.
+        reply_on(Subject::Volume, result, state_line)
     }
 
     /// List the machines of an app (destroyed ones excluded), with their states. Returns
@@ -544,11 +790,7 @@ impl Tools {
                 json!({"machines": machines.iter().map(MachineSummary::from).collect::<Vec<_>>()})
             });
         reply(result, |v| {
-            format!(
-                "{} machines in app {}",
-                v["machines"].as_array().map_or(0, Vec::len),
-                args.app
-            )
+            format!("{} machines in app {}", count(&v["machines"]), args.app)
         })
     }
 
@@ -623,6 +865,243 @@ impl Tools {
             .await
             .map(|()| json!({"id": args.machine_id, "destroyed": true}));
         reply(result, |v| format!("destroyed machine {}", text(&v["id"])))
+    }
+
+    /// Create an S3 bucket owned by an app, and the app's S3 key pair if it has none yet (one
+    /// pair per app, reaching only that app's buckets). Machines of the app get the variables
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3, AWS_REGION and BUCKET_NAME
+    /// (the app's oldest bucket) when they are next created or updated, so S3 clients and
+    /// SDKs inside them work without configuration. Returns {"name", "app", "created_at",
+    /// "endpoint", "region", "access_key_id", "secret_access_key"}; list_storage does not
+    /// repeat the key pair.
+    #[tool]
+    async fn create_storage(
+        &self,
+        Parameters(args): Parameters<CreateStorageArgs>,
+    ) -> CallToolResult {
+        let result = self
+            .machines
+            .create_storage(&args.app, args.name.as_deref())
+            .await;
+        reply_on(Subject::Bucket, result, |v| {
+            format!("created bucket {} for app {}", v.name, args.app)
+        })
+    }
+
+    /// List S3 buckets, all or one app's, with the endpoint and region to reach them. Returns
+    /// {"buckets": [{"name", "app", "created_at", "endpoint", "region"}]}.
+    #[tool(annotations(read_only_hint = true))]
+    async fn list_storage(&self, Parameters(args): Parameters<ListStorageArgs>) -> CallToolResult {
+        let result = self
+            .machines
+            .list_storage(args.app.as_deref())
+            .await
+            .map(|buckets| json!({ "buckets": buckets }));
+        reply_on(Subject::Bucket, result, |v| {
+            format!("{} buckets", count(&v["buckets"]))
+        })
+    }
+
+    /// Delete one of an app's S3 buckets together with every object in it, for good. With the
+    /// app's last bucket its key pair goes too. Returns {"name", "destroyed": true}.
+    #[tool(annotations(destructive_hint = true))]
+    async fn destroy_storage(
+        &self,
+        Parameters(args): Parameters<DestroyStorageArgs>,
+    ) -> CallToolResult {
+        let result = self
+            .machines
+            .destroy_storage(&args.app, &args.name)
+            .await
+            .map(|()| json!({"name": args.name, "destroyed": true}));
+        reply_on(Subject::Bucket, result, |v| {
+            format!("destroyed bucket {}", text(&v["name"]))
+        })
+    }
+
+    /// List an app's volumes (destroyed ones excluded). Returns {"volumes": [volume summary]};
+    /// attached_machine_id names the machine that mounts a volume.
+    #[tool(annotations(read_only_hint = true))]
+    async fn list_volumes(&self, Parameters(args): Parameters<AppArgs>) -> CallToolResult {
+        let result = self.machines.list_volumes(&args.app).map(|volumes| {
+            json!({"volumes": volumes.iter().map(VolumeSummary::from).collect::<Vec<_>>()})
+        });
+        reply_on(Subject::Volume, result, |v| {
+            format!("{} volumes in app {}", count(&v["volumes"]), args.app)
+        })
+    }
+
+    /// Create a volume: a persistent filesystem of a fixed size that outlives machines. Empty,
+    /// restored from a snapshot (snapshot_id) or forked from another volume
+    /// (source_volume_id). Mount it with run_machine's mounts, e.g. [{"volume": id, "path":
+    /// "/data"}]; one machine at a time. Returns the volume summary {"id", "name", "state",
+    /// "size_gb", "used_bytes", "available_bytes", "fstype", "attached_machine_id",
+    /// "snapshot_retention" (days), "auto_backup_enabled" (a snapshot a day), "created_at"};
+    /// keep "id" as volume_id for the other volume tools.
+    #[tool]
+    async fn create_volume(
+        &self,
+        Parameters(args): Parameters<CreateVolumeArgs>,
+    ) -> CallToolResult {
+        let request = CreateVolumeRequest {
+            name: Some(args.name),
+            size_gb: args.size_gb,
+            snapshot_id: args.snapshot_id,
+            source_volume_id: args.source_volume_id,
+            ..Default::default()
+        };
+        let result = self
+            .machines
+            .create_volume(&args.app, request)
+            .await
+            .map(|v| VolumeSummary::from(&v));
+        reply_on(Subject::Volume, result, volume_line)
+    }
+
+    /// Get one volume: state, size, space used and available, and the machine mounting it.
+    /// Returns the volume summary.
+    #[tool(annotations(read_only_hint = true))]
+    async fn get_volume(&self, Parameters(args): Parameters<VolumeArgs>) -> CallToolResult {
+        let result = self
+            .machines
+            .get_volume(&args.app, &args.volume_id)
+            .map(|v| VolumeSummary::from(&v));
+        reply_on(Subject::Volume, result, volume_line)
+    }
+
+    /// Grow a volume to size_gb (volumes never shrink), online while a machine uses it, so
+    /// df inside shows the new size at once. When the host cannot grow it online,
+    /// "needs_restart" is true and the machine sees the new size after restart_machine.
+    /// Returns {"volume": volume summary, "needs_restart"}.
+    #[tool]
+    async fn extend_volume(
+        &self,
+        Parameters(args): Parameters<ExtendVolumeArgs>,
+    ) -> CallToolResult {
+        let request = ExtendVolumeRequest {
+            size_gb: args.size_gb,
+        };
+        let result = self
+            .machines
+            .extend_volume(&args.app, &args.volume_id, request)
+            .await
+            .map(|r| json!({"volume": VolumeSummary::from(&r.volume), "needs_restart": r.needs_restart}));
+        reply_on(Subject::Volume, result, |v| {
+            let restart = if v["needs_restart"] == true {
+                "; its machine sees the new size after restart_machine"
+            } else {
+                ""
+            };
+            format!(
+                "volume {} is now {} GB{restart}",
+                text(&v["volume"]["id"]),
+                v["volume"]["size_gb"]
+            )
+        })
+    }
+
+    /// Destroy a volume and its data for good. Refused while a machine mounts it: destroy that
+    /// machine first. Its snapshots stay until their retention ends, so keep the volume_id to
+    /// call list_volume_snapshots and restore one with create_volume. Returns {"id",
+    /// "destroyed": true}.
+    #[tool(annotations(destructive_hint = true))]
+    async fn destroy_volume(&self, Parameters(args): Parameters<VolumeArgs>) -> CallToolResult {
+        let result = self
+            .machines
+            .destroy_volume(&args.app, &args.volume_id)
+            .await
+            .map(|v| json!({"id": v.id, "destroyed": true}));
+        reply_on(Subject::Volume, result, |v| {
+            format!("destroyed volume {}", text(&v["id"]))
+        })
+    }
+
+    /// List a volume's snapshots, oldest first (also of a destroyed volume, until their
+    /// retention ends). Returns {"snapshots": [{"id", "created_at", "type" ("on-demand" or
+    /// "scheduled"), "status", "size" (stored bytes, compressed), "volume_size" (bytes of the
+    /// volume it restores), "digest"}]}; pass an id as create_volume's snapshot_id to restore.
+    #[tool(annotations(read_only_hint = true))]
+    async fn list_volume_snapshots(
+        &self,
+        Parameters(args): Parameters<VolumeArgs>,
+    ) -> CallToolResult {
+        let result = self
+            .machines
+            .list_volume_snapshots(&args.app, &args.volume_id)
+            .map(|snapshots| json!({ "snapshots": snapshots }));
+        reply_on(Subject::Volume, result, |v| {
+            format!(
+                "{} snapshots of volume {}",
+                count(&v["snapshots"]),
+                args.volume_id
+            )
+        })
+    }
+
+    /// Snapshot a volume now, e.g. before a risky change. Safe while a machine writes to it:
+    /// the snapshot holds what a power cut at that instant would leave (every fsynced write).
+    /// Snapshots are deduplicated, so frequent ones are cheap. Returns the snapshot {"id",
+    /// "created_at", "type", "status", "size", "volume_size", "digest"}.
+    #[tool]
+    async fn create_volume_snapshot(
+        &self,
+        Parameters(args): Parameters<VolumeArgs>,
+    ) -> CallToolResult {
+        let result = self
+            .machines
+            .create_volume_snapshot(&args.app, &args.volume_id)
+            .await;
+        reply_on(Subject::Volume, result, |s| {
+            format!("snapshot {} of volume {}", s.id, args.volume_id)
+        })
+    }
+
+    /// List an app's secrets: names and digests, never values (a digest changes when the
+    /// value does). Returns {"secrets": [{"name", "digest", "created_at", "updated_at"}]}.
+    #[tool(annotations(read_only_hint = true))]
+    async fn list_secrets(&self, Parameters(args): Parameters<AppArgs>) -> CallToolResult {
+        let result = self.machines.list_secrets(&args.app);
+        reply(result, |s| {
+            format!("{} secrets in app {}", s.secrets.len(), args.app)
+        })
+    }
+
+    /// Set app secrets: environment variables that every machine of the app gets, stored
+    /// encrypted. Machines see them at their next start (run_machine, start_machine,
+    /// restart_machine): the main process of a started machine keeps its old environment
+    /// until restart_machine, while exec commands get the new values at once. Values are
+    /// never shown again. Returns the app's secrets like list_secrets (names and digests).
+    #[tool(annotations(idempotent_hint = true))]
+    async fn set_secrets(&self, Parameters(args): Parameters<SetSecretsArgs>) -> CallToolResult {
+        let count = args.values.0.len();
+        let values = args
+            .values
+            .0
+            .into_iter()
+            .map(|(name, value)| (name, Some(value)))
+            .collect();
+        self.update_secrets(&args.app, values, |total| {
+            format!(
+                "set {count} secrets of app {} ({total} in all); machines see them at their next start",
+                args.app
+            )
+        })
+    }
+
+    /// Remove app secrets by name. Machines lose the variables at their next start (exec
+    /// commands at once). Returns the app's remaining secrets like list_secrets.
+    #[tool(annotations(idempotent_hint = true, destructive_hint = true))]
+    async fn unset_secrets(
+        &self,
+        Parameters(args): Parameters<UnsetSecretsArgs>,
+    ) -> CallToolResult {
+        let values = args.names.into_iter().map(|name| (name, None)).collect();
+        self.update_secrets(&args.app, values, |total| {
+            format!(
+                "{total} secrets left in app {}; machines lose the removed ones at their next start",
+                args.app
+            )
+        })
     }
 
     /// Wait until a machine reaches a state (started, stopped, suspended or destroyed), e.g.
@@ -771,11 +1250,7 @@ impl Tools {
                 json!({"path": path, "entries": entries, "truncated": listing.truncated})
             });
         reply(result, |v| {
-            format!(
-                "{} entries in {}",
-                v["entries"].as_array().map_or(0, Vec::len),
-                text(&v["path"])
-            )
+            format!("{} entries in {}", count(&v["entries"]), text(&v["path"]))
         })
     }
 }
@@ -829,11 +1304,42 @@ mod tests {
         assert_eq!(tool.description.as_deref(), Some("first line second"));
         assert_eq!(tool.input_schema["properties"]["a"]["description"], "x y");
         let err = MachineError::Conflict("machine m is stopped.".into());
-        let result = tool_error(&err, hint(&err));
+        let result = tool_error(&err, hint(&err, Subject::Machine));
         assert_eq!(result.is_error, Some(true));
         let text = result.content[0].as_text().map(|t| t.text.clone());
         assert!(text.is_some_and(
             |t| t.starts_with("machine m is stopped. Check") && t.contains("start_machine")
         ));
+    }
+
+    #[test]
+    fn conflict_hints_depend_on_the_subject() {
+        let err = MachineError::Conflict("volume v is extending".into());
+        assert!(hint(&err, Subject::Volume).contains("get_volume"));
+        assert!(hint(&err, Subject::Bucket).contains("list_storage"));
+        let missing = MachineError::NotFound("volume v not found".into());
+        assert!(hint(&missing, Subject::Machine).contains("list_volumes"));
+    }
+
+    #[test]
+    fn secret_values_never_appear_in_parse_errors() {
+        let parse = |values: Value| {
+            serde_json::from_value::<SetSecretsArgs>(json!({"app": "a", "values": values}))
+        };
+        let parsed = parse(json!({"API_KEY": "s3cret-1", "B": ""})).unwrap();
+        assert_eq!(parsed.values.0["API_KEY"], "s3cret-1");
+        assert!(!format!("{parsed:?}").contains("s3cret-1"));
+        for bad in [
+            json!("s3cret-2"),
+            json!(["s3cret-3"]),
+            json!({"A": 4_242_424_242u64}),
+            json!({"A": ["s3cret-5"]}),
+            json!({"A": {"s3cret-6": true}}),
+        ] {
+            let err = parse(bad.clone()).unwrap_err().to_string();
+            for leaked in ["s3cret", "4242"] {
+                assert!(!err.contains(leaked), "{bad}: {err}");
+            }
+        }
     }
 }

@@ -7,6 +7,9 @@ exits non-zero with a message on the first unexpected answer.
     client.py stdio   ROOST_BIN URL TOKEN APP IMAGE  the same tools through `roost mcp`
     client.py bad     URL TOKEN APP IMAGE HOST_FILE  bad tool input gives tool errors
     client.py bench   URL TOKEN APP IMAGE ROUNDS     MCP vs plain HTTP API round trips
+    client.py pull    URL TOKEN APP REGISTRY_IMAGE   pull_image, then run the pulled image
+    client.py volumes URL TOKEN APP IMAGE           volume tools, a machine mounting a volume
+    client.py secrets URL TOKEN APP IMAGE           secret tools; values never come back
 
 MODE is "legacy" (initialize handshake, Mcp-Session-Id sessions) or
 "2026-07-28" (stateless requests).
@@ -28,6 +31,10 @@ EXPECTED_TOOLS = {
     "list_apps", "create_app", "list_images", "pull_image", "run_machine", "list_machines",
     "get_machine", "start_machine", "stop_machine", "restart_machine", "destroy_machine",
     "wait_machine", "exec", "tail_logs", "read_file", "write_file", "list_dir",
+    "create_storage", "list_storage", "destroy_storage",
+    "list_volumes", "create_volume", "get_volume", "extend_volume", "destroy_volume",
+    "list_volume_snapshots", "create_volume_snapshot",
+    "list_secrets", "set_secrets", "unset_secrets",
 }
 
 
@@ -41,8 +48,8 @@ def http_client(url, token, mode):
     return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode, cache=None)
 
 
-async def ok(client, tool, **arguments):
-    """Calls a tool that must succeed; returns its structured content."""
+async def call_ok(client, tool, arguments):
+    """Calls a tool that must succeed; returns the whole result."""
     result = await client.call_tool(tool, arguments)
     if result.is_error:
         fail(f"{tool}({arguments}) failed: {result.content[0].text}")
@@ -50,7 +57,12 @@ async def ok(client, tool, **arguments):
         fail(f"{tool} returned no structured content: {result}")
     summary = result.content[0].text.splitlines()[0]
     print(f"{tool}: {summary}")
-    return result.structured_content
+    return result
+
+
+async def ok(client, tool, **arguments):
+    """Calls a tool that must succeed; returns its structured content."""
+    return (await call_ok(client, tool, arguments)).structured_content
 
 
 async def tool_error(client, tool, arguments, *needles):
@@ -64,6 +76,14 @@ async def tool_error(client, tool, arguments, *needles):
             fail(f"{tool}({arguments}) error lacks {needle!r}: {text}")
     print(f"{tool} refused as expected: {text}")
     return text
+
+
+async def sh(client, app, mid, script):
+    """Runs a shell script in a machine; returns its stdout, failing on a non-zero exit."""
+    out = await ok(client, "exec", app=app, machine_id=mid, command=["sh", "-c", script])
+    if out["exit_code"] != 0:
+        fail(f"{script!r} exited {out['exit_code']}: {out}")
+    return out["stdout"]
 
 
 async def lifecycle(client, app, image, full):
@@ -138,6 +158,159 @@ async def scenario_stdio(roost, url, token, app, image):
     )
     async with Client(params, mode="legacy", cache=None) as client:
         await lifecycle(client, app, image, full=False)
+
+
+async def scenario_pull(url, token, app, image):
+    """pull_image from a registry, then a machine runs the pulled image."""
+    async with http_client(url, token, "legacy") as client:
+        pulled = await ok(client, "pull_image", image=image)
+        if pulled["reference"] != image:
+            fail(f"pull_image returned {pulled}")
+        await tool_error(client, "pull_image", {"image": image.rsplit(":", 1)[0] + ":no-such-tag"}, "no-such-tag")
+        machine = await ok(client, "run_machine", app=app, image=image, command=["sleep", "1000"])
+        out = await ok(client, "exec", app=app, machine_id=machine["id"], command=["cat", "/etc/hostname-source"])
+        if out["stdout"] != "pulled\n":
+            fail(f"exec in the pulled image gave {out}")
+        await ok(client, "destroy_machine", app=app, machine_id=machine["id"], force=True)
+        bucket = await ok(client, "create_storage", app=app, name="mcp-bucket")
+        if (bucket["name"], bucket["app"]) != ("mcp-bucket", app) or not bucket.get("secret_access_key"):
+            fail(f"create_storage returned {bucket}")
+        await tool_error(client, "create_storage", {"app": app, "name": "mcp-bucket"},
+                         "mcp-bucket", "list_storage")
+        listed = await ok(client, "list_storage", app=app)
+        if [b["name"] for b in listed["buckets"]] != ["mcp-bucket"] or "secret_access_key" in listed["buckets"][0]:
+            fail(f"list_storage returned {listed}")
+        await ok(client, "destroy_storage", app=app, name="mcp-bucket")
+        if (await ok(client, "list_storage", app=app))["buckets"]:
+            fail("destroy_storage left the bucket listed")
+
+
+async def scenario_volumes(url, token, app, image):
+    """A volume's life through MCP: mounted by a machine, written, snapshotted,
+    grown while mounted, restored from its snapshot, destroyed."""
+    async with http_client(url, token, "legacy") as client:
+        vol = await ok(client, "create_volume", app=app, name="data", size_gb=1)
+        vid = vol["id"]
+        if (vol["state"], vol["size_gb"], vol["attached_machine_id"]) != ("created", 1, None):
+            fail(f"create_volume returned {vol}")
+        await tool_error(client, "create_volume", {"app": app, "name": "data", "size_gb": 0},
+                         "size_gb = 0", "allowed values are 1 to")
+        await tool_error(client, "get_volume", {"app": app, "volume_id": "vol_0000000000000000"},
+                         "not found", "list_volumes")
+        await tool_error(client, "get_volume", {"app": app, "volume_id": "../../etc"}, "invalid")
+        await tool_error(client, "extend_volume", {"app": app, "volume_id": vid, "size_gb": 1},
+                         "only grow", "2 to")
+        mounts = [{"volume": vid, "path": "/data"}]
+        mid = (await ok(client, "run_machine", app=app, image=image, command=["sleep", "infinity"],
+                        mounts=mounts))["id"]
+        if (await ok(client, "get_volume", app=app, volume_id=vid))["attached_machine_id"] != mid:
+            fail(f"get_volume does not show machine {mid} attached")
+        await tool_error(client, "run_machine", {"app": app, "image": image, "mounts": mounts},
+                         "attached to machine", mid, "get_volume")
+        # File tools reach into the volume, as the machine sees it.
+        await ok(client, "write_file", app=app, machine_id=mid, path="/data/kept.txt",
+                 content="kept on the volume\n")
+        if await sh(client, app, mid, "cat /data/kept.txt && sync") != "kept on the volume\n":
+            fail("write_file to a mounted volume is not what the machine sees")
+        if "kept.txt" not in {e["name"] for e in
+                              (await ok(client, "list_dir", app=app, machine_id=mid, path="/data"))["entries"]}:
+            fail("list_dir of the volume's mount path misses the file")
+        snap = await ok(client, "create_volume_snapshot", app=app, volume_id=vid)
+        listed = await ok(client, "list_volume_snapshots", app=app, volume_id=vid)
+        if [s["id"] for s in listed["snapshots"]] != [snap["id"]] or snap["type"] != "on-demand":
+            fail(f"list_volume_snapshots returned {listed}, created {snap}")
+        grown = await ok(client, "extend_volume", app=app, volume_id=vid, size_gb=2)
+        if grown["volume"]["size_gb"] != 2:
+            fail(f"extend_volume returned {grown}")
+        if not grown["needs_restart"]:
+            kib = int((await sh(client, app, mid, "df -k /data | tail -n 1")).split()[1])
+            if kib < 1_500_000:
+                fail(f"df inside shows {kib} KiB after growing to 2 GB online")
+        await tool_error(client, "extend_volume", {"app": app, "volume_id": vid, "size_gb": 1},
+                         "only grow", "now 2")
+        await tool_error(client, "destroy_volume", {"app": app, "volume_id": vid},
+                         "attached to machine", "get_volume")
+        # A stopped machine's volume is reached too (mounted for the call).
+        await ok(client, "stop_machine", app=app, machine_id=mid)
+        read = await ok(client, "read_file", app=app, machine_id=mid, path="/data/kept.txt")
+        if read["content"] != "kept on the volume\n":
+            fail(f"read_file on the volume of a stopped machine: {read}")
+        await ok(client, "destroy_machine", app=app, machine_id=mid, force=True)
+
+        restored = await ok(client, "create_volume", app=app, name="restored",
+                            snapshot_id=snap["id"])
+        other = (await ok(client, "run_machine", app=app, image=image, command=["sleep", "infinity"],
+                          mounts=[{"volume": restored["id"], "path": "/data"}]))["id"]
+        if await sh(client, app, other, "cat /data/kept.txt") != "kept on the volume\n":
+            fail("the restored volume lacks the file written before the snapshot")
+        await ok(client, "destroy_machine", app=app, machine_id=other, force=True)
+        for volume in [vid, restored["id"]]:
+            gone = await ok(client, "destroy_volume", app=app, volume_id=volume)
+            if gone != {"id": volume, "destroyed": True}:
+                fail(f"destroy_volume returned {gone}")
+        if (await ok(client, "list_volumes", app=app))["volumes"]:
+            fail("destroy_volume left volumes listed")
+        kept = await ok(client, "list_volume_snapshots", app=app, volume_id=vid)
+        if [s["id"] for s in kept["snapshots"]] != [snap["id"]]:
+            fail(f"snapshots of a destroyed volume should stay: {kept}")
+
+
+async def scenario_secrets(url, token, app, image):
+    """Secrets reach machines at their next start; no answer ever holds a value."""
+    values = {"API_KEY": "sk-mcp-value-0451", "DB_PASSWORD": "hunter2-mcp-value"}
+
+    def assert_no_values(result):
+        text = result.model_dump_json()
+        for value in values.values():
+            if value in text:
+                fail(f"a secret value is in a tool answer: {text}")
+
+    async with http_client(url, token, "legacy") as client:
+        mid = (await ok(client, "run_machine", app=app, image=image, command=["sleep", "infinity"]))["id"]
+        result = await call_ok(client, "set_secrets", {"app": app, "values": values})
+        assert_no_values(result)
+        if "next start" not in result.content[0].text:
+            fail(f"set_secrets should say when machines see the secrets: {result.content[0].text}")
+        result = await call_ok(client, "list_secrets", {"app": app})
+        assert_no_values(result)
+        secrets = result.structured_content["secrets"]
+        if [s["name"] for s in secrets] != sorted(values) or not all(s["digest"] for s in secrets):
+            fail(f"list_secrets returned {secrets}")
+        # The main process (under PID 1, which has the same environment) gets
+        # secrets at its next start; exec computes its environment per call.
+        main_env = "tr '\\0' '\\n' < /proc/1/environ"
+        if "API_KEY" in await sh(client, app, mid, main_env):
+            fail("a running machine's main process saw a secret before its next start")
+        if await sh(client, app, mid, "echo $API_KEY") != values["API_KEY"] + "\n":
+            fail("exec lacks a secret just set")
+        await ok(client, "restart_machine", app=app, machine_id=mid)
+        if f"API_KEY={values['API_KEY']}\n" not in await sh(client, app, mid, main_env):
+            fail("the restarted machine's main process lacks the secrets")
+
+        bad = [
+            ({"app": app, "values": "sk-mcp-value-0451"}, "values must be an object"),
+            ({"app": app, "values": {"API_KEY": ["sk-mcp-value-0451"]}}, "must be a string"),
+            ({"app": app, "values": {"1BAD": "sk-mcp-value-0451"}}, "1BAD"),
+            ({"app": app, "values": {"FLY_X": "hunter2-mcp-value"}}, "reserved"),
+            ({"app": app, "values": {}}, "no secrets given"),
+            ({"app": "no-such-app", "values": values}, "not found"),
+        ]
+        for arguments, needle in bad:
+            text = await tool_error(client, "set_secrets", arguments, needle)
+            if any(value in text for value in values.values()):
+                fail(f"a set_secrets error shows a value: {text}")
+        await tool_error(client, "unset_secrets", {"app": app, "names": []}, "no secrets given")
+
+        result = await call_ok(client, "unset_secrets", {"app": app, "names": ["API_KEY", "NEVER_SET"]})
+        assert_no_values(result)
+        if [s["name"] for s in result.structured_content["secrets"]] != ["DB_PASSWORD"]:
+            fail(f"unset_secrets left {result.structured_content}")
+        await ok(client, "restart_machine", app=app, machine_id=mid)
+        env = await sh(client, app, mid, main_env)
+        if "API_KEY" in env or f"DB_PASSWORD={values['DB_PASSWORD']}\n" not in env:
+            fail(f"after unset_secrets and a restart the main process has {env}")
+        await ok(client, "unset_secrets", app=app, names=["DB_PASSWORD"])
+        await ok(client, "destroy_machine", app=app, machine_id=mid, force=True)
 
 
 async def scenario_bad(url, token, app, image, host_file):
@@ -259,6 +432,9 @@ def main():
         "http": lambda: scenario_http(*args[1:6]),
         "stdio": lambda: scenario_stdio(*args[1:6]),
         "bad": lambda: scenario_bad(*args[1:6]),
+        "pull": lambda: scenario_pull(*args[1:5]),
+        "volumes": lambda: scenario_volumes(*args[1:5]),
+        "secrets": lambda: scenario_secrets(*args[1:5]),
         "bench": lambda: scenario_bench(*args[1:5], int(args[5])),
     }
     if not args or args[0] not in scenarios:

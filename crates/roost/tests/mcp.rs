@@ -63,6 +63,8 @@ fn assert_nothing_left(daemon: &Daemon) {
         let left = common::leftover_containers(&daemon.data_dir(), runtime);
         assert!(left.is_empty(), "{runtime} containers left: {left:?}");
     }
+    let loops = common::loop_devices_under(&daemon.data_dir());
+    assert!(loops.is_empty(), "loop devices left behind: {loops:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,6 +93,39 @@ async fn python_client_over_stdio_through_roost_mcp() {
             APP,
             IMAGE,
         ],
+    );
+    assert_nothing_left(&daemon);
+}
+
+/// The volume tools on a volume a machine mounts: write, snapshot, grow
+/// online, restore, destroy; refused input (size 0, shrinking, an unknown
+/// volume, destroying a mounted one) gives tool errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_manages_volumes() {
+    let daemon = Daemon::start().await;
+    // The tool answers, for a reader: `-- --nocapture`.
+    println!(
+        "{}",
+        python(
+            &daemon,
+            &["volumes", &daemon.url, &daemon.token, APP, IMAGE]
+        )
+    );
+    assert_nothing_left(&daemon);
+}
+
+/// The secret tools: machines get secrets at their next start, and neither
+/// an answer nor an error (even of malformed arguments) holds a value.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_manages_secrets_without_seeing_values() {
+    let daemon = Daemon::start().await;
+    // The tool answers, for a reader: `-- --nocapture`.
+    println!(
+        "{}",
+        python(
+            &daemon,
+            &["secrets", &daemon.url, &daemon.token, APP, IMAGE]
+        )
     );
     assert_nothing_left(&daemon);
 }
@@ -143,7 +178,15 @@ async fn inspector_cli_lists_and_calls_tools() {
         .iter()
         .filter_map(|t| t["name"].as_str())
         .collect();
-    for tool in ["run_machine", "exec", "read_file", "write_file", "list_dir"] {
+    for tool in [
+        "run_machine",
+        "exec",
+        "read_file",
+        "write_file",
+        "list_dir",
+        "create_volume",
+        "set_secrets",
+    ] {
         assert!(names.contains(&tool), "{tool} missing from {names:?}");
     }
     let called = inspector(
@@ -241,4 +284,34 @@ async fn mcp_vs_http_round_trips() {
         &["bench", &daemon.url, &daemon.token, APP, IMAGE, "300"],
     );
     println!("{table}");
+}
+
+/// `pull_image` fetches from a real registry (Debian's docker-registry on
+/// loopback) and `run_machine` runs what it pulled.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_pulls_an_image_and_runs_it() {
+    use roost_testkit::layer::LayerBuilder;
+    use roost_testkit::oci::{self, ImageSpec};
+
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let registry = roost_testkit::registry::Registry::start(scratch.path());
+    let mut marker = LayerBuilder::new();
+    marker.file("etc/hostname-source", 0o644, b"pulled\n");
+    let layout = scratch.path().join("pulled-oci");
+    let manifest = oci::write_image(
+        &layout,
+        &ImageSpec {
+            config: serde_json::json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]}),
+            layers: vec![roost_testkit::busybox_layer(), marker.into_tar()],
+            gzip: true,
+            docker: false,
+        },
+    );
+    oci::write_index(&layout, vec![manifest.tagged("mcp")]);
+    registry.push(&layout, "mcp", "pulled", "mcp", &[]);
+
+    let daemon = Daemon::start_with_args(&["--insecure-registry", &registry.addr]).await;
+    let image = format!("{}/pulled:mcp", registry.addr);
+    python(&daemon, &["pull", &daemon.url, &daemon.token, APP, &image]);
+    assert_nothing_left(&daemon);
 }
