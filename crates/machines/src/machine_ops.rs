@@ -119,6 +119,7 @@ impl Machines {
                     .await?;
             }
         }
+        self.destroy_app_volumes(name).await?;
         self.inner.store.delete_app(name)?;
         Ok(())
     }

@@ -830,6 +830,15 @@ impl Machines {
     }
 
     /// Volumes of an app (destroyed ones are not listed).
+    /// Destroys every volume of `app`: deleting an app deletes its volumes,
+    /// as on Fly. Its machines must be destroyed first.
+    pub(crate) async fn destroy_app_volumes(&self, app: &str) -> Result<()> {
+        for volume in self.list_volumes(app)? {
+            self.destroy_volume(app, &volume.id).await?;
+        }
+        Ok(())
+    }
+
     pub fn list_volumes(&self, app: &str) -> Result<Vec<Volume>> {
         self.inner.app(app)?;
         self.inner

@@ -783,3 +783,52 @@ async fn the_cli_manages_volumes() {
         "destroyed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_app_deletes_its_volumes() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client();
+    let app = "volumes-doomed";
+    client.create_app(app).await.expect("create app");
+    let volume = client
+        .create_volume(app, &named("doomed"))
+        .await
+        .unwrap_or_else(|e| panic!("create volume: {e}\n{}", daemon.log()));
+    let machine = client
+        .create_machine(
+            app,
+            &CreateMachineRequest {
+                config: config_with_volume(&volume.id),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create machine: {e}\n{}", daemon.log()));
+    let dir = daemon.data_dir().join("volumes").join(&volume.id);
+    assert!(dir.join("image").exists(), "the volume has an image");
+
+    client.delete_app(app).await.unwrap_or_else(|e| {
+        panic!(
+            "delete app with machine {}: {e}\n{}",
+            machine.id,
+            daemon.log()
+        )
+    });
+    assert!(!dir.exists(), "the app's volume outlived the app");
+    assert!(
+        common::loop_devices_under(&daemon.data_dir()).is_empty(),
+        "a loop device outlived the app's volume"
+    );
+    let volumes: Vec<serde_json::Value> = daemon
+        .http(Method::GET, &format!("/v1/apps/{app}/volumes"))
+        .send()
+        .await
+        .expect("list volumes")
+        .json()
+        .await
+        .unwrap_or_default();
+    assert!(
+        volumes.is_empty(),
+        "volumes listed after app delete: {volumes:?}"
+    );
+}
