@@ -19,6 +19,7 @@ mod guest_files;
 mod ids;
 mod images;
 mod machine_ops;
+mod network;
 mod ops;
 mod paths;
 mod recovery;
@@ -71,6 +72,9 @@ pub struct MachinesConfig {
     pub volume_snapshot_day: std::time::Duration,
     /// How machines reach the S3 endpoint (their `AWS_*` variables).
     pub storage: StorageConfig,
+    /// The machines' private network; `None` leaves each machine alone in
+    /// a namespace with only loopback.
+    pub network: Option<roost_net::NetConfig>,
 }
 
 impl MachinesConfig {
@@ -84,6 +88,7 @@ impl MachinesConfig {
             registries: RegistryConfig::default(),
             volume_snapshot_day: std::time::Duration::from_secs(24 * 3600),
             storage: StorageConfig::default(),
+            network: None,
         }
     }
 }
@@ -111,6 +116,7 @@ pub(crate) struct Inner {
     changes: tokio::sync::watch::Sender<u64>,
     volumes: volumes::VolumeLayer,
     storage: storage::StorageLayer,
+    net: Option<roost_net::Network>,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -151,6 +157,20 @@ impl Machines {
             )?,
             config: config.storage,
         };
+        let net = match config.network {
+            Some(net_config) => {
+                let net = roost_net::Network::new(net_config)?;
+                net.setup_host().await.map_err(|err| {
+                    MachineError::Internal(format!(
+                        "cannot set up the machines' private network ({err}): roost needs root \
+                         (CAP_NET_ADMIN, CAP_SYS_ADMIN) for it, or run without one \
+                         (roost up --no-private-network)"
+                    ))
+                })?;
+                Some(net)
+            }
+            None => None,
+        };
         let inner = Arc::new(Inner {
             store,
             images,
@@ -167,6 +187,7 @@ impl Machines {
             changes: tokio::sync::watch::Sender::new(0),
             volumes,
             storage,
+            net,
         });
         inner.recover_volume_operations().await?;
         inner.recover().await?;
@@ -248,6 +269,22 @@ impl Inner {
             Some(user) => self.images.resolve_user(&image, user)?,
             None => (0, 0),
         };
+        let mut mounts: Vec<roost_runtime::BindMount> = machine
+            .config
+            .mounts
+            .iter()
+            .map(|mount| roost_runtime::BindMount {
+                source: self.volumes.mount_dir(&mount.volume),
+                destination: mount.path.clone(),
+            })
+            .collect();
+        if let Some(net) = &self.net {
+            write_atomically(&paths.resolv_conf, net.resolv_conf(&record.app).as_bytes())?;
+            mounts.push(roost_runtime::BindMount {
+                source: paths.resolv_conf.clone(),
+                destination: "/etc/resolv.conf".into(),
+            });
+        }
         let bundle = roost_runtime::BundleConfig {
             hostname: machine.id.clone(),
             args: spec::command(&machine.config, &image)?,
@@ -265,15 +302,8 @@ impl Inner {
             rootfs: paths.rootfs.clone(),
             cgroup_name: format!("roost/{}", machine.id),
             terminal: machine.config.init.as_ref().is_some_and(|init| init.tty),
-            mounts: machine
-                .config
-                .mounts
-                .iter()
-                .map(|mount| roost_runtime::BindMount {
-                    source: self.volumes.mount_dir(&mount.volume),
-                    destination: mount.path.clone(),
-                })
-                .collect(),
+            mounts,
+            netns: self.net.as_ref().map(|net| net.netns_path(&machine.id)),
         };
         roost_runtime::write_bundle(&paths.bundle, &bundle)?;
         Ok(())
@@ -296,13 +326,16 @@ impl Inner {
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
         vars.extend([
-                ("FLY_APP_NAME", record.app.as_str()),
-                ("FLY_MACHINE_ID", m.id.as_str()),
-                ("FLY_ALLOC_ID", m.id.as_str()),
-                ("FLY_REGION", m.region.as_str()),
-                ("FLY_IMAGE_REF", m.config.image.as_str()),
-                ("FLY_MACHINE_VERSION", m.instance_id.as_str()),
+            ("FLY_APP_NAME", record.app.as_str()),
+            ("FLY_MACHINE_ID", m.id.as_str()),
+            ("FLY_ALLOC_ID", m.id.as_str()),
+            ("FLY_REGION", m.region.as_str()),
+            ("FLY_IMAGE_REF", m.config.image.as_str()),
+            ("FLY_MACHINE_VERSION", m.instance_id.as_str()),
         ]);
+        if !m.private_ip.is_empty() {
+            vars.push(("FLY_PRIVATE_IP", m.private_ip.as_str()));
+        }
         let env = spec::environment(&m.config, image, &vars);
         Ok(self.add_storage_env(env, &m.config.env, &record.app))
     }

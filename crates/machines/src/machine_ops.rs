@@ -120,6 +120,7 @@ impl Machines {
             }
         }
         self.destroy_app_volumes(name).await?;
+        self.inner.remove_app_network(name).await?;
         self.inner.store.delete_app(name)?;
         Ok(())
     }
@@ -141,6 +142,10 @@ impl Machines {
             inner.images.resolve_user(&image, user)?;
         }
         let id = ids::machine_id();
+        let private_ip = inner
+            .allocate_address(app, &id)?
+            .map(|address| address.to_string())
+            .unwrap_or_default();
         let now = now_rfc3339();
         let record = MachineRecord {
             app: app.to_string(),
@@ -152,7 +157,7 @@ impl Machines {
                 state: MachineState::Created,
                 region: req.region.clone().unwrap_or_else(|| inner.region.clone()),
                 instance_id: ids::instance_id(),
-                private_ip: String::new(),
+                private_ip,
                 image_ref: image_ref(&image),
                 config: req.config.clone(),
                 created_at: now.clone(),
@@ -168,7 +173,7 @@ impl Machines {
             restart_count: 0,
         };
         let launch = !req.skip_launch;
-        let mut steps = vec![Step::Prepare];
+        let mut steps = vec![Step::Prepare, Step::ConnectNetwork];
         if launch {
             steps.extend(OpPlan::start_steps(false));
         }
@@ -437,7 +442,7 @@ impl Machines {
             _ => {}
         }
         let mut steps = OpPlan::stop_steps();
-        steps.push(Step::RemoveFiles);
+        steps.extend([Step::DisconnectNetwork, Step::RemoveFiles]);
         let mut plan = OpPlan::new(OpKind::Destroy, steps, MachineState::Destroyed);
         plan.stop_signal = Some(nix::sys::signal::Signal::SIGKILL as i32);
         plan.stop_timeout_ms = Some(0);

@@ -30,6 +30,9 @@ pub const CRASH_AT_ENV: &str = "ROOST_CRASH_AT";
 pub enum Step {
     /// Resolve the image and write the layer list and OCI bundle.
     Prepare,
+    /// Create the machine's network namespace, veth pair and address
+    /// (at create, so start only joins the namespace).
+    ConnectNetwork,
     /// Empty the overlay upper dir: the rootfs goes back to the image.
     ResetRootfs,
     MountRootfs,
@@ -48,6 +51,8 @@ pub enum Step {
     /// Unmount the volumes mounted for the machine.
     DetachVolumes,
     UnmountRootfs,
+    /// Remove the machine's network namespace and veth, free its address.
+    DisconnectNetwork,
     /// Remove every host file of the machine.
     RemoveFiles,
 }
@@ -56,6 +61,7 @@ impl Step {
     pub fn name(self) -> &'static str {
         match self {
             Step::Prepare => "prepare",
+            Step::ConnectNetwork => "connect_network",
             Step::ResetRootfs => "reset_rootfs",
             Step::MountRootfs => "mount_rootfs",
             Step::AttachVolumes => "attach_volumes",
@@ -66,6 +72,7 @@ impl Step {
             Step::DeleteContainer => "delete_container",
             Step::DetachVolumes => "detach_volumes",
             Step::UnmountRootfs => "unmount_rootfs",
+            Step::DisconnectNetwork => "disconnect_network",
             Step::RemoveFiles => "remove_files",
         }
     }
@@ -74,6 +81,7 @@ impl Step {
         matches!(
             self,
             Step::Prepare
+                | Step::ConnectNetwork
                 | Step::ResetRootfs
                 | Step::MountRootfs
                 | Step::AttachVolumes
@@ -115,7 +123,9 @@ impl OpKind {
         match self {
             OpKind::Update => MachineState::Replacing,
             OpKind::Destroy => MachineState::Destroying,
-            OpKind::Launch if step == Step::Prepare => MachineState::Created,
+            OpKind::Launch if matches!(step, Step::Prepare | Step::ConnectNetwork) => {
+                MachineState::Created
+            }
             _ if step.is_start_phase() => MachineState::Starting,
             _ => MachineState::Stopping,
         }
@@ -317,6 +327,7 @@ impl Inner {
         let paths = MachinePaths::new(&self.data_dir, &id);
         match step {
             Step::Prepare => self.prepare(record, &paths),
+            Step::ConnectNetwork => self.connect_network(record).await,
             Step::ResetRootfs => reset_dir_contents(&paths.upper)
                 .and_then(|()| reset_dir_contents(&paths.work))
                 .map_err(MachineError::from),
@@ -354,6 +365,7 @@ impl Inner {
             Step::AttachVolumes => self.attach_volumes(record).await,
             Step::DetachVolumes => self.detach_volumes(&id).await,
             Step::UnmountRootfs => Ok(roost_runtime::rootfs::unmount(&paths.rootfs)?),
+            Step::DisconnectNetwork => self.disconnect_network(&id).await,
             Step::RemoveFiles => match std::fs::remove_dir_all(&paths.dir) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -373,6 +385,7 @@ impl Inner {
             runtime.delete(id, true).await?;
         }
         self.rotate_log(paths);
+        self.ensure_network(record).await?;
         // create + start rather than `run --detach`: measured faster with
         // crun 1.8, whose `run` waits for the container's process to start.
         let pid = runtime.create(id, &paths.bundle, &paths.log).await?;

@@ -18,6 +18,8 @@ pub struct MachinePaths {
     pub log: PathBuf,
     /// Image layer directories, one per line, lowest first.
     pub lower: PathBuf,
+    /// The machine's `/etc/resolv.conf` (internal DNS), bind-mounted in.
+    pub resolv_conf: PathBuf,
 }
 
 impl MachinePaths {
@@ -30,6 +32,7 @@ impl MachinePaths {
             work: dir.join("work"),
             log: dir.join("log"),
             lower: dir.join("lower"),
+            resolv_conf: dir.join("resolv.conf"),
             dir,
         }
     }

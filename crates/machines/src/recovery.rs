@@ -26,7 +26,8 @@ impl Inner {
                 tracing::error!(machine = %record.machine.id, error = %err, "could not converge machine");
             }
         }
-        self.remove_orphans(&records).await
+        self.remove_orphans(&records).await?;
+        self.converge_network(&records).await
     }
 
     /// A started machine keeps running (its exit watcher is re-armed) or is
@@ -163,7 +164,7 @@ impl Inner {
             tokio::time::sleep(delay).await;
             MachineState::Started
         } else if destroy {
-            steps.push(Step::RemoveFiles);
+            steps.extend([Step::DisconnectNetwork, Step::RemoveFiles]);
             MachineState::Destroyed
         } else {
             MachineState::Stopped

@@ -208,6 +208,9 @@ struct Bench {
     bundle: PathBuf,
     /// Podman container names created so far, for cleanup.
     podman_names: Vec<String>,
+    /// The daemon's private network (its own site and namespace dir under
+    /// the temporary dir), torn down at the end.
+    network: roost_net::Network,
 }
 
 impl Bench {
@@ -221,6 +224,11 @@ impl Bench {
             .unwrap_or_else(|| tmp.path().join("roost.log"));
         let rootfs = roost_testkit::busybox_rootfs(tmp.path());
         let bundle = tmp.path().join("crun-bundle");
+        let network = roost_net::Network::new(roost_net::NetConfig {
+            site: bench_site(),
+            netns_dir: tmp.path().join("netns"),
+            ..Default::default()
+        })?;
         let bench = Bench {
             iterations: options.iterations,
             daemon_log,
@@ -231,6 +239,7 @@ impl Bench {
             rootfs,
             bundle,
             podman_names: Vec::new(),
+            network,
             tmp,
         };
         Ok(bench)
@@ -293,6 +302,10 @@ impl Bench {
             .args(["up", "--no-install", "--api-listen", &addr.to_string()])
             .arg("--data-dir")
             .arg(self.data_dir())
+            .arg("--network-site")
+            .arg(self.network.config().site.to_string())
+            .arg("--netns-dir")
+            .arg(&self.network.config().netns_dir)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -693,7 +706,28 @@ impl Drop for Bench {
         for mount in mounts {
             let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
         }
+        if let Err(err) = self.network.teardown_blocking() {
+            eprintln!("private network teardown failed: {err}");
+        }
     }
+}
+
+/// A private-network site no bridge on this host uses, so the benchmark
+/// never touches the network of a `roost up` running here (site 0).
+fn bench_site() -> u16 {
+    (0xbe00..=0xbeff)
+        .find(|site| {
+            !std::fs::read_dir("/sys/class/net")
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("rb-{site:04x}-"))
+                })
+        })
+        .unwrap_or(0xbeff)
 }
 
 /// Whether cgroup v1 controllers are mounted next to a v2 hierarchy, the

@@ -2,7 +2,16 @@
 
 use anyhow::{Context, Result};
 use roost_machines::{Machines, MachinesConfig, OciRuntimeKind, RegistryConfig};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+
+/// Ports roost's services answer machines on, at the private network's
+/// service address (`fdaa:<site>::3`; `fdaa::3` by default), whatever the
+/// loopback listen addresses are.
+const SERVICE_DNS_PORT: u16 = 53;
+const SERVICE_API_PORT: u16 = 4280;
+const SERVICE_S3_PORT: u16 = 9000;
+const SERVICE_TOKENIZER_PORT: u16 = 4001;
 
 /// Host tools `roost up` needs, with the Debian packages that provide them.
 const REQUIRED_TOOLS: &[(&str, &str)] = &[
@@ -45,13 +54,11 @@ pub struct UpArgs {
     #[arg(long, env = "ROOST_S3_LISTEN", default_value = "127.0.0.1:9000")]
     pub s3_listen: String,
     /// S3 endpoint URL given to machines as AWS_ENDPOINT_URL_S3: an address
-    /// of this host that machines can reach.
-    #[arg(
-        long,
-        env = "ROOST_S3_PUBLIC_URL",
-        default_value = "http://127.0.0.1:9000"
-    )]
-    pub s3_public_url: String,
+    /// of this host that machines can reach. Default: the private network's
+    /// service address, port 9000 (`http://[fdaa::3]:9000`), or
+    /// `http://127.0.0.1:9000` without a private network.
+    #[arg(long, env = "ROOST_S3_PUBLIC_URL")]
+    pub s3_public_url: Option<String>,
     /// Base domain for virtual-host style S3 requests (`BUCKET.DOMAIN`).
     #[arg(long, env = "ROOST_S3_DOMAIN", default_value = "localhost")]
     pub s3_domain: String,
@@ -64,8 +71,24 @@ pub struct UpArgs {
     pub tokenizer_ca: Vec<PathBuf>,
     /// Upstream `HOST:PORT` the tokenizer reaches over plain HTTP instead of
     /// TLS (repeatable). For tests only: credentials cross the wire in clear.
-    #[arg(long = "tokenizer-plain-http-upstream", value_name = "HOST:PORT", hide = true)]
+    #[arg(
+        long = "tokenizer-plain-http-upstream",
+        value_name = "HOST:PORT",
+        hide = true
+    )]
     pub tokenizer_plain_http: Vec<String>,
+    /// Site of the machines' private network: the second 16 bits of every
+    /// private address (`fdaa:SITE::/32`). 0 puts roost's services at
+    /// `fdaa::3`, as on Fly. Two daemons on one host need different sites.
+    #[arg(long, env = "ROOST_NETWORK_SITE", default_value_t = 0)]
+    pub network_site: u16,
+    /// Directory of the machines' network namespace files.
+    #[arg(long, env = "ROOST_NETNS_DIR", default_value = roost_net::DEFAULT_NETNS_DIR)]
+    pub netns_dir: PathBuf,
+    /// Run machines without the private network (each alone with a
+    /// loopback interface), e.g. on hosts that deny CAP_NET_ADMIN.
+    #[arg(long)]
+    pub no_private_network: bool,
 }
 
 /// Name of the registry settings file in the data dir: `{"insecure": [..], "ca_file": ..,
@@ -108,25 +131,50 @@ pub async fn up(args: UpArgs) -> Result<()> {
     config.crash_at = std::env::var(roost_machines::CRASH_AT_ENV).ok();
     config.volume_snapshot_day =
         std::time::Duration::from_secs(args.volume_snapshot_day_secs.max(1));
+    let service = (!args.no_private_network)
+        .then(|| IpAddr::V6(roost_net::AddressPlan::new(args.network_site).service_address()));
+    if service.is_some() {
+        config.network = Some(roost_net::NetConfig {
+            site: args.network_site,
+            netns_dir: args.netns_dir.clone(),
+            egress: roost_net::Egress::None,
+        });
+    }
     config.storage = roost_machines::StorageConfig {
-        public_url: args.s3_public_url.clone(),
+        public_url: args.s3_public_url.clone().unwrap_or_else(|| match service {
+            Some(addr) => format!("http://{}", SocketAddr::new(addr, SERVICE_S3_PORT)),
+            None => "http://127.0.0.1:9000".into(),
+        }),
         region: "auto".into(),
     };
     let machines = Machines::open(config)
         .await
         .context("cannot open roost's state")?;
+    // Machines reach the services below at the service address too.
+    let on_service = |port: u16| service.map(|addr| SocketAddr::new(addr, port).to_string());
+    let dns = start_dns(&machines).await?;
     let listener = tokio::net::TcpListener::bind(&args.api_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.api_listen))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %args.data_dir.display(), "roost API listening");
-    let s3 = start_s3(&machines, &args.s3_listen, &args.s3_domain).await?;
+    let s3_listens: Vec<String> = [Some(args.s3_listen.clone()), on_service(SERVICE_S3_PORT)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let s3 = start_s3(&machines, &s3_listens, &args.s3_domain).await?;
     let mcp = roost_mcp::HttpOptions::new(listener.local_addr()?);
     let tokenizer_config = roost_tokenizer::TokenizerConfig {
         extra_ca_files: args.tokenizer_ca,
         plain_http_upstreams: args.tokenizer_plain_http,
     };
-    let tokenizer =
-        start_tokenizer(&args.data_dir, &args.tokenizer_listen, &tokenizer_config).await?;
+    let tokenizer_listens: Vec<String> = [
+        Some(args.tokenizer_listen.clone()),
+        on_service(SERVICE_TOKENIZER_PORT),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let tokenizer = start_tokenizer(&args.data_dir, &tokenizer_listens, &tokenizer_config).await?;
     let app = roost_api::router(machines, token.clone(), &mcp)
         .merge(roost_api::tokenizer_router(tokenizer.0, token));
     // Streamed responses (MCP's SSE, followed logs) arrive in small writes;
@@ -136,6 +184,18 @@ pub async fn up(args: UpArgs) -> Result<()> {
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
     });
+    let service_api = match on_service(SERVICE_API_PORT) {
+        Some(addr) => {
+            let listener = listen_on(&addr, "API for machines").await?;
+            let app = app.clone();
+            Some(tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, app).await {
+                    tracing::error!(error = %err, "API server for machines failed");
+                }
+            }))
+        }
+        None => None,
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -143,37 +203,70 @@ pub async fn up(args: UpArgs) -> Result<()> {
         })
         .await
         .context("API server failed")?;
-    s3.abort();
-    tokenizer.1.abort();
+    for task in s3
+        .iter()
+        .chain(&tokenizer.1)
+        .chain(&service_api)
+        .chain(&dns)
+    {
+        task.abort();
+    }
     tracing::info!("roost stopped; machines keep running and are adopted at the next start");
     Ok(())
 }
 
-/// Starts the tokenizer on its own listener with its keypair in
-/// `DATA/tokenizer/open-key`; returns its seal key (hex) and its task.
-async fn start_tokenizer(
-    data_dir: &Path,
-    listen: &str,
-    config: &roost_tokenizer::TokenizerConfig,
-) -> Result<(String, tokio::task::JoinHandle<()>)> {
-    let key = roost_tokenizer::OpenKey::load_or_create(&data_dir.join("tokenizer/open-key"))
-        .context("cannot load the tokenizer's key")?;
-    let tokenizer = roost_tokenizer::Tokenizer::new(key, config).context("cannot set up the tokenizer")?;
-    let listener = tokio::net::TcpListener::bind(listen)
+/// Serves the internal DNS at the service address, port 53 (UDP and TCP),
+/// when there is a private network.
+async fn start_dns(machines: &Machines) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let (Some(network), Some(resolver)) = (machines.network(), machines.dns_resolver()) else {
+        return Ok(None);
+    };
+    let addr = SocketAddr::new(IpAddr::V6(network.service_address()), SERVICE_DNS_PORT);
+    let server = roost_net::dns::DnsServer::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {listen} (tokenizer)"))?;
-    tracing::info!(addr = %listener.local_addr()?, "tokenizer listening");
-    let seal_key = tokenizer.seal_key().to_string();
-    let task = tokio::spawn(async move { tokenizer.serve(listener, std::future::pending()).await });
-    Ok((seal_key, task))
+        .context("cannot start the internal DNS server")?;
+    tracing::info!(%addr, "internal DNS listening");
+    Ok(Some(server.serve(resolver)))
 }
 
-/// Serves S3 on `listen` until roost stops; app key pairs come from the store.
+/// Starts the tokenizer on its own listeners with its keypair in
+/// `DATA/tokenizer/open-key`; returns its seal key (hex) and its tasks.
+async fn start_tokenizer(
+    data_dir: &Path,
+    listens: &[String],
+    config: &roost_tokenizer::TokenizerConfig,
+) -> Result<(String, Vec<tokio::task::JoinHandle<()>>)> {
+    let key = roost_tokenizer::OpenKey::load_or_create(&data_dir.join("tokenizer/open-key"))
+        .context("cannot load the tokenizer's key")?;
+    let tokenizer =
+        roost_tokenizer::Tokenizer::new(key, config).context("cannot set up the tokenizer")?;
+    let seal_key = tokenizer.seal_key().to_string();
+    let mut tasks = Vec::new();
+    for listen in listens {
+        let listener = listen_on(listen, "tokenizer").await?;
+        let tokenizer = tokenizer.clone();
+        tasks.push(tokio::spawn(async move {
+            tokenizer.serve(listener, std::future::pending()).await
+        }));
+    }
+    Ok((seal_key, tasks))
+}
+
+/// Binds `listen` for the service called `what`, and says so in the log.
+async fn listen_on(listen: &str, what: &str) -> Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} ({what})"))?;
+    tracing::info!(addr = %listener.local_addr()?, "{what} listening");
+    Ok(listener)
+}
+
+/// Serves S3 on `listens` until roost stops; app key pairs come from the store.
 async fn start_s3(
     machines: &Machines,
-    listen: &str,
+    listens: &[String],
     domain: &str,
-) -> Result<tokio::task::JoinHandle<()>> {
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let service = machines
         .object_store()
         .service(roost_objects::ServiceOptions {
@@ -181,15 +274,16 @@ async fn start_s3(
             domain: Some(domain.to_string()),
         })
         .context("cannot set up the S3 endpoint")?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (S3)"))?;
-    tracing::info!(addr = %listener.local_addr()?, "S3 endpoint listening");
-    Ok(tokio::spawn(roost_objects::serve(
-        listener,
-        service,
-        std::future::pending(),
-    )))
+    let mut tasks = Vec::new();
+    for listen in listens {
+        let listener = listen_on(listen, "S3 endpoint").await?;
+        tasks.push(tokio::spawn(roost_objects::serve(
+            listener,
+            service.clone(),
+            std::future::pending(),
+        )));
+    }
+    Ok(tasks)
 }
 
 async fn shutdown_signal() {

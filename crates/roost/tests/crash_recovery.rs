@@ -55,7 +55,13 @@ impl Op {
     /// Its steps, as named by the orchestrator's operation plans.
     fn steps(self) -> &'static [&'static str] {
         match self {
-            Op::Launch => &["prepare", "mount_rootfs", "write_files", "run"],
+            Op::Launch => &[
+                "prepare",
+                "connect_network",
+                "mount_rootfs",
+                "write_files",
+                "run",
+            ],
             Op::Start => &["reset_rootfs", "mount_rootfs", "write_files", "run"],
             Op::Stop => &["signal_stop", "delete_container", "unmount_rootfs"],
             Op::Update => &[
@@ -71,6 +77,7 @@ impl Op {
                 "signal_stop",
                 "delete_container",
                 "unmount_rootfs",
+                "disconnect_network",
                 "remove_files",
             ],
         }
@@ -241,11 +248,21 @@ async fn check_host_state(daemon: &Daemon, machine: &roost_types::Machine, point
             "{point}: cgroup leaked"
         );
     }
+    let netns = daemon.netns_dir().join(&machine.id);
+    let veth = format!("v{}", machine.id);
     if machine.state == MachineState::Destroyed {
         assert!(
             !data.join("machines").join(&machine.id).exists(),
             "{point}: files leaked"
         );
+        assert!(!netns.exists(), "{point}: network namespace leaked");
+        assert!(!common::link_exists(&veth), "{point}: veth leaked");
+    } else {
+        assert!(
+            daemon.network().is_connected(&machine.id),
+            "{point}: machine has no network namespace"
+        );
+        assert!(common::link_exists(&veth), "{point}: machine has no veth");
     }
 }
 

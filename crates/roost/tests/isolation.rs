@@ -98,12 +98,31 @@ async fn a_machine_sees_only_itself_and_cannot_escalate() {
         .await
         .stdout;
     assert!(nnp.contains('1'), "{nnp}");
-    // The hostname is the machine id; the network has only loopback.
+    // The hostname is the machine id; the network is loopback plus eth0 on
+    // the private network, with the machine's one IPv6 address and no IPv4.
     assert_eq!(sh(&daemon, &first, "hostname").await.stdout.trim(), first);
     let links = sh(&daemon, &first, "cat /proc/net/dev").await.stdout;
     assert!(
-        links.contains("lo:") && links.lines().count() == 3,
+        links.contains("lo:") && links.contains("eth0:") && links.lines().count() == 4,
         "{links}"
+    );
+    let private_ip = daemon
+        .client()
+        .get_machine(APP, &first)
+        .await
+        .expect("get")
+        .private_ip;
+    let addrs = sh(&daemon, &first, "ip addr show").await.stdout;
+    let ipv4: Vec<&str> = addrs.lines().filter(|l| l.contains("inet ")).collect();
+    assert_eq!(ipv4, ["    inet 127.0.0.1/8 scope host lo"], "{addrs}");
+    let globals: Vec<&str> = addrs
+        .lines()
+        .filter(|l| l.contains("scope global"))
+        .collect();
+    assert_eq!(globals.len(), 1, "{addrs}");
+    assert!(
+        globals[0].contains(&format!("inet6 {private_ip}/64")),
+        "{addrs}"
     );
 
     for id in [first, second] {

@@ -3,8 +3,11 @@
 //!
 //! Every machine gets the same hardening (Docker's default capability set
 //! minus `CAP_NET_RAW`, `no_new_privs`, a seccomp profile, masked `/proc`
-//! entries, a fresh network namespace with only loopback) so that the
-//! orchestrator cannot forget one of them.
+//! entries, its own network namespace) so that the orchestrator cannot
+//! forget one of them. The network namespace is either a fresh one with
+//! only loopback or, with [`BundleConfig::netns`], one prepared beforehand
+//! (roost-net's, with the machine's private address) that the container
+//! joins by path, so starting it does no network setup.
 
 use std::fs;
 use std::io::Write;
@@ -104,11 +107,15 @@ pub struct BundleConfig {
     /// Give the main process a pseudo terminal (Fly's `init.tty`); its
     /// output still goes to the machine's log.
     pub terminal: bool,
-    /// Host directories bind-mounted into the machine (volumes).
+    /// Host directories (volumes) and files (`/etc/resolv.conf`)
+    /// bind-mounted into the machine.
     pub mounts: Vec<BindMount>,
+    /// A network namespace file (a bind-mounted `/proc/<pid>/ns/net`) the
+    /// machine joins; `None` gives it a fresh namespace with only loopback.
+    pub netns: Option<PathBuf>,
 }
 
-/// A host directory the machine sees at `destination`, read-write.
+/// A host directory or file the machine sees at `destination`, read-write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
     /// Absolute host path; a mount point of its own (a volume's mount).
@@ -227,6 +234,14 @@ fn validate(cfg: &BundleConfig) -> Result<(), RuntimeError> {
             ));
         }
     }
+    if let Some(netns) = &cfg.netns {
+        if !netns.is_absolute() {
+            return Err(RuntimeError::invalid(
+                "netns",
+                format!("{} must be an absolute path", netns.display()),
+            ));
+        }
+    }
     validate_cgroup_name(&cfg.cgroup_name)
 }
 
@@ -259,6 +274,10 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
     }
     env.extend(cfg.env.iter().cloned());
     let nofile = NOFILE_LIMIT.min(own_nofile_hard_limit());
+    let network = match &cfg.netns {
+        Some(path) => json!({ "type": "network", "path": utf8(path, "netns")? }),
+        None => json!({ "type": "network" }),
+    };
 
     Ok(json!({
         "ociVersion": "1.0.2",
@@ -287,7 +306,7 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
                 { "type": "mount" },
                 { "type": "uts" },
                 { "type": "ipc" },
-                { "type": "network" },
+                network,
                 { "type": "cgroup" },
             ],
             "resources": resources(cfg),
@@ -394,6 +413,7 @@ mod tests {
                 source: "/var/lib/roost/volumes/vol_1/mnt".into(),
                 destination: "/data".into(),
             }],
+            netns: None,
         }
     }
 
@@ -422,6 +442,16 @@ mod tests {
             .expect("mounts");
         assert_eq!(volume["destination"], "/data");
         assert_eq!(volume["source"], "/var/lib/roost/volumes/vol_1/mnt");
+        assert_eq!(spec["linux"]["namespaces"][4], json!({ "type": "network" }));
+        let joined = BundleConfig {
+            netns: Some("/run/roost/netns/m1".into()),
+            ..config(dir.path())
+        };
+        let spec_joined = super::spec(&joined, Path::new("/usr/bin/tini-static")).expect("spec");
+        assert_eq!(
+            spec_joined["linux"]["namespaces"][4],
+            json!({ "type": "network", "path": "/run/roost/netns/m1" })
+        );
         let caps = spec["process"]["capabilities"]["bounding"]
             .as_array()
             .expect("caps");
@@ -465,6 +495,10 @@ mod tests {
             },
             BundleConfig {
                 cgroup_name: "/abs".into(),
+                ..good.clone()
+            },
+            BundleConfig {
+                netns: Some("relative/netns".into()),
                 ..good.clone()
             },
             BundleConfig {

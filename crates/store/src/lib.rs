@@ -11,10 +11,12 @@
 //! roll back the last few transactions, which recovery then redoes, because
 //! every lifecycle step is idempotent.
 
+mod network;
 mod secrets;
 mod storage;
 mod volumes;
 
+pub use network::{MachineAddressRecord, FIRST_APP_NETWORK, FIRST_MACHINE_SLOT};
 pub use secrets::SecretRecord;
 pub use storage::StorageKeyRecord;
 pub use volumes::{SnapshotRecord, VolumeOperation, VolumeRecord};
@@ -35,6 +37,8 @@ pub enum StoreError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("{kind} '{name}' not found")]
     NotFound { kind: &'static str, name: String },
+    #[error("all {what} are in use")]
+    Exhausted { what: &'static str },
 }
 
 /// An app: a namespace of machines.
@@ -129,6 +133,7 @@ impl Store {
         conn.execute_batch(volumes::SCHEMA)?;
         conn.execute_batch(secrets::SCHEMA)?;
         conn.execute_batch(storage::SCHEMA)?;
+        conn.execute_batch(network::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -177,6 +182,8 @@ impl Store {
         }
         tx.execute("DELETE FROM machines WHERE app = ?1", [name])?;
         tx.execute("DELETE FROM app_secrets WHERE app = ?1", [name])?;
+        tx.execute("DELETE FROM machine_addresses WHERE app = ?1", [name])?;
+        tx.execute("DELETE FROM app_networks WHERE app = ?1", [name])?;
         tx.execute("DELETE FROM apps WHERE name = ?1", [name])?;
         tx.commit()?;
         Ok(())

@@ -19,6 +19,9 @@ pub struct Daemon {
     child: Option<Child>,
     /// More `roost up` flags, e.g. `--insecure-registry`.
     extra_args: Vec<String>,
+    /// This daemon's private-network site (`fdaa:<site>::/32`), its own so
+    /// concurrent daemons' bridges and service addresses never collide.
+    pub site: u16,
 }
 
 pub fn free_port() -> u16 {
@@ -44,6 +47,7 @@ impl Daemon {
             token: String::new(),
             child: None,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            site: free_site(),
         };
         daemon.spawn(None).await;
         let layout = roost_testkit::busybox_layout(daemon.dir.path());
@@ -60,6 +64,22 @@ impl Daemon {
         self.dir.path().join("data")
     }
 
+    /// Where this daemon keeps its machines' network namespace files
+    /// (outside the data dir, like `/run/roost/netns`).
+    pub fn netns_dir(&self) -> PathBuf {
+        self.dir.path().join("netns")
+    }
+
+    /// This daemon's private network, for inspection and teardown.
+    pub fn network(&self) -> roost_net::Network {
+        roost_net::Network::new(roost_net::NetConfig {
+            site: self.site,
+            netns_dir: self.netns_dir(),
+            ..Default::default()
+        })
+        .expect("network config")
+    }
+
     /// (Re)starts the roost process, optionally with `ROOST_CRASH_AT`.
     pub async fn spawn(&mut self, crash_at: Option<&str>) {
         let addr = self.url.trim_start_matches("http://").to_string();
@@ -67,6 +87,10 @@ impl Daemon {
         command
             .args(["up", "--no-install", "--api-listen", &addr, "--data-dir"])
             .arg(self.data_dir())
+            .arg("--network-site")
+            .arg(self.site.to_string())
+            .arg("--netns-dir")
+            .arg(self.netns_dir())
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             // Concurrent daemons must not fight over the S3 default port;
@@ -145,7 +169,53 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
         cleanup_host_state(&self.data_dir());
+        if let Err(err) = self.network().teardown_blocking() {
+            eprintln!("private network teardown failed: {err}");
+        }
     }
+}
+
+/// A private-network site no other daemon on this host uses: random, and
+/// checked against the host's bridges and loopback addresses.
+pub fn free_site() -> u16 {
+    static DRAWS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let draw = DRAWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mixed =
+            (nanos ^ (nanos >> 16) ^ std::process::id()).wrapping_add(draw.wrapping_mul(0x9e37));
+        let site = (mixed as u16) | 0x100;
+        let in_use = !bridges_of_site(site).is_empty()
+            || std::fs::read_to_string("/proc/net/if_inet6")
+                .unwrap_or_default()
+                .lines()
+                .any(|line| line.starts_with(&format!("fdaa{site:04x}")));
+        if !in_use {
+            return site;
+        }
+    }
+}
+
+/// Names of the host's bridges of private-network site `site`.
+pub fn bridges_of_site(site: u16) -> Vec<String> {
+    let prefix = format!("rb-{site:04x}-");
+    std::fs::read_dir("/sys/class/net")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the host has a network interface called `name`.
+pub fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
 }
 
 /// Removes every container, mount and cgroup roost created under `data_dir`.

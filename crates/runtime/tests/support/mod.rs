@@ -67,6 +67,7 @@ impl Machine {
             cgroup_name: format!("roost-test/{id}"),
             terminal: false,
             mounts: Vec::new(),
+            netns: None,
         };
         tweak(&mut cfg);
         let bundle = dir.path().join("bundle");

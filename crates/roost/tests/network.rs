@@ -1,0 +1,288 @@
+//! The private network end to end: real machines (busybox httpd, wget,
+//! nslookup, ping) on a real `roost up`, in their own namespaces on the
+//! app's bridge. The harness gives every daemon its own site (`fdaa:S::/32`)
+//! and tears its bridges, namespaces and rules down even when a test fails.
+
+mod common;
+
+use common::{Daemon, APP};
+use roost_types::{CreateMachineRequest, Machine, StopRequest};
+use std::time::Duration;
+
+const OTHER_APP: &str = "e2e-other";
+
+/// A machine serving `hello-<its id>` with busybox httpd on port 80.
+fn web_server() -> CreateMachineRequest {
+    CreateMachineRequest {
+        config: common::sh_config(
+            "mkdir -p /www && echo hello-$FLY_MACHINE_ID > /www/index.html && exec httpd -f -p 80 -h /www",
+        ),
+        ..Default::default()
+    }
+}
+
+async fn create(daemon: &Daemon, app: &str) -> Machine {
+    daemon
+        .client()
+        .create_machine(app, &web_server())
+        .await
+        .unwrap_or_else(|e| panic!("create in {app}: {e}\n{}", daemon.log()))
+}
+
+/// Runs `script` in machine `id` of `app`; returns (exit code, stdout + stderr).
+async fn sh(daemon: &Daemon, app: &str, id: &str, script: &str) -> (i32, String) {
+    let out = daemon
+        .client()
+        .exec(
+            app,
+            id,
+            &roost_types::ExecRequest {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                timeout: Some(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exec {script:?} in {id}: {e}"));
+    (out.exit_code, format!("{}{}", out.stdout, out.stderr))
+}
+
+/// Retries `script` until it exits 0 (httpd may need a moment to listen).
+async fn sh_until_ok(daemon: &Daemon, app: &str, id: &str, script: &str) -> String {
+    let mut last = (0, String::new());
+    for _ in 0..50 {
+        last = sh(daemon, app, id, script).await;
+        if last.0 == 0 {
+            return last.1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{script:?} in {id} kept failing: {last:?}");
+}
+
+/// The body of `url`, fetched with busybox wget inside machine `id`.
+/// (wget's own `-T` crashes Debian's busybox 1.35; `timeout` bounds it.)
+async fn fetch(daemon: &Daemon, app: &str, id: &str, url: &str) -> String {
+    let script = format!("timeout 5 wget -q -O - {url}");
+    sh_until_ok(daemon, app, id, &script)
+        .await
+        .trim()
+        .to_string()
+}
+
+/// Asserts that machine `id` cannot fetch `url`, refused at once (the
+/// host's "prohibited" answer) rather than timing out.
+async fn assert_refused(daemon: &Daemon, app: &str, id: &str, url: &str) {
+    let (code, out) = sh(daemon, app, id, &format!("timeout 5 wget -q -O - {url}")).await;
+    assert_ne!(code, 0, "{id} of {app} fetched {url}: {out}");
+    assert!(out.contains("Permission denied"), "refused slowly: {out}");
+}
+
+/// GETs `http://[ip]/` from the host (roost's own network namespace).
+async fn host_get(ip: &str) -> Result<String, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .no_proxy()
+        .build()?;
+    let mut last = None;
+    for _ in 0..50 {
+        match client.get(format!("http://[{ip}]/")).send().await {
+            Ok(response) => return response.text().await,
+            Err(err) => last = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last.expect("an error"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn machines_of_an_app_talk_other_apps_cannot() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client();
+    client
+        .create_app(OTHER_APP)
+        .await
+        .expect("create other app");
+    let a1 = create(&daemon, APP).await;
+    let a2 = create(&daemon, APP).await;
+    let b1 = create(&daemon, OTHER_APP).await;
+    let site = daemon.site;
+    for m in [&a1, &a2, &b1] {
+        let ip: std::net::Ipv6Addr = m.private_ip.parse().expect("private_ip is IPv6");
+        assert_eq!(ip.segments()[..2], [0xfdaa, site], "{ip} outside the site");
+    }
+    assert_eq!(
+        a1.private_ip.rsplit_once("::").map(|(net, _)| net),
+        a2.private_ip.rsplit_once("::").map(|(net, _)| net),
+        "one app, one subnet"
+    );
+    assert_ne!(a1.private_ip, a2.private_ip);
+
+    // Inside: eth0 with the address, resolv.conf at roost's DNS, FLY_PRIVATE_IP.
+    let (_, inside) = sh(
+        &daemon,
+        APP,
+        &a1.id,
+        "ip -6 addr show dev eth0; cat /etc/resolv.conf; echo ip=$FLY_PRIVATE_IP",
+    )
+    .await;
+    let service = format!("fdaa:{site:x}::3");
+    assert!(
+        inside.contains(&format!("inet6 {}/64", a1.private_ip)),
+        "{inside}"
+    );
+    assert!(
+        inside.contains(&format!("nameserver {service}")),
+        "{inside}"
+    );
+    assert!(
+        inside.contains(&format!("ip={}", a1.private_ip)),
+        "{inside}"
+    );
+
+    // Same app: by address, by name, by bare machine id (resolv.conf's search).
+    let hello_a2 = format!("hello-{}", a2.id);
+    for host in [
+        format!("[{}]", a2.private_ip),
+        format!("{}.vm.{APP}.internal", a2.id),
+        a2.id.clone(),
+    ] {
+        let page = fetch(&daemon, APP, &a1.id, &format!("http://{host}/")).await;
+        assert_eq!(page, hello_a2, "via {host}");
+    }
+
+    // DNS names: app (started machines), nearest, unknown.
+    let lookup = |name: String| {
+        let daemon = &daemon;
+        let a1 = &a1.id;
+        async move { sh(daemon, APP, a1, &format!("nslookup -type=AAAA {name}")).await }
+    };
+    let (_, all) = lookup(format!("{APP}.internal")).await;
+    assert!(
+        all.contains(&a1.private_ip) && all.contains(&a2.private_ip),
+        "{all}"
+    );
+    let (_, one) = lookup(format!("top1.nearest.of.{APP}.internal")).await;
+    assert!(
+        one.contains(&a1.private_ip) ^ one.contains(&a2.private_ip),
+        "{one}"
+    );
+    let (code, none) = lookup(format!("nope.vm.{APP}.internal")).await;
+    assert!(code != 0 && none.contains("NXDOMAIN"), "{none}");
+
+    // Other apps: no route either way, and B's DNS view lacks A's names.
+    assert_refused(
+        &daemon,
+        OTHER_APP,
+        &b1.id,
+        &format!("http://[{}]/", a2.private_ip),
+    )
+    .await;
+    assert_refused(
+        &daemon,
+        APP,
+        &a1.id,
+        &format!("http://[{}]/", b1.private_ip),
+    )
+    .await;
+    let (code, out) = sh(
+        &daemon,
+        OTHER_APP,
+        &b1.id,
+        &format!("nslookup -type=AAAA {}.vm.{APP}.internal", a2.id),
+    )
+    .await;
+    assert!(code != 0 && out.contains("NXDOMAIN"), "{out}");
+
+    // The host reaches every machine: ICMP (busybox ping needs CAP_NET_RAW,
+    // which machines lack, so it runs on the host) and HTTP.
+    for m in [&a1, &b1] {
+        let ping = std::process::Command::new("busybox")
+            .args(["ping", "-6", "-c", "1", "-W", "2", &m.private_ip])
+            .output()
+            .expect("busybox ping");
+        assert!(
+            ping.status.success(),
+            "host cannot ping {}: {ping:?}",
+            m.private_ip
+        );
+    }
+    let page = host_get(&a2.private_ip).await.expect("host reaches a2");
+    assert_eq!(page.trim(), format!("hello-{}", a2.id));
+    let page = host_get(&b1.private_ip).await.expect("host reaches b1");
+    assert_eq!(page.trim(), format!("hello-{}", b1.id));
+
+    // Machines reach roost's services at the service address: the API.
+    let api = format!(
+        "--header 'Authorization: Bearer {}' http://[{service}]:4280/v1/apps",
+        daemon.token
+    );
+    for (app, id) in [(APP, &a1.id), (OTHER_APP, &b1.id)] {
+        let apps = fetch(&daemon, app, id, &api).await;
+        assert!(apps.contains(OTHER_APP), "{apps}");
+    }
+
+    // private_ip is stable across stop/start; a stopped machine leaves the app's name.
+    client
+        .stop_machine(APP, &a2.id, &StopRequest::default())
+        .await
+        .expect("stop");
+    let stopped = client.get_machine(APP, &a2.id).await.expect("get");
+    assert_eq!(stopped.private_ip, a2.private_ip);
+    let (_, all) = lookup(format!("{APP}.internal")).await;
+    assert!(!all.contains(&a2.private_ip), "{all}");
+    assert!(common::processes_mentioning(&a2.id).is_empty());
+    client.start_machine(APP, &a2.id).await.expect("start");
+    let started = client.get_machine(APP, &a2.id).await.expect("get");
+    assert_eq!(started.private_ip, a2.private_ip);
+    let page = fetch(
+        &daemon,
+        APP,
+        &a1.id,
+        &format!("http://[{}]/", a2.private_ip),
+    )
+    .await;
+    assert_eq!(page, hello_a2);
+
+    // Destroy removes the namespace and the veth; app delete removes the bridge.
+    client
+        .destroy_machine(APP, &a2.id, true)
+        .await
+        .expect("destroy");
+    let netns = daemon.netns_dir();
+    assert!(!netns.join(&a2.id).exists(), "namespace file left");
+    assert!(!common::link_exists(&format!("v{}", a2.id)), "veth left");
+    let bridges_before = common::bridges_of_site(site);
+    assert_eq!(bridges_before.len(), 2, "{bridges_before:?}");
+    client.delete_app(OTHER_APP).await.expect("delete app");
+    assert_eq!(common::bridges_of_site(site).len(), 1);
+    assert!(!netns.join(&b1.id).exists());
+
+    // A new machine reuses the freed address.
+    let a3 = create(&daemon, APP).await;
+    assert_eq!(a3.private_ip, a2.private_ip);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_recreates_lost_namespaces() {
+    let mut daemon = Daemon::start().await;
+    let client = daemon.client();
+    let m = create(&daemon, APP).await;
+    client
+        .stop_machine(APP, &m.id, &StopRequest::default())
+        .await
+        .expect("stop");
+    daemon.kill();
+    // What a reboot does to /run: the namespace is gone.
+    let netns = daemon.netns_dir().join(&m.id);
+    nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH).expect("umount netns");
+    std::fs::remove_file(&netns).expect("remove netns file");
+    daemon.spawn(None).await;
+    assert!(netns.exists(), "recovery did not recreate the namespace");
+    let client = daemon.client();
+    client.start_machine(APP, &m.id).await.expect("start");
+    let page = host_get(&m.private_ip)
+        .await
+        .expect("host reaches the machine");
+    assert_eq!(page.trim(), format!("hello-{}", m.id));
+}
