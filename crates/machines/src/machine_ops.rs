@@ -110,7 +110,9 @@ impl Machines {
         })
     }
 
-    /// Deletes an app after destroying all of its machines.
+    /// Deletes an app after destroying all of its machines and its object
+    /// storage (buckets, objects, key pair). Each step can be repeated, so
+    /// a delete interrupted by a crash finishes when asked again.
     pub async fn delete_app(&self, name: &str) -> Result<()> {
         self.inner.app(name)?;
         for record in self.inner.store.list_machines(Some(name))? {
@@ -120,6 +122,7 @@ impl Machines {
             }
         }
         self.destroy_app_volumes(name).await?;
+        self.destroy_app_storage(name).await?;
         self.inner.remove_app_network(name).await?;
         self.inner.store.delete_app(name)?;
         Ok(())
@@ -674,7 +677,7 @@ impl Machines {
                 id,
                 &roost_runtime::ExecRequest {
                     args,
-                    env: self.inner.machine_env(&record, &image)?,
+                    env: self.inner.started_env(&record)?,
                     cwd: image.config.working_dir.clone().filter(|d| !d.is_empty()),
                     uid,
                     gid,

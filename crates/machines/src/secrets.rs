@@ -274,13 +274,8 @@ impl Inner {
         let image = self.images.get(&record.machine.image_ref.digest)?;
         let env = self.machine_env(record, &image)?;
         let path = paths.bundle.join("config.json");
-        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)
-            .map_err(|e| {
-                MachineError::Internal(format!("{} is unreadable: {e}", path.display()))
-            })?;
-        let current = config.pointer_mut("/process/env").ok_or_else(|| {
-            MachineError::Internal(format!("{} has no process.env", path.display()))
-        })?;
+        let mut config = read_bundle_config(&path)?;
+        let current = bundle_env(&mut config, &path)?;
         let wanted = serde_json::Value::from(env);
         if *current == wanted {
             return Ok(());
@@ -291,6 +286,36 @@ impl Inner {
         crate::write_atomically(&path, &bytes)?;
         Ok(())
     }
+
+    /// The environment the machine's main process started with (its
+    /// bundle's `process.env`), which exec'd processes get too: secrets and
+    /// storage variables changed since reach both at the next start.
+    pub(crate) fn started_env(&self, record: &MachineRecord) -> Result<Vec<String>> {
+        let paths = MachinePaths::new(&self.data_dir, &record.machine.id);
+        let path = paths.bundle.join("config.json");
+        let mut config = read_bundle_config(&path)?;
+        let env = bundle_env(&mut config, &path)?.take();
+        serde_json::from_value(env).map_err(|e| {
+            MachineError::Internal(format!(
+                "{}: process.env is not a string list: {e}",
+                path.display()
+            ))
+        })
+    }
+}
+
+fn read_bundle_config(path: &Path) -> Result<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(path)?)
+        .map_err(|e| MachineError::Internal(format!("{} is unreadable: {e}", path.display())))
+}
+
+fn bundle_env<'a>(
+    config: &'a mut serde_json::Value,
+    path: &Path,
+) -> Result<&'a mut serde_json::Value> {
+    config
+        .pointer_mut("/process/env")
+        .ok_or_else(|| MachineError::Internal(format!("{} has no process.env", path.display())))
 }
 
 #[cfg(test)]

@@ -153,6 +153,23 @@ impl Machines {
         }
         Ok(())
     }
+
+    /// Deletes every bucket of `app` with its objects, then the app's key
+    /// pair: an app's storage goes with the app, as its machines and
+    /// volumes do, so no bucket outlives its owner to be inherited by a
+    /// later app of the same name.
+    pub(crate) async fn destroy_app_storage(&self, app: &str) -> Result<()> {
+        let objects = &self.inner.storage.objects;
+        for name in objects.bucket_names_of(app).map_err(from_objects)? {
+            match objects.delete_bucket(&name, true).await {
+                Ok(()) | Err(roost_objects::Error::NoSuchBucket(_)) => {}
+                Err(err) => return Err(from_objects(err)),
+            }
+            tracing::info!(app, bucket = name, "bucket deleted with its app");
+        }
+        self.inner.store.delete_storage_key(app)?;
+        Ok(())
+    }
 }
 
 /// A bucket name derived from an app name (bucket names are stricter).

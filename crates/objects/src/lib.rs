@@ -32,6 +32,10 @@
 //! them durable. Multipart uploads keep each part as such a file and
 //! complete by concatenating them in the kernel (`copy_file_range`) into a
 //! new file, so no object is held in memory.
+//!
+//! [`ObjectStore::open_crashing_at`] kills the process between two of these
+//! steps ([`CRASH_POINTS`]); `tests/crash.rs` does so at each one and checks
+//! the reopened store.
 
 mod access;
 mod error;
@@ -42,7 +46,7 @@ mod store;
 
 pub use access::{AccessKey, KeyLookup, Principal};
 pub use error::{Error, Result};
-pub use store::{is_valid_bucket_name, BucketInfo, ObjectStore};
+pub use store::{is_valid_bucket_name, BucketInfo, ObjectStore, CRASH_POINTS};
 
 use std::path::Path;
 use std::sync::Arc;

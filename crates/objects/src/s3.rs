@@ -95,6 +95,19 @@ macro_rules! read_conditions {
     };
 }
 
+/// The `x-amz-copy-source-if-*` headers of a CopyObject or UploadPartCopy
+/// input.
+macro_rules! copy_source_conditions {
+    ($input:expr) => {
+        Conditions {
+            if_match: $input.copy_source_if_match.as_ref(),
+            if_none_match: $input.copy_source_if_none_match.as_ref(),
+            if_modified_since: $input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $input.copy_source_if_unmodified_since.as_ref(),
+        }
+    };
+}
+
 /// What GetObject and HeadObject answer about an object: the conditions
 /// checked and the range resolved once, so a HEAD describes exactly what
 /// the same GET would send.
@@ -370,6 +383,7 @@ impl ObjectStore {
     ) -> S3Result<()> {
         let bucket_name = bucket.to_string();
         let body = record.body.clone();
+        self.crash_point("object_write:body_durable");
         let result = self
             .inner
             .index
@@ -381,6 +395,7 @@ impl ObjectStore {
             .await;
         match result {
             Ok(old) => {
+                self.crash_point("object_write:recorded");
                 self.remove_files(old.into_iter().collect()).await;
                 Ok(())
             }
@@ -735,6 +750,17 @@ impl S3 for ObjectStore {
         }))
     }
 
+    /// Buckets are never versioned: the answer of a bucket whose versioning
+    /// was never enabled (no `Status`). PutBucketVersioning stays
+    /// NotImplemented.
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.require_bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    }
+
     async fn put_object(
         &self,
         req: S3Request<PutObjectInput>,
@@ -832,8 +858,7 @@ impl S3 for ObjectStore {
                     .map_err(Error::from)?;
                 let reader = file.take(view.range.end - view.range.start);
                 StreamingBlob::wrap(tokio_util::io::ReaderStream::with_capacity(
-                    reader,
-                    READ_CHUNK,
+                    reader, READ_CHUNK,
                 ))
             }
             (Body::File(_), None) => return Err(s3_error!(InternalError, "object body vanished")),
@@ -868,6 +893,7 @@ impl S3 for ObjectStore {
                 delete_row(conn, &bucket, &key)
             })
             .await?;
+        self.crash_point("object_delete:recorded");
         self.remove_files(removed.into_iter().collect()).await;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
@@ -906,6 +932,7 @@ impl S3 for ObjectStore {
                 Ok(files)
             })
             .await?;
+        self.crash_point("object_delete:recorded");
         self.remove_files(files).await;
         let deleted = (!quiet).then(|| {
             deleted_keys
@@ -932,13 +959,7 @@ impl S3 for ObjectStore {
         authorize(self, &who, &src_bucket).await?;
         self.require_bucket(&input.bucket).await?;
         let source = self.object(&src_bucket, &src_key).await?;
-        Conditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        }
-        .check(&source, precondition_failed)?;
+        copy_source_conditions!(input).check(&source, precondition_failed)?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -1280,13 +1301,7 @@ impl S3 for ObjectStore {
         self.check_upload(&input.bucket, &input.key, &input.upload_id)
             .await?;
         let source = self.object(&src_bucket, &src_key).await?;
-        Conditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        }
-        .check(&source, precondition_failed)?;
+        copy_source_conditions!(input).check(&source, precondition_failed)?;
         let range = copy_range(input.copy_source_range.as_deref(), source.size)?;
         let received = self
             .assemble(
@@ -1387,38 +1402,20 @@ impl S3 for ObjectStore {
             .map(|p| (Body::File(p.file.clone()), 0..p.size))
             .collect();
         let part_count = chosen.len();
+        let composite_of = |pick: fn(&Checksums) -> &Option<String>, algorithm| {
+            let values: Vec<Option<String>> =
+                chosen.iter().map(|p| pick(&p.checksums).clone()).collect();
+            composite(&values, algorithm)
+        };
         let checksums = Checksums {
-            crc32: composite(
-                &chosen
-                    .iter()
-                    .map(|p| p.checksums.crc32.clone())
-                    .collect::<Vec<_>>(),
-                "CRC32",
-            ),
-            crc32c: composite(
-                &chosen
-                    .iter()
-                    .map(|p| p.checksums.crc32c.clone())
-                    .collect::<Vec<_>>(),
-                "CRC32C",
-            ),
-            sha1: composite(
-                &chosen
-                    .iter()
-                    .map(|p| p.checksums.sha1.clone())
-                    .collect::<Vec<_>>(),
-                "SHA1",
-            ),
-            sha256: composite(
-                &chosen
-                    .iter()
-                    .map(|p| p.checksums.sha256.clone())
-                    .collect::<Vec<_>>(),
-                "SHA256",
-            ),
+            crc32: composite_of(|c| &c.crc32, "CRC32"),
+            crc32c: composite_of(|c| &c.crc32c, "CRC32C"),
+            sha1: composite_of(|c| &c.sha1, "SHA1"),
+            sha256: composite_of(|c| &c.sha256, "SHA256"),
             crc64nvme: None,
         };
         let assembled = self.concatenate(sources).await?;
+        self.crash_point("object_complete:assembled");
         let mut meta = meta;
         meta.parts = Some(u32::try_from(part_count).unwrap_or(u32::MAX));
         meta.checksums = checksums.clone();
@@ -1448,7 +1445,10 @@ impl S3 for ObjectStore {
             })
             .await;
         match result {
-            Ok(files) => self.remove_files(files).await,
+            Ok(files) => {
+                self.crash_point("object_complete:recorded");
+                self.remove_files(files).await;
+            }
             Err(err) => {
                 self.remove_files(vec![assembled.0]).await;
                 return Err(err.into());
@@ -1682,6 +1682,7 @@ impl ObjectStore {
         let size = i64::try_from(received.size).unwrap_or(i64::MAX);
         let sums = serde_json::to_string(checksums).map_err(Error::from)?;
         let part_file = file.clone();
+        self.crash_point("object_part:body_durable");
         let result = self
             .inner
             .index

@@ -122,7 +122,33 @@ pub struct ObjectStore {
 pub(crate) struct StoreInner {
     pub root: PathBuf,
     pub index: Arc<Index>,
+    /// The point at which the process kills itself (crash tests).
+    crash_at: Option<&'static str>,
 }
+
+/// Where a write can be interrupted by [`ObjectStore::open_crashing_at`]:
+/// each is the moment right after a durable step and before the next one.
+///
+/// - `object_write:body_durable`: PutObject/CopyObject, the new body is a
+///   durable file (or inline bytes), its record not yet committed;
+/// - `object_write:recorded`: the record is committed, the replaced body
+///   not yet removed;
+/// - `object_part:body_durable`: UploadPart/UploadPartCopy, the part file
+///   is durable, not yet recorded;
+/// - `object_complete:assembled`: CompleteMultipartUpload, the concatenated
+///   body is durable, not yet recorded;
+/// - `object_complete:recorded`: the object is recorded and the upload gone,
+///   the part files not yet removed;
+/// - `object_delete:recorded`: DeleteObject(s) or a purging bucket delete
+///   committed, the bodies not yet removed.
+pub const CRASH_POINTS: &[&str] = &[
+    "object_write:body_durable",
+    "object_write:recorded",
+    "object_part:body_durable",
+    "object_complete:assembled",
+    "object_complete:recorded",
+    "object_delete:recorded",
+];
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -243,8 +269,24 @@ impl ObjectStore {
     /// Opens (creating) the store in `root`. Removes what a crash can leave
     /// behind: half-written files in `tmp/`, and body files no record names.
     pub fn open(root: impl Into<PathBuf>) -> Result<ObjectStore> {
-        let root = root.into();
-        std::fs::create_dir_all(root.join("data"))?;
+        ObjectStore::open_inner(root.into(), None)
+    }
+
+    /// [`ObjectStore::open`] for crash tests: the process kills itself
+    /// (SIGKILL, no unwinding, no flushing) when a write reaches `point`,
+    /// one of [`CRASH_POINTS`].
+    pub fn open_crashing_at(root: impl Into<PathBuf>, point: &str) -> Result<ObjectStore> {
+        let Some(point) = CRASH_POINTS.iter().copied().find(|p| *p == point) else {
+            return Err(Error::Internal(format!(
+                "unknown crash point '{point}'; known: {}",
+                CRASH_POINTS.join(", ")
+            )));
+        };
+        ObjectStore::open_inner(root.into(), Some(point))
+    }
+
+    fn open_inner(root: PathBuf, crash_at: Option<&'static str>) -> Result<ObjectStore> {
+        create_data_dirs(&root)?;
         let tmp = root.join("tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;
@@ -252,10 +294,22 @@ impl ObjectStore {
         std::fs::create_dir_all(&tmp)?;
         let index = Arc::new(Index::open(&root.join("index.db"))?);
         let store = ObjectStore {
-            inner: Arc::new(StoreInner { root, index }),
+            inner: Arc::new(StoreInner {
+                root,
+                index,
+                crash_at,
+            }),
         };
         store.remove_unreferenced_files()?;
         Ok(store)
+    }
+
+    /// Kills the process if this store was opened to crash at `point`.
+    pub(crate) fn crash_point(&self, point: &'static str) {
+        if self.inner.crash_at == Some(point) {
+            tracing::warn!(point, "crash point reached: killing the process");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
     }
 
     fn remove_unreferenced_files(&self) -> Result<()> {
@@ -368,6 +422,7 @@ impl ObjectStore {
                 Ok(files)
             })
             .await?;
+        self.crash_point("object_delete:recorded");
         self.remove_files(files).await;
         tracing::info!(bucket = name, purge, "bucket deleted");
         Ok(())
@@ -461,8 +516,7 @@ impl ObjectStore {
         let mut size: u64 = 0;
         let mut writer: Option<FileWriter> = None;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| s3_error!(IncompleteBody, "cannot read the request body: {e}"))?;
+            let chunk = chunk.map_err(body_error)?;
             md5.update(&chunk);
             hasher.update(&chunk);
             size += chunk.len() as u64;
@@ -646,12 +700,48 @@ impl ObjectStore {
     }
 }
 
+/// The S3 error for a request body that failed while being read. A chunk
+/// of an aws-chunked body whose signature does not verify is S3's
+/// SignatureDoesNotMatch; s3s does not export its decoder's error type, so
+/// the case is told by its message (s3s is pinned).
+fn body_error(err: s3s::StdError) -> s3s::S3Error {
+    if err.to_string().contains("SignatureMismatch") {
+        s3_error!(
+            SignatureDoesNotMatch,
+            "a chunk signature of the aws-chunked body does not match"
+        )
+    } else {
+        s3_error!(IncompleteBody, "cannot read the request body: {err}")
+    }
+}
+
 fn to_usize(n: u64) -> Result<usize> {
     usize::try_from(n).map_err(|_| Error::Internal("offset out of range".into()))
 }
 
 fn data_path(root: &Path, id: &str) -> PathBuf {
     root.join("data").join(id.get(..2).unwrap_or("00")).join(id)
+}
+
+/// Creates `data/00` .. `data/ff` (ids are hex) once, and makes their
+/// entries durable, so that a body's rename never lands in a directory whose
+/// own entry a power cut could still lose.
+fn create_data_dirs(root: &Path) -> Result<()> {
+    let data = root.join("data");
+    std::fs::create_dir_all(&data)?;
+    let mut created = false;
+    for byte in 0..=255u8 {
+        let dir = data.join(format!("{byte:02x}"));
+        if !dir.is_dir() {
+            std::fs::create_dir(&dir)?;
+            created = true;
+        }
+    }
+    if created {
+        std::fs::File::open(&data)?.sync_all()?;
+        std::fs::File::open(root)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Makes a fully written temp file durable under its final name: fsync the
@@ -665,10 +755,50 @@ fn commit_file(root: &Path, id: &str, file: std::fs::File) -> Result<()> {
     let dir = target
         .parent()
         .ok_or_else(|| Error::Internal("object path has no parent".into()))?;
-    std::fs::create_dir_all(dir)?;
     std::fs::rename(root.join("tmp").join(id), &target)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// Starts the disk writes of a large body while it is still arriving, so
+/// that the fsync before the PUT is answered waits for the last few MiB
+/// only, not for the whole object.
+#[derive(Default)]
+struct Writeback {
+    written: u64,
+    started: u64,
+}
+
+impl Writeback {
+    /// How much unsynced data may pile up before its writeback is started.
+    const STEP: u64 = 8 * 1024 * 1024;
+
+    fn wrote(&mut self, file: &std::fs::File, len: u64) {
+        use std::os::fd::AsRawFd;
+        self.written += len;
+        let pending = self.written - self.started;
+        if pending < Self::STEP {
+            return;
+        }
+        let (Ok(offset), Ok(count)) = (i64::try_from(self.started), i64::try_from(pending)) else {
+            return;
+        };
+        // SAFETY: sync_file_range only reads its integer arguments; the fd
+        // is open for as long as `file` is borrowed.
+        let rc = unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset,
+                count,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if rc != 0 {
+            // Only a hint: the fsync at commit still reports any error.
+            tracing::debug!(error = %std::io::Error::last_os_error(), "sync_file_range failed");
+        }
+        self.started = self.written;
+    }
 }
 
 /// Writes a body to a temp file on a blocking thread while the request
@@ -687,6 +817,7 @@ impl FileWriter {
         let (chunks, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(4);
         let done = tokio::task::spawn_blocking(move || {
             let tmp = root.join("tmp").join(&id);
+            let mut writeback = Writeback::default();
             loop {
                 match rx.blocking_recv() {
                     Some(Some(chunk)) => {
@@ -695,6 +826,7 @@ impl FileWriter {
                             let _ = std::fs::remove_file(&tmp);
                             return Err(err.into());
                         }
+                        writeback.wrote(&file, chunk.len() as u64);
                     }
                     Some(None) => break,
                     None => {

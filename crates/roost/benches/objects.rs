@@ -250,7 +250,10 @@ impl S3sFs {
             .await
             .is_err()
         {
-            ensure!(Instant::now() < deadline, "s3s-fs did not listen within 10s");
+            ensure!(
+                Instant::now() < deadline,
+                "s3s-fs did not listen within 10s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let created = server
@@ -263,11 +266,7 @@ impl S3sFs {
             "s3s-fs CreateBucket answered {}",
             created.status()
         );
-        println!(
-            "s3s-fs {} on {}",
-            version_of(binary),
-            server.endpoint.host
-        );
+        println!("s3s-fs {} on {}", version_of(binary), server.endpoint.host);
         Ok(server)
     }
 }
@@ -464,9 +463,8 @@ fn drop_cached_pages(dir: &Path) -> Result<()> {
             let file = std::fs::File::open(&path)?;
             file.sync_data()?;
             // SAFETY: the descriptor is open for the duration of the call.
-            let rc = unsafe {
-                libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
-            };
+            let rc =
+                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
             if rc != 0 {
                 bail!("posix_fadvise({}) failed: errno {rc}", path.display());
             }
@@ -542,7 +540,12 @@ fn print_table(results: &[Vec<Rates>], raw: Rates, with_s3s_fs: bool) {
                 "{op} {label} ({} x {}, {unit})",
                 workload.clients, workload.count
             );
-            println!("{name:<34} {} {} {}", cell(Some(roost)), cell(other), cell(disk));
+            println!(
+                "{name:<34} {} {} {}",
+                cell(Some(roost)),
+                cell(other),
+                cell(disk)
+            );
             if let Some(other) = other {
                 checks.push((format!("{op} {label}: roost / s3s-fs"), roost / other, 1.0));
             }

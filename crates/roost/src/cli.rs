@@ -73,7 +73,7 @@ enum AppsCommand {
         name: String,
     },
     List,
-    /// Destroy an app and all of its machines.
+    /// Destroy an app: its machines, and its buckets with their objects.
     Destroy {
         name: String,
     },
