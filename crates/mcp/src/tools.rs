@@ -1068,9 +1068,8 @@ impl Tools {
 
     /// Set app secrets: environment variables that every machine of the app gets, stored
     /// encrypted. Machines see them at their next start (run_machine, start_machine,
-    /// restart_machine): the main process of a started machine keeps its old environment
-    /// until restart_machine, while exec commands get the new values at once. Values are
-    /// never shown again. Returns the app's secrets like list_secrets (names and digests).
+    /// restart_machine): a started machine, its exec commands included, keeps its old
+    /// environment until restart_machine. Values are never shown again. Returns the app's secrets like list_secrets (names and digests).
     #[tool(annotations(idempotent_hint = true))]
     async fn set_secrets(&self, Parameters(args): Parameters<SetSecretsArgs>) -> CallToolResult {
         let count = args.values.0.len();
