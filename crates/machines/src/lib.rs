@@ -13,6 +13,7 @@
 //! - Input is validated before any state changes: a refused request leaves
 //!   nothing behind.
 
+mod checks;
 mod error;
 mod files;
 mod guest_files;
@@ -117,6 +118,8 @@ pub(crate) struct Inner {
     volumes: volumes::VolumeLayer,
     storage: storage::StorageLayer,
     net: Option<roost_net::Network>,
+    /// Health-check results reported by the edge proxy.
+    checks: checks::CheckResults,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -188,6 +191,7 @@ impl Machines {
             volumes,
             storage,
             net,
+            checks: checks::CheckResults::default(),
         });
         inner.recover_volume_operations().await?;
         inner.recover().await?;

@@ -610,6 +610,8 @@ impl Machines {
         change(&mut record);
         record.machine.updated_at = now_rfc3339();
         self.inner.store.update_machine(&record, None)?;
+        // The proxy re-reads machines when this moves (cordons).
+        self.inner.notify_change();
         Ok(())
     }
 
@@ -832,6 +834,9 @@ impl Inner {
     pub(crate) fn view(&self, record: &MachineRecord) -> Result<Machine> {
         let mut machine = record.machine.clone();
         machine.events = self.store.list_events(&machine.id)?;
+        if machine.state == MachineState::Started {
+            machine.checks = self.checks.get(&machine.id);
+        }
         Ok(machine)
     }
 

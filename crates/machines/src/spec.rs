@@ -111,6 +111,8 @@ pub fn validate(config: &MachineConfig, limits: HostLimits) -> Result<Sizing> {
             )));
         }
     }
+    roost_types::validate_services(&config.services, &config.checks)
+        .map_err(MachineError::Invalid)?;
     Ok(Sizing { cpus, memory_mb })
 }
 

@@ -786,12 +786,7 @@ impl Writeback {
         // SAFETY: sync_file_range only reads its integer arguments; the fd
         // is open for as long as `file` is borrowed.
         let rc = unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                offset,
-                count,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
+            libc::sync_file_range(file.as_raw_fd(), offset, count, libc::SYNC_FILE_RANGE_WRITE)
         };
         if rc != 0 {
             // Only a hint: the fsync at commit still reports any error.

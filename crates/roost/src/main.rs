@@ -4,6 +4,7 @@
 mod cli;
 mod output;
 mod progress;
+mod proxy;
 mod secrets;
 mod storage;
 mod up;

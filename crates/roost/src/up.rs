@@ -89,6 +89,8 @@ pub struct UpArgs {
     /// loopback interface), e.g. on hosts that deny CAP_NET_ADMIN.
     #[arg(long)]
     pub no_private_network: bool,
+    #[command(flatten)]
+    pub proxy: Box<crate::proxy::ProxyArgs>,
 }
 
 /// Name of the registry settings file in the data dir: `{"insecure": [..], "ca_file": ..,
@@ -127,7 +129,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let mut config = MachinesConfig::new(&args.data_dir);
     config.registries = registry_config(&args)?;
     config.default_runtime = args.runtime;
-    config.region = args.region;
+    config.region = args.region.clone();
     config.crash_at = std::env::var(roost_machines::CRASH_AT_ENV).ok();
     config.volume_snapshot_day =
         std::time::Duration::from_secs(args.volume_snapshot_day_secs.max(1));
@@ -153,6 +155,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     // Machines reach the services below at the service address too.
     let on_service = |port: u16| service.map(|addr| SocketAddr::new(addr, port).to_string());
     let dns = start_dns(&machines).await?;
+    let proxy = crate::proxy::start(&machines, &args.proxy, &args.region).await?;
     let listener = tokio::net::TcpListener::bind(&args.api_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.api_listen))?;
@@ -208,6 +211,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .chain(&tokenizer.1)
         .chain(&service_api)
         .chain(&dns)
+        .chain(&proxy)
     {
         task.abort();
     }

@@ -31,6 +31,13 @@ pub struct MachineConfig {
     /// Volumes mounted into the machine at every start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MachineMount>,
+    /// What the edge proxy routes to this machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<crate::services::MachineService>,
+    /// Named health checks of the machine (reported in `Machine.checks`;
+    /// unlike service checks they do not gate routing).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, crate::services::MachineCheck>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -14,6 +14,7 @@ mod app;
 mod config;
 mod machine;
 mod secrets;
+mod services;
 mod state;
 mod volume;
 
@@ -28,6 +29,10 @@ pub use machine::{
     RegistryAuth, SignalRequest, StopRequest, UpdateMachineRequest,
 };
 pub use secrets::{AppSecret, AppSecrets, SetSecretRequest, UpdateSecretsRequest};
+pub use services::{
+    validate_services, AutostopMode, CheckStatus, HttpOptions, MachineCheck, MachineHttpHeader,
+    MachinePort, MachineService, ServiceConcurrency, DEFAULT_HARD_LIMIT, DEFAULT_SOFT_LIMIT,
+};
 pub use state::{MachineState, ParseStateError};
 pub use volume::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, UpdateVolumeRequest, Volume,

@@ -43,8 +43,10 @@ pub struct Machine {
     pub updated_at: String,
     #[serde(default)]
     pub events: Vec<MachineEvent>,
+    /// Latest results of the machine's health checks (service checks and
+    /// `config.checks`), kept by the edge proxy that runs them.
     #[serde(default)]
-    pub checks: Vec<serde_json::Value>,
+    pub checks: Vec<crate::services::CheckStatus>,
     /// Set only in the response to a create that asked for a lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,

@@ -98,6 +98,8 @@ impl Daemon {
             .env("ROOST_S3_LISTEN", "127.0.0.1:0")
             // Likewise the tokenizer's; tests that use it pass --tokenizer-listen.
             .env("ROOST_TOKENIZER_LISTEN", "127.0.0.1:0")
+            // And the edge proxy's (8080); tests that use it pass --proxy-listen.
+            .env("ROOST_PROXY_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(

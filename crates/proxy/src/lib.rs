@@ -1,0 +1,404 @@
+//! roost's edge proxy: HTTP (and raw TCP) from clients to machines, with
+//! Fly's dynamic routing.
+//!
+//! The crate is usable alone: it knows machines only through the
+//! [`Backends`] trait (list an app's machines, start, stop, report checks),
+//! which roost implements over its `Machines` service layer and tests
+//! implement with loopback servers.
+//!
+//! # Routing
+//!
+//! A request's app comes from its host: `Host: <app>.<domain>[:port]`
+//! (`:authority` for HTTP/2), with [`ProxyConfig::domain`] `localhost` by
+//! default, so `http://myapp.localhost:8080/` works in a browser.
+//!
+//! **Ports.** Machines declare Fly `services`: `internal_port` plus public
+//! `ports` with `handlers`. The HTTP listener stands for the public ports in
+//! [`ProxyConfig::http_ports`] (80 and 443, as a Fly app's `http_service`
+//! uses) *and* its own port: it reaches every service with an `http`
+//! handler on one of those ports. (There is no TLS termination; a
+//! `["tls", "http"]` port 443 is served as plain HTTP.) A raw TCP listener
+//! ([`Proxy::serve_tcp`]) is bound to one app and one public port and
+//! reaches services with no handler on that port.
+//!
+//! **Choice.** Among the app's machines serving the port that are started,
+//! not cordoned, not failing a service check and not being autostopped:
+//! the least loaded below its `soft_limit`; if none, autostart a stopped
+//! machine (holding the request until the service port accepts, then
+//! forwarding it); if none can start, the least loaded below its
+//! `hard_limit`; if every machine is at its hard limit, the request waits
+//! up to [`ProxyConfig::queue_timeout`] for capacity and then gets 503
+//! with a body saying so. Load is the machine's in-flight count: requests
+//! whose response body has not ended plus upgraded connections (HTTP
+//! services count the same whether `concurrency.type` is `connections` or
+//! `requests`: each in-flight request occupies one upstream connection)
+//! and, for raw TCP services, open connections. Fly's defaults apply:
+//! autostart on, autostop off, soft/hard limits 20/25.
+//!
+//! **Instances.** `fly-force-instance-id: <id>` sends the request to that
+//! machine only (starting it if its service allows autostart, queueing at
+//! its hard limit); when it cannot, 503 with the reason, never another
+//! machine. `fly-prefer-instance-id` uses that machine when it can take
+//! the request now and any machine otherwise.
+//!
+//! **fly-replay.** A response carrying `fly-replay` is not passed on: the
+//! proxy replays the original request (method, headers, and body when it
+//! was at most 1 MiB with a known length) to `instance=`, `prefer_instance=`,
+//! `app=` or, with `elsewhere=true`, any machine but the one that answered,
+//! adding `fly-replay-src: instance=<id>;region=<r>;t=<µs>;state=<state>`.
+//! At most 3 replays per request.
+//!
+//! **Session affinity.** With [`ProxyConfig::affinity_keys`] (default:
+//! header `Mcp-Session-Id`), the proxy remembers which machine served a
+//! session key, whether the client sent it or the response handed it out
+//! (response header or `Set-Cookie`), including after a replay. Requests
+//! with that key go straight to that machine (starting it if needed, and
+//! queueing at its hard limit) for as long as it exists, is uncordoned and
+//! healthy; if it is gone, they are routed normally and re-pinned.
+//!
+//! # Forwarding
+//!
+//! Clients speak HTTP/1.1 or HTTP/2 (h2c, prior knowledge) on one port.
+//! Upstream is HTTP/1.1 over pooled keep-alive connections, or HTTP/2
+//! with the port's `http_options.h2_backend`. Bodies stream both ways
+//! frame by frame (SSE and chunked responses reach the client chunk by
+//! chunk). WebSocket and other HTTP/1.1 upgrades are passed through as
+//! byte pipes. A stream or connection with no bytes for the port's
+//! `http_options.idle_timeout` seconds (default
+//! [`ProxyConfig::idle_timeout`], 10 minutes, so quiet long-lived streams
+//! survive) is closed; there is no other time limit.
+//!
+//! Headers the machine receives (client-sent values of the same names are
+//! replaced, except `X-Forwarded-For`, which is appended to):
+//!
+//! | header | value |
+//! |---|---|
+//! | `Fly-Client-IP` | the client's IP address (the TCP peer) |
+//! | `X-Forwarded-For` | previous value, then the client's IP |
+//! | `X-Forwarded-Proto` | `http` |
+//! | `X-Forwarded-Port`, `Fly-Forwarded-Port` | the port the client connected to |
+//! | `Fly-Request-Id` | a unique id (`<ULID>-<region>`), also returned to the client |
+//! | `Fly-Region` | [`ProxyConfig::region`] |
+//! | `fly-replay-src` | on replayed requests only (above) |
+//!
+//! Hop-by-hop headers (`Connection` and the headers it names,
+//! `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade` except for an
+//! upgrade) are not forwarded in either direction.
+//!
+//! # Background work
+//!
+//! [`Proxy::spawn_supervisor`] runs every [`ProxyConfig::tick`]: it
+//! re-reads each app, runs due health checks ([`checks`](self) docs in
+//! `checks.rs`) and stops machines idle past [`ProxyConfig::autostop_idle`]
+//! whose services have autostop, keeping `min_machines_running`.
+
+mod affinity;
+mod backends;
+mod body;
+mod checks;
+mod forward;
+mod load;
+mod pool;
+mod replay;
+mod route;
+mod supervisor;
+mod tcp;
+mod tunnel;
+
+pub use affinity::AffinityKey;
+pub use backends::{BackendError, Backends, BoxFuture};
+pub use body::ProxyBody;
+pub use forward::MAX_REPLAY_BODY;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Settings of the proxy. `Default` gives roost's defaults.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Apps are `<app>.<domain>`.
+    pub domain: String,
+    /// Region reported in `Fly-Region` and `fly-replay-src`.
+    pub region: String,
+    /// Public ports the HTTP listener stands for, besides its own port.
+    pub http_ports: Vec<u16>,
+    /// How long a machine may have nothing in flight before autostop
+    /// stops it.
+    pub autostop_idle: Duration,
+    /// How long a request waits for capacity when every machine is at its
+    /// hard limit (or is being started or stopped by someone else).
+    pub queue_timeout: Duration,
+    /// Longest autostart: orchestrator start plus the port accepting.
+    pub start_timeout: Duration,
+    /// Idle timeout of streams and upgraded connections when a port sets
+    /// no `http_options.idle_timeout`.
+    pub idle_timeout: Duration,
+    /// Session keys of the affinity cache.
+    pub affinity_keys: Vec<AffinityKey>,
+    /// An affinity entry unused this long is forgotten.
+    pub affinity_ttl: Duration,
+    pub affinity_max_entries: usize,
+    /// Supervisor interval (health-check scheduling, autostop).
+    pub tick: Duration,
+    /// Machine lists are re-read at least this often even when the
+    /// orchestrator's change counter does not move.
+    pub snapshot_max_age: Duration,
+    /// TCP connect timeout to machines.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            domain: "localhost".into(),
+            region: "local".into(),
+            http_ports: vec![80, 443],
+            autostop_idle: Duration::from_secs(300),
+            queue_timeout: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            affinity_keys: vec![AffinityKey::Header(http::HeaderName::from_static(
+                "mcp-session-id",
+            ))],
+            affinity_ttl: Duration::from_secs(3600),
+            affinity_max_entries: 100_000,
+            tick: Duration::from_secs(1),
+            snapshot_max_age: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Errors starting the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot read the listener's address: {0}")]
+    Listener(#[source] std::io::Error),
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: Arc<ProxyConfig>,
+    pub(crate) router: route::Router,
+    pub(crate) affinity: affinity::AffinityCache,
+    pub(crate) checker: Arc<checks::Checker>,
+    /// `Fly-Region`'s value.
+    pub(crate) region_header: ::http::HeaderValue,
+    request_seed: u64,
+    request_counter: AtomicU64,
+}
+
+impl Shared {
+    /// A ULID-shaped id (48-bit milliseconds, 80 bits unique in this
+    /// process and unpredictable across processes) plus the region, like
+    /// Fly's `Fly-Request-Id`.
+    pub(crate) fn request_id(&self) -> String {
+        const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        let low = splitmix(self.request_seed ^ n) as u128 | ((n as u128 & 0xffff) << 64);
+        let value = (ms << 80) | (low & ((1u128 << 80) - 1));
+        let mut id = String::with_capacity(27 + self.config.region.len());
+        for i in (0..26).rev() {
+            id.push(ALPHABET[((value >> (i * 5)) & 31) as usize] as char);
+        }
+        id.push('-');
+        id.push_str(&self.config.region);
+        id
+    }
+}
+
+/// The next connection (with Nagle off: streamed responses go out in
+/// small writes), or `None` once `shutdown` resolves.
+async fn accept(
+    listener: &TcpListener,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %err, "proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The edge proxy. Cheap to clone; every clone shares routing state.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    pub fn new(backends: Arc<dyn Backends>, config: ProxyConfig) -> Proxy {
+        let config = Arc::new(config);
+        Proxy {
+            shared: Arc::new(Shared {
+                router: route::Router::new(backends, config.clone()),
+                affinity: affinity::AffinityCache::new(
+                    config.affinity_keys.clone(),
+                    config.affinity_ttl,
+                    config.affinity_max_entries,
+                ),
+                checker: Arc::default(),
+                region_header: ::http::HeaderValue::from_str(&config.region)
+                    .unwrap_or_else(|_| ::http::HeaderValue::from_static("local")),
+                request_seed: rand::random(),
+                request_counter: AtomicU64::new(0),
+                config,
+            }),
+        }
+    }
+
+    /// Serves HTTP/1.1 and h2c on `listener` until `shutdown` resolves.
+    /// Connections already open keep going until they close.
+    ///
+    /// Each call has its own pool of upstream connections, whose tasks run
+    /// on the calling runtime. For throughput, call it from one
+    /// single-threaded runtime per core on clones of one listener (as
+    /// [`Proxy::serve_workers`] does): a request then never changes
+    /// threads, like in an nginx worker, which saves the cross-thread
+    /// wake-ups that dominate a multi-threaded runtime's profile here.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
+        let local = listener.local_addr().map_err(ProxyError::Listener)?;
+        let mut ports = self.shared.config.http_ports.clone();
+        ports.push(local.port());
+        let listen = route::Listen::Http(Arc::from(ports));
+        let clients = Arc::new(forward::Clients::new(&self.shared.config));
+        tokio::pin!(shutdown);
+        while let Some((stream, peer)) = accept(&listener, &mut shutdown).await {
+            let conn = Arc::new(forward::ConnInfo::new(
+                peer,
+                local.port(),
+                listen.clone(),
+                clients.clone(),
+            ));
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    forward::handle(shared.clone(), conn.clone(), req)
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(err) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %forward::error_chain(&*err), "client connection ended");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Serves HTTP on `listener` from `workers` threads, each running a
+    /// single-threaded runtime, until `shutdown` resolves. The background
+    /// work ([`Proxy::spawn_supervisor`]) stays on the caller's runtime.
+    pub async fn serve_workers(
+        &self,
+        listener: std::net::TcpListener,
+        workers: usize,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
+        listener
+            .set_nonblocking(true)
+            .map_err(ProxyError::Listener)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut threads = Vec::new();
+        for n in 0..workers.max(1) {
+            let listener = listener.try_clone().map_err(ProxyError::Listener)?;
+            let proxy = self.clone();
+            let mut stop = stop_rx.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(ProxyError::Listener)?;
+            let thread = std::thread::Builder::new()
+                .name(format!("roost-proxy-{n}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let listener = match TcpListener::from_std(listener) {
+                            Ok(listener) => listener,
+                            Err(err) => {
+                                tracing::error!(error = %err, "proxy worker cannot use its listener");
+                                return;
+                            }
+                        };
+                        let stopped = async move {
+                            let _ = stop.wait_for(|stop| *stop).await;
+                        };
+                        if let Err(err) = proxy.serve(listener, stopped).await {
+                            tracing::error!(error = %err, "proxy worker failed");
+                        }
+                    })
+                })
+                .map_err(ProxyError::Listener)?;
+            threads.push(thread);
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        // The threads end with their runtimes (open connections are
+        // dropped); they are not joined here, so a long response cannot
+        // hold up the caller's shutdown.
+        drop(threads);
+        Ok(())
+    }
+
+    /// Serves a raw TCP service: connections to `listener` go to machines
+    /// of `app` with a handler-less service on public port `port`.
+    pub async fn serve_tcp(
+        &self,
+        listener: TcpListener,
+        app: &str,
+        port: u16,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
+        let app: Arc<str> = Arc::from(app);
+        tokio::pin!(shutdown);
+        while let Some((stream, _)) = accept(&listener, &mut shutdown).await {
+            tokio::spawn(tcp::handle(self.shared.clone(), app.clone(), port, stream));
+        }
+        Ok(())
+    }
+
+    /// Starts the supervisor (health checks, autostop). It ends when every
+    /// clone of this proxy is dropped.
+    pub fn spawn_supervisor(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(supervisor::run(Arc::downgrade(&self.shared)))
+    }
+
+    /// Requests and connections in flight to a machine (for tests and
+    /// diagnostics).
+    pub fn in_flight(&self, machine_id: &str) -> usize {
+        self.shared
+            .router
+            .slot(machine_id)
+            .map(|slot| slot.load())
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,106 @@
+//! The proxy's background loop: on every tick it re-reads each app's
+//! machines, runs due health checks and stops idle machines (autostop).
+//!
+//! Autostop: a started machine whose services have `autostop` on, with
+//! nothing in flight for [`ProxyConfig::autostop_idle`], is stopped
+//! through [`Backends::stop`] while more than `min_machines_running`
+//! machines of the app stay started. The machine is marked draining first
+//! (routing skips it) and only if its in-flight count is zero, so no
+//! request is sent to a machine on its way down.
+
+use crate::Shared;
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
+
+pub(crate) async fn run(shared: Weak<Shared>) {
+    loop {
+        let Some(tick) = shared.upgrade().map(|s| s.config.tick) else {
+            return;
+        };
+        tokio::time::sleep(tick).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        sweep(&shared).await;
+    }
+}
+
+async fn sweep(shared: &Arc<Shared>) {
+    let router = &shared.router;
+    let apps = match router.backends.apps().await {
+        Ok(apps) => apps,
+        Err(err) => {
+            tracing::warn!(error = %err, "proxy supervisor cannot list apps");
+            return;
+        }
+    };
+    let mut live = HashSet::new();
+    for app in apps {
+        let (state, snapshot) = match router.snapshot(&app, true).await {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::debug!(app, error = %err, "proxy supervisor skips app");
+                continue;
+            }
+        };
+        live.extend(snapshot.backends.iter().map(|b| b.id().to_string()));
+        shared
+            .checker
+            .schedule(&router.backends, &app, &snapshot.backends);
+        autostop(shared, &app, &state, &snapshot);
+    }
+    router.retain_slots(&live);
+}
+
+fn autostop(
+    shared: &Arc<Shared>,
+    app: &str,
+    state: &Arc<crate::route::AppState>,
+    snapshot: &crate::route::Snapshot,
+) {
+    let idle_limit = shared.config.autostop_idle;
+    let started: Vec<_> = snapshot
+        .backends
+        .iter()
+        .filter(|b| {
+            b.machine.state == roost_types::MachineState::Started
+                && !b.routes.is_empty()
+                && !b.slot.is_draining()
+        })
+        .collect();
+    let mut running = started.len();
+    // Longest idle first, so the machines stopped are the coldest ones.
+    let mut idle: Vec<_> = started
+        .iter()
+        .filter_map(|b| b.autostop().map(|min| (b, min, b.slot.idle_for())))
+        .filter(|(_, _, idle)| *idle >= idle_limit)
+        .collect();
+    idle.sort_by_key(|(_, _, idle)| std::cmp::Reverse(*idle));
+    for (backend, min_running, idle_for) in idle {
+        if running <= min_running || !backend.slot.try_drain() {
+            continue;
+        }
+        running -= 1;
+        let shared = shared.clone();
+        let state = state.clone();
+        let backend = (*backend).clone();
+        let app = app.to_string();
+        tracing::info!(
+            app,
+            machine = backend.id(),
+            idle_secs = idle_for.as_secs(),
+            "autostop: stopping idle machine"
+        );
+        tokio::spawn(async move {
+            let id = backend.id();
+            if let Err(err) = shared.router.backends.stop(&app, id).await {
+                tracing::warn!(app, machine = id, error = %err, "autostop failed");
+            }
+            // Re-read before routing may use the machine again, so no
+            // request sees it as started once it is not.
+            state.invalidate();
+            let _ = shared.router.snapshot(&app, true).await;
+            backend.slot.end_drain();
+        });
+    }
+}

@@ -1,0 +1,54 @@
+//! Raw TCP services: a listener bound to one app and public port, whose
+//! connections are spliced to a machine's service that has no handler on
+//! that port. Autostart, limits, cordons, checks and autostop apply as for
+//! HTTP; a connection is one unit of load for its whole life.
+
+use crate::route::{Listen, Target};
+use crate::Shared;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn handle(shared: Arc<Shared>, app: Arc<str>, port: u16, client: TcpStream) {
+    let listen = Listen::Tcp(port);
+    let picked = match shared
+        .router
+        .route(&app, &listen, &Target::Any { exclude: None })
+        .await
+    {
+        Ok(picked) => picked,
+        Err(err) => {
+            tracing::info!(app = %app, port, error = %err, "TCP connection refused: no machine");
+            return;
+        }
+    };
+    let id = picked.backend.id().to_string();
+    let Some(addr) = picked.upstream() else {
+        tracing::warn!(app = %app, machine = %id, "machine has no private IP address");
+        return;
+    };
+    let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::warn!(app = %app, machine = %id, %addr, error = %err, "cannot reach machine");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(app = %app, machine = %id, %addr, "connect to machine timed out");
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let idle = picked.idle_timeout(shared.config.idle_timeout);
+    match crate::tunnel::splice(client, upstream, idle).await {
+        Ok((up, down)) => {
+            tracing::debug!(app = %app, machine = %id, up, down, "TCP connection closed")
+        }
+        Err(err) => {
+            tracing::debug!(app = %app, machine = %id, error = %err, "TCP connection ended")
+        }
+    }
+    drop(picked);
+}
