@@ -370,11 +370,8 @@ async fn rotate_logs_periodically(inner: std::sync::Weak<Inner>) {
     }
 }
 
+/// Replaces a machine state file (readable by all, like the files the
+/// runtime reads) so that a crash leaves the old or the new contents.
 pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(content)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    roost_atomic_file::write(path, content, 0o644)
 }

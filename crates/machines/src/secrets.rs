@@ -34,8 +34,6 @@ struct Vault {
 
 impl Vault {
     fn open(data_dir: &Path) -> Result<Vault> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = data_dir.join(KEY_FILE);
         let mut key = Zeroizing::new([0u8; 32]);
         match std::fs::read(&path) {
@@ -54,13 +52,7 @@ impl Vault {
             Err(e) => return Err(e.into()),
         }
         chacha20poly1305::aead::rand_core::RngCore::fill_bytes(&mut OsRng, key.as_mut());
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        file.write_all(key.as_ref())?;
-        file.sync_all()?;
+        roost_atomic_file::write_new(&path, key.as_ref(), 0o600)?;
         Ok(Vault { key })
     }
 

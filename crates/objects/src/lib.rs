@@ -88,24 +88,13 @@ impl ObjectStore {
 }
 
 fn admin_key(path: &Path) -> Result<AccessKey> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     match std::fs::read(path) {
         Ok(bytes) => return Ok(serde_json::from_slice(&bytes)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
     let key = AccessKey::generate("RSTADMIN");
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(&serde_json::to_vec_pretty(&key)?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    roost_atomic_file::write(path, &serde_json::to_vec_pretty(&key)?, 0o600)?;
     tracing::info!(path = %path.display(), "wrote the S3 admin key pair");
     Ok(key)
 }

@@ -306,8 +306,6 @@ async fn shutdown_signal() {
 
 /// The admin token, created on first start (0600, 32 random bytes as hex).
 fn admin_token(data_dir: &Path) -> Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join("admin-token");
     match std::fs::read_to_string(&path) {
         Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
@@ -320,15 +318,8 @@ fn admin_token(data_dir: &Path) -> Result<String> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .context("cannot read /dev/urandom")?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
+    roost_atomic_file::write(&path, format!("{token}\n").as_bytes(), 0o600)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(file, "{token}")?;
-    file.sync_all()?;
     tracing::info!(path = %path.display(), "wrote the admin API token");
     Ok(token)
 }

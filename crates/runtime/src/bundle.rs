@@ -10,7 +10,6 @@
 //! joins by path, so starting it does no network setup.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -152,18 +151,8 @@ pub fn write_bundle(bundle_dir: &Path, cfg: &BundleConfig) -> Result<(), Runtime
 /// Replaces `path` with `contents` so readers see either the old or the new
 /// file, never a partial one, even across a power loss.
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), RuntimeError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let context = || format!("cannot write {}", path.display());
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| RuntimeError::io(context(), e))?;
-    tmp.write_all(contents)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| RuntimeError::io(context(), e))?;
-    tmp.persist(path)
-        .map_err(|e| RuntimeError::io(context(), e.error))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| RuntimeError::io(format!("cannot fsync directory {}", dir.display()), e))
+    roost_atomic_file::write(path, contents, 0o600)
+        .map_err(|e| RuntimeError::io(format!("cannot write {}", path.display()), e))
 }
 
 fn validate(cfg: &BundleConfig) -> Result<(), RuntimeError> {

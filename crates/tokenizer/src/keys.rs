@@ -23,8 +23,6 @@ impl OpenKey {
     /// Reads the key at `path` (hex, as superfly/tokenizer's `OPEN_KEY`),
     /// creating it with mode 0600 on first use.
     pub fn load_or_create(path: &Path) -> Result<OpenKey> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         match std::fs::read_to_string(path) {
             Ok(text) => return OpenKey::from_hex(&Zeroizing::new(text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -41,19 +39,8 @@ impl OpenKey {
         }
         let key = crypto_box::SecretKey::generate(&mut OsRng);
         let text = Zeroizing::new(format!("{}\n", hex::encode(key.to_bytes())));
-        let write = || -> std::io::Result<()> {
-            let tmp = path.with_extension("tmp");
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| TokenizerError::io(format!("cannot write {}", path.display()), e))?;
+        roost_atomic_file::write(path, text.as_bytes(), 0o600)
+            .map_err(|e| TokenizerError::io(format!("cannot write {}", path.display()), e))?;
         tracing::info!(path = %path.display(), "created the tokenizer's keypair");
         Ok(OpenKey(key))
     }
