@@ -47,6 +47,7 @@ static FLY_FORWARDED_PORT: HeaderName = HeaderName::from_static("fly-forwarded-p
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
 static FLY_REPLAY: HeaderName = HeaderName::from_static("fly-replay");
 static FLY_REPLAY_SRC: HeaderName = HeaderName::from_static("fly-replay-src");
 static FLY_FORCE_INSTANCE_ID: HeaderName = HeaderName::from_static("fly-force-instance-id");
@@ -259,7 +260,14 @@ fn upstream_headers(
     };
     headers.insert(FLY_CLIENT_IP.clone(), conn.client_ip.clone());
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if conn.listen.is_tls() {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+        headers.insert(X_FORWARDED_SSL.clone(), HeaderValue::from_static("on"));
+    } else {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        // A client must not be able to claim TLS it did not use.
+        headers.remove(&X_FORWARDED_SSL);
+    }
     headers.insert(X_FORWARDED_PORT.clone(), conn.port.clone());
     headers.insert(FLY_FORWARDED_PORT.clone(), conn.port.clone());
     headers.insert(FLY_REQUEST_ID.clone(), request_id.clone());
@@ -581,27 +589,41 @@ mod tests {
         assert!(headers.contains_key("x-kept"));
     }
 
-    #[test]
-    fn forwarded_headers() {
+    fn forwarded(tls: bool, port: u16) -> HeaderMap {
         let conn = ConnInfo::new(
             "[::ffff:127.0.0.9]:5555".parse().unwrap(),
-            8080,
-            Listen::Http(Arc::from([80u16])),
+            port,
+            Listen::Http {
+                ports: Arc::from([80u16]),
+                tls,
+            },
             Arc::new(Clients::new(&crate::ProxyConfig::default())),
         );
         let mut headers = HeaderMap::new();
         headers.insert(&X_FORWARDED_FOR, "203.0.113.7".parse().unwrap());
+        headers.insert(&X_FORWARDED_SSL, "on".parse().unwrap());
         let uri: Uri = "http://a.localhost:8080/x".parse().unwrap();
         let (rid, region) = (
             HeaderValue::from_static("rid"),
             HeaderValue::from_static("local"),
         );
-        let out = upstream_headers(headers, &uri, &conn, &rid, &region, None);
+        upstream_headers(headers, &uri, &conn, &rid, &region, None)
+    }
+
+    #[test]
+    fn forwarded_headers() {
+        let out = forwarded(false, 8080);
         assert_eq!(out[&FLY_CLIENT_IP], "127.0.0.9");
         assert_eq!(out[&X_FORWARDED_FOR], "203.0.113.7, 127.0.0.9");
         assert_eq!(out[&X_FORWARDED_PROTO], "http");
+        assert!(!out.contains_key(&X_FORWARDED_SSL));
         assert_eq!(out[&X_FORWARDED_PORT], "8080");
         assert_eq!(out[&FLY_REQUEST_ID], "rid");
         assert_eq!(out[header::HOST], "a.localhost:8080");
+
+        let out = forwarded(true, 8443);
+        assert_eq!(out[&X_FORWARDED_PROTO], "https");
+        assert_eq!(out[&X_FORWARDED_SSL], "on");
+        assert_eq!(out[&X_FORWARDED_PORT], "8443");
     }
 }

@@ -1,5 +1,5 @@
-//! roost's edge proxy: HTTP (and raw TCP) from clients to machines, with
-//! Fly's dynamic routing.
+//! roost's edge proxy: HTTP and HTTPS (and raw TCP, optionally
+//! TLS-terminated) from clients to machines, with Fly's dynamic routing.
 //!
 //! The crate is usable alone: it knows machines only through the
 //! [`Backends`] trait (list an app's machines, start, stop, report checks),
@@ -13,13 +13,26 @@
 //! default, so `http://myapp.localhost:8080/` works in a browser.
 //!
 //! **Ports.** Machines declare Fly `services`: `internal_port` plus public
-//! `ports` with `handlers`. The HTTP listener stands for the public ports in
-//! [`ProxyConfig::http_ports`] (80 and 443, as a Fly app's `http_service`
-//! uses) *and* its own port: it reaches every service with an `http`
-//! handler on one of those ports. (There is no TLS termination; a
-//! `["tls", "http"]` port 443 is served as plain HTTP.) A raw TCP listener
-//! ([`Proxy::serve_tcp`]) is bound to one app and one public port and
-//! reaches services with no handler on that port.
+//! `ports` with `handlers`, and a port is reached only by a listener that
+//! does what its handlers say (as on Fly):
+//!
+//! | listener | stands for the public ports | reaches ports whose handlers are |
+//! |---|---|---|
+//! | HTTP ([`Proxy::serve`]) | [`ProxyConfig::http_ports`] (80) and its own port | `http`, without `tls` |
+//! | HTTPS ([`Proxy::serve_tls`]) | [`ProxyConfig::https_ports`] (443) and its own port | `tls` and `http` |
+//! | raw TCP ([`Proxy::serve_tcp`], no certificate) | one port, for one app | none |
+//! | TLS TCP ([`Proxy::serve_tcp`] with a certificate) | one port, for one app | exactly `tls` |
+//!
+//! So a Fly app's `http_service` (`["http"]` on 80, `["tls", "http"]` on
+//! 443) is reached over both HTTP and HTTPS, and a `["tls", "http"]` port
+//! only over HTTPS. The certificate ([`TlsCertificate`], PEM files) is one
+//! for every app, so it must name the hosts clients use: `*.<domain>`, or
+//! each `<app>.<domain>` when the domain is a single label such as
+//! `localhost` (TLS clients refuse a wildcard there). The TLS handshake
+//! runs in the connection's task and is given
+//! [`ProxyConfig::tls_handshake_timeout`] (10 s); failed handshakes are
+//! logged at debug level. TLS TCP passes the plaintext to the machine, so
+//! the machine sees what a raw TCP service sees.
 //!
 //! **Choice.** Among the app's machines serving the port that are started,
 //! not cordoned, not failing a service check and not being autostopped:
@@ -58,7 +71,9 @@
 //!
 //! # Forwarding
 //!
-//! Clients speak HTTP/1.1 or HTTP/2 (h2c, prior knowledge) on one port.
+//! Clients speak HTTP/1.1 or HTTP/2 (h2c, prior knowledge) on one port
+//! over plain TCP; over TLS, HTTP/2 when they pick `h2` by ALPN (the
+//! certificate offers `h2` and `http/1.1`) and HTTP/1.1 otherwise.
 //! Upstream is HTTP/1.1 over pooled keep-alive connections, or HTTP/2
 //! with the port's `http_options.h2_backend`. Bodies stream both ways
 //! frame by frame (SSE and chunked responses reach the client chunk by
@@ -75,7 +90,8 @@
 //! |---|---|
 //! | `Fly-Client-IP` | the client's IP address (the TCP peer) |
 //! | `X-Forwarded-For` | previous value, then the client's IP |
-//! | `X-Forwarded-Proto` | `http` |
+//! | `X-Forwarded-Proto` | `https` through the HTTPS listener, `http` otherwise |
+//! | `X-Forwarded-Ssl` | `on` through the HTTPS listener; otherwise none (a client-sent one is removed) |
 //! | `X-Forwarded-Port`, `Fly-Forwarded-Port` | the port the client connected to |
 //! | `Fly-Request-Id` | a unique id (`<ULID>-<region>`), also returned to the client |
 //! | `Fly-Region` | [`ProxyConfig::region`] |
@@ -103,18 +119,22 @@ mod replay;
 mod route;
 mod supervisor;
 mod tcp;
+mod tls;
 mod tunnel;
 
 pub use affinity::AffinityKey;
 pub use backends::{BackendError, Backends, BoxFuture};
 pub use body::ProxyBody;
 pub use forward::MAX_REPLAY_BODY;
+pub use tls::TlsCertificate;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tls::Transport;
 use tokio::net::TcpListener;
 
 /// Settings of the proxy. `Default` gives roost's defaults.
@@ -124,8 +144,13 @@ pub struct ProxyConfig {
     pub domain: String,
     /// Region reported in `Fly-Region` and `fly-replay-src`.
     pub region: String,
-    /// Public ports the HTTP listener stands for, besides its own port.
+    /// Public ports the plain HTTP listener stands for, besides its own
+    /// port.
     pub http_ports: Vec<u16>,
+    /// Public ports the TLS listener stands for, besides its own port.
+    pub https_ports: Vec<u16>,
+    /// Longest TLS handshake; a client still silent then is disconnected.
+    pub tls_handshake_timeout: Duration,
     /// How long a machine may have nothing in flight before autostop
     /// stops it.
     pub autostop_idle: Duration,
@@ -156,7 +181,9 @@ impl Default for ProxyConfig {
         ProxyConfig {
             domain: "localhost".into(),
             region: "local".into(),
-            http_ports: vec![80, 443],
+            http_ports: vec![80],
+            https_ports: vec![443],
+            tls_handshake_timeout: Duration::from_secs(10),
             autostop_idle: Duration::from_secs(300),
             queue_timeout: Duration::from_secs(10),
             start_timeout: Duration::from_secs(30),
@@ -173,11 +200,38 @@ impl Default for ProxyConfig {
     }
 }
 
-/// Errors starting the proxy.
+/// Errors starting the proxy or loading its certificate.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("cannot read the listener's address: {0}")]
     Listener(#[source] std::io::Error),
+    #[error("cannot read the TLS {what} file {}: {source}", path.display())]
+    TlsRead {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the TLS {what} file {} is not valid PEM: {source}", path.display())]
+    TlsPem {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("the TLS certificate file {} has no certificate (a PEM \"BEGIN CERTIFICATE\" block)", .0.display())]
+    TlsNoCertificate(PathBuf),
+    #[error("the TLS key file {} has no private key (a PEM \"BEGIN PRIVATE KEY\", \"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\" block)", .0.display())]
+    TlsNoKey(PathBuf),
+    #[error("the private key in {} does not belong to the certificate in {}", key.display(), cert.display())]
+    TlsKeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("the TLS certificate {} with the key {} is not usable: {source}", cert.display(), key.display())]
+    TlsUnusable {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
 }
 
 pub(crate) struct Shared {
@@ -286,11 +340,41 @@ impl Proxy {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ProxyError> {
+        self.serve_http(listener, tls::Plain, shutdown).await
+    }
+
+    /// Serves HTTPS on `listener` with `certificate` until `shutdown`
+    /// resolves: HTTP/2 when the client picks `h2` by ALPN, HTTP/1.1
+    /// otherwise. Otherwise as [`Proxy::serve`].
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        certificate: &TlsCertificate,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
+        let transport = certificate.for_http(self.shared.config.tls_handshake_timeout);
+        self.serve_http(listener, transport, shutdown).await
+    }
+
+    async fn serve_http<T: Transport>(
+        &self,
+        listener: TcpListener,
+        transport: T,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
         let local = listener.local_addr().map_err(ProxyError::Listener)?;
-        let mut ports = self.shared.config.http_ports.clone();
+        let config = &self.shared.config;
+        let mut ports = if T::TLS {
+            config.https_ports.clone()
+        } else {
+            config.http_ports.clone()
+        };
         ports.push(local.port());
-        let listen = route::Listen::Http(Arc::from(ports));
-        let clients = Arc::new(forward::Clients::new(&self.shared.config));
+        let listen = route::Listen::Http {
+            ports: Arc::from(ports),
+            tls: T::TLS,
+        };
+        let clients = Arc::new(forward::Clients::new(config));
         tokio::pin!(shutdown);
         while let Some((stream, peer)) = accept(&listener, &mut shutdown).await {
             let conn = Arc::new(forward::ConnInfo::new(
@@ -300,12 +384,16 @@ impl Proxy {
                 clients.clone(),
             ));
             let shared = self.shared.clone();
+            let transport = transport.clone();
             tokio::spawn(async move {
+                let Some(stream) = transport.open(stream, peer).await else {
+                    return;
+                };
+                let server = T::http_server(&stream);
                 let service = hyper::service::service_fn(move |req| {
                     forward::handle(shared.clone(), conn.clone(), req)
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(err) = builder
+                if let Err(err) = server
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .await
                 {
@@ -325,6 +413,31 @@ impl Proxy {
         workers: usize,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ProxyError> {
+        self.serve_http_workers(listener, workers, tls::Plain, shutdown)
+            .await
+    }
+
+    /// Serves HTTPS with `certificate` on `listener` from `workers`
+    /// threads, as [`Proxy::serve_workers`] serves HTTP.
+    pub async fn serve_tls_workers(
+        &self,
+        listener: std::net::TcpListener,
+        workers: usize,
+        certificate: &TlsCertificate,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
+        let transport = certificate.for_http(self.shared.config.tls_handshake_timeout);
+        self.serve_http_workers(listener, workers, transport, shutdown)
+            .await
+    }
+
+    async fn serve_http_workers<T: Transport>(
+        &self,
+        listener: std::net::TcpListener,
+        workers: usize,
+        transport: T,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
         listener
             .set_nonblocking(true)
             .map_err(ProxyError::Listener)?;
@@ -333,6 +446,7 @@ impl Proxy {
         for n in 0..workers.max(1) {
             let listener = listener.try_clone().map_err(ProxyError::Listener)?;
             let proxy = self.clone();
+            let transport = transport.clone();
             let mut stop = stop_rx.clone();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -352,7 +466,7 @@ impl Proxy {
                         let stopped = async move {
                             let _ = stop.wait_for(|stop| *stop).await;
                         };
-                        if let Err(err) = proxy.serve(listener, stopped).await {
+                        if let Err(err) = proxy.serve_http(listener, transport, stopped).await {
                             tracing::error!(error = %err, "proxy worker failed");
                         }
                     })
@@ -370,18 +484,49 @@ impl Proxy {
     }
 
     /// Serves a raw TCP service: connections to `listener` go to machines
-    /// of `app` with a handler-less service on public port `port`.
+    /// of `app` with a service on public port `port` whose handlers are
+    /// none (`tls` is `None`) or exactly `["tls"]` (`tls` is the
+    /// certificate: the proxy terminates TLS and passes the plaintext on).
     pub async fn serve_tcp(
         &self,
         listener: TcpListener,
         app: &str,
         port: u16,
+        tls: Option<&TlsCertificate>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
+        match tls {
+            None => {
+                self.serve_raw(listener, app, port, tls::Plain, shutdown)
+                    .await
+            }
+            Some(certificate) => {
+                let transport = certificate.for_tcp(self.shared.config.tls_handshake_timeout);
+                self.serve_raw(listener, app, port, transport, shutdown)
+                    .await
+            }
+        }
+    }
+
+    async fn serve_raw<T: Transport>(
+        &self,
+        listener: TcpListener,
+        app: &str,
+        port: u16,
+        transport: T,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ProxyError> {
         let app: Arc<str> = Arc::from(app);
+        let listen = route::Listen::Tcp { port, tls: T::TLS };
         tokio::pin!(shutdown);
-        while let Some((stream, _)) = accept(&listener, &mut shutdown).await {
-            tokio::spawn(tcp::handle(self.shared.clone(), app.clone(), port, stream));
+        while let Some((stream, peer)) = accept(&listener, &mut shutdown).await {
+            let (shared, app, listen) = (self.shared.clone(), app.clone(), listen.clone());
+            let transport = transport.clone();
+            tokio::spawn(async move {
+                if let Some(stream) = transport.open(stream, peer).await {
+                    tcp::handle(shared, app, listen, stream).await;
+                }
+            });
         }
         Ok(())
     }

@@ -18,14 +18,53 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-/// What a listener stands for, which decides the services it reaches.
+/// What a listener stands for, which decides the services it reaches
+/// (Fly's handlers: the proxy does what a port's handlers say, so a port
+/// is reached only by the listener that does exactly that).
 #[derive(Debug, Clone)]
 pub(crate) enum Listen {
-    /// The HTTP listener: services with an `http` handler on one of these
-    /// public ports.
-    Http(Arc<[u16]>),
-    /// A raw TCP listener: services with no handler on this public port.
-    Tcp(u16),
+    /// An HTTP listener: services on one of these public ports whose
+    /// handlers include `http`, and `tls` if and only if the listener
+    /// terminates TLS.
+    Http { ports: Arc<[u16]>, tls: bool },
+    /// A raw TCP listener: services on this public port with no handler,
+    /// or, when it terminates TLS, with exactly `["tls"]`.
+    Tcp { port: u16, tls: bool },
+}
+
+impl Listen {
+    /// Whether the client's connection is TLS terminated by the proxy.
+    pub(crate) fn is_tls(&self) -> bool {
+        match self {
+            Listen::Http { tls, .. } | Listen::Tcp { tls, .. } => *tls,
+        }
+    }
+}
+
+/// The services a listener reaches, for messages.
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Http { ports, tls } => {
+                let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                let ports = ports.join("/");
+                if *tls {
+                    write!(f, "port {ports} with the tls and http handlers")
+                } else {
+                    write!(f, "port {ports} with the http handler and no tls handler")
+                }
+            }
+            Listen::Tcp { port, tls: false } => {
+                write!(f, "port {port} without handlers (raw TCP)")
+            }
+            Listen::Tcp { port, tls: true } => {
+                write!(
+                    f,
+                    "port {port} with only the tls handler (TLS-terminated TCP)"
+                )
+            }
+        }
+    }
 }
 
 /// One service of a machine, with Fly's defaults applied.
@@ -70,14 +109,17 @@ impl ServiceRoute {
     /// The port entry through which `listen` reaches this service.
     pub(crate) fn entry_for(&self, listen: &Listen) -> Option<usize> {
         match listen {
-            Listen::Http(ports) => self
-                .ports
-                .iter()
-                .position(|p| p.has_handler("http") && ports.iter().any(|port| p.covers(*port))),
-            Listen::Tcp(port) => self
-                .ports
-                .iter()
-                .position(|p| p.handlers.is_empty() && p.covers(*port)),
+            Listen::Http { ports, tls } => self.ports.iter().position(|p| {
+                p.has_handler("http")
+                    && p.has_handler("tls") == *tls
+                    && ports.iter().any(|port| p.covers(*port))
+            }),
+            // No handler, or `tls` alone.
+            Listen::Tcp { port, tls } => self.ports.iter().position(|p| {
+                p.handlers.len() == usize::from(*tls)
+                    && p.handlers.iter().all(|h| h.eq_ignore_ascii_case("tls"))
+                    && p.covers(*port)
+            }),
         }
     }
 }
@@ -548,8 +590,7 @@ impl Router {
     ) -> Step {
         if candidates.is_empty() {
             return Step::Fail(RouteError::Unavailable(format!(
-                "app {app} has no uncordoned machine with a service for {}",
-                describe(listen)
+                "app {app} has no uncordoned machine with a service for {listen}"
             )));
         }
         let eligible: Vec<&(&Arc<Backend>, usize, usize)> = candidates
@@ -694,16 +735,6 @@ pub(crate) async fn wait_for_port(
                 pause = (pause * 2).min(Duration::from_millis(20));
             }
         }
-    }
-}
-
-fn describe(listen: &Listen) -> String {
-    match listen {
-        Listen::Http(ports) => {
-            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-            format!("port {} with the http handler", ports.join("/"))
-        }
-        Listen::Tcp(port) => format!("port {port} without handlers (raw TCP)"),
     }
 }
 

@@ -1,18 +1,26 @@
 //! Raw TCP services: a listener bound to one app and public port, whose
 //! connections are spliced to a machine's service that has no handler on
-//! that port. Autostart, limits, cordons, checks and autostop apply as for
-//! HTTP; a connection is one unit of load for its whole life.
+//! that port (or, after TLS termination, only `tls`). Autostart, limits,
+//! cordons, checks and autostop apply as for HTTP; a connection is one
+//! unit of load for its whole life.
 
 use crate::route::{Listen, Target};
 use crate::Shared;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) async fn handle(shared: Arc<Shared>, app: Arc<str>, port: u16, client: TcpStream) {
-    let listen = Listen::Tcp(port);
+/// Splices `client` (the accepted connection, or its plaintext after TLS
+/// termination) to a machine reached through `listen`.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    app: Arc<str>,
+    listen: Listen,
+    client: impl AsyncRead + AsyncWrite + Unpin,
+) {
     let picked = match shared
         .router
         .route(&app, &listen, &Target::Any { exclude: None })
@@ -20,7 +28,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, app: Arc<str>, port: u16, client
     {
         Ok(picked) => picked,
         Err(err) => {
-            tracing::info!(app = %app, port, error = %err, "TCP connection refused: no machine");
+            tracing::info!(app = %app, service = %listen, error = %err, "TCP connection refused: no machine");
             return;
         }
     };

@@ -94,7 +94,7 @@ async fn services_on_other_ports_and_raw_tcp_are_not_http() {
     assert!(
         reply
             .body
-            .contains("no uncordoned machine with a service for port 80/443/"),
+            .contains("no uncordoned machine with a service for port 80/"),
         "{}",
         reply.body
     );

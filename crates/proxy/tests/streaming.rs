@@ -298,7 +298,6 @@ async fn tcp_health_checks_and_machine_checks() {
 
 #[tokio::test]
 async fn raw_tcp_services_are_spliced() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fake = Fake::new();
     // The "machine" program here is the test's HTTP server; raw TCP carries
     // its bytes unchanged, so an HTTP/1.0 exchange over the splice proves it.
@@ -317,21 +316,12 @@ async fn raw_tcp_services_are_spliced() {
     let serving = proxy.proxy.clone();
     let task = tokio::spawn(async move {
         serving
-            .serve_tcp(listener, "db", 5432, std::future::pending())
+            .serve_tcp(listener, "db", 5432, None, std::future::pending())
             .await
             .unwrap()
     });
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: anything\r\n\r\n")
-        .await
-        .unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
-    let reply = String::from_utf8_lossy(&reply);
+    let reply = http10_exchange(&mut stream).await.unwrap();
     assert!(
         reply.starts_with("HTTP/1.0 200") && reply.ends_with("machine=m1"),
         "{reply}"

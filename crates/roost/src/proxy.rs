@@ -4,8 +4,12 @@
 
 use anyhow::{Context, Result};
 use roost_machines::{ListFilter, MachineError, Machines};
-use roost_proxy::{AffinityKey, BackendError, Backends, BoxFuture, Proxy, ProxyConfig};
+use roost_proxy::{
+    AffinityKey, BackendError, Backends, BoxFuture, Proxy, ProxyConfig, ProxyError, TlsCertificate,
+};
 use roost_types::{CheckStatus, Machine, StopRequest};
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +17,23 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct ProxyArgs {
     /// Address of the edge proxy (HTTP/1.1 and h2c). It serves machines'
-    /// services with an `http` handler on port 80, 443 or this port.
+    /// services with an `http` handler and no `tls` handler on port 80 or
+    /// this port.
     #[arg(long, env = "ROOST_PROXY_LISTEN", default_value = "127.0.0.1:8080")]
     pub proxy_listen: String,
+    /// PEM certificate (then intermediates) of the proxy's TLS listeners,
+    /// for every app: `*.<domain>`, or each `<app>.<domain>` when the
+    /// domain is one label (`localhost`). Needs --proxy-tls-key.
+    #[arg(long, value_name = "PEM", requires = "proxy_tls_key")]
+    pub proxy_tls_cert: Option<PathBuf>,
+    /// PEM private key of --proxy-tls-cert.
+    #[arg(long, value_name = "PEM", requires = "proxy_tls_cert")]
+    pub proxy_tls_key: Option<PathBuf>,
+    /// Address of the edge proxy's HTTPS listener (HTTP/1.1, and HTTP/2 by
+    /// ALPN), bound only with --proxy-tls-cert. It serves machines'
+    /// services with the `tls` and `http` handlers on port 443 or this port.
+    #[arg(long, env = "ROOST_PROXY_TLS_LISTEN", default_value = "127.0.0.1:8443")]
+    pub proxy_tls_listen: String,
     /// Apps are reached at `<app>.<DOMAIN>`.
     #[arg(long, env = "ROOST_PROXY_DOMAIN", default_value = "localhost")]
     pub proxy_domain: String,
@@ -37,6 +55,15 @@ pub struct ProxyArgs {
     /// services have no handler on public port PORT (repeatable).
     #[arg(long = "proxy-tcp", value_name = "APP:PORT=ADDR")]
     pub proxy_tcp: Vec<String>,
+    /// A TLS-terminated TCP service: TLS connections to ADDR (with
+    /// --proxy-tls-cert) go, as plaintext, to APP's machines whose services
+    /// have exactly the `tls` handler on public port PORT (repeatable).
+    #[arg(
+        long = "proxy-tls-tcp",
+        value_name = "APP:PORT=ADDR",
+        requires = "proxy_tls_cert"
+    )]
+    pub proxy_tls_tcp: Vec<String>,
     /// Milliseconds between the proxy's health-check and autostop rounds. For tests.
     #[arg(long, default_value_t = 1000, hide = true)]
     pub proxy_tick_ms: u64,
@@ -116,46 +143,83 @@ pub async fn start(
         tick: Duration::from_millis(args.proxy_tick_ms.max(10)),
         ..ProxyConfig::default()
     };
+    let certificate = match (&args.proxy_tls_cert, &args.proxy_tls_key) {
+        (Some(cert), Some(key)) => Some(TlsCertificate::load(cert, key)?),
+        _ => None,
+    };
     let proxy = Proxy::new(Arc::new(MachinesBackends(machines.clone())), config);
     let mut tasks = vec![proxy.spawn_supervisor()];
-    let listener = std::net::TcpListener::bind(&args.proxy_listen)
-        .with_context(|| format!("cannot listen on {} (proxy)", args.proxy_listen))?;
-    tracing::info!(addr = %listener.local_addr()?, domain = %args.proxy_domain, "edge proxy listening");
     let workers = args.proxy_workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let listener = std::net::TcpListener::bind(&args.proxy_listen)
+        .with_context(|| format!("cannot listen on {} (proxy)", args.proxy_listen))?;
+    tracing::info!(addr = %listener.local_addr()?, domain = %args.proxy_domain, "edge proxy listening");
     let serving = proxy.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(err) = serving
+    tasks.push(spawn_serving("edge proxy", async move {
+        serving
             .serve_workers(listener, workers, std::future::pending())
             .await
-        {
-            tracing::error!(error = %err, "edge proxy failed");
-        }
     }));
-    for spec in &args.proxy_tcp {
-        let (app, port, addr) = parse_tcp(spec)?;
+    if let Some(certificate) = &certificate {
+        let listener = std::net::TcpListener::bind(&args.proxy_tls_listen)
+            .with_context(|| format!("cannot listen on {} (proxy TLS)", args.proxy_tls_listen))?;
+        tracing::info!(addr = %listener.local_addr()?, "edge proxy TLS listening");
+        let (serving, certificate) = (proxy.clone(), certificate.clone());
+        tasks.push(spawn_serving("edge proxy TLS", async move {
+            serving
+                .serve_tls_workers(listener, workers, &certificate, std::future::pending())
+                .await
+        }));
+    }
+    // Raw TCP services, then TLS-terminated ones: (flag, spec, certificate).
+    let plain_tcp = args
+        .proxy_tcp
+        .iter()
+        .map(|spec| ("--proxy-tcp", spec, None));
+    let tls_tcp = args
+        .proxy_tls_tcp
+        .iter()
+        .map(|spec| ("--proxy-tls-tcp", spec, certificate.clone()));
+    let tcp_services = plain_tcp.chain(tls_tcp);
+    for (flag, spec, certificate) in tcp_services {
+        let (app, port, addr) = parse_tcp(flag, spec)?;
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .with_context(|| format!("cannot listen on {addr} (proxy TCP service {spec})"))?;
-        tracing::info!(%addr, app, port, "edge proxy TCP service listening");
+            .with_context(|| format!("cannot listen on {addr} ({flag} {spec})"))?;
+        tracing::info!(%addr, app, port, tls = certificate.is_some(), "edge proxy TCP service listening");
         let proxy = proxy.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(err) = proxy
-                .serve_tcp(listener, &app, port, std::future::pending())
+        tasks.push(spawn_serving("edge proxy TCP service", async move {
+            proxy
+                .serve_tcp(
+                    listener,
+                    &app,
+                    port,
+                    certificate.as_ref(),
+                    std::future::pending(),
+                )
                 .await
-            {
-                tracing::error!(error = %err, "edge proxy TCP service failed");
-            }
         }));
     }
     Ok(tasks)
 }
 
-/// `APP:PORT=ADDR`.
-fn parse_tcp(spec: &str) -> Result<(String, u16, String)> {
+/// Runs one of the proxy's listeners, logging its failure.
+fn spawn_serving(
+    what: &'static str,
+    serving: impl Future<Output = Result<(), ProxyError>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(err) = serving.await {
+            tracing::error!(error = %err, "{what} failed");
+        }
+    })
+}
+
+/// `APP:PORT=ADDR`, the value of `flag`.
+fn parse_tcp(flag: &str, spec: &str) -> Result<(String, u16, String)> {
     let parsed = spec.split_once('=').and_then(|(left, addr)| {
         let (app, port) = left.split_once(':')?;
         Some((app.to_string(), port.parse::<u16>().ok()?, addr.to_string()))
@@ -163,9 +227,7 @@ fn parse_tcp(spec: &str) -> Result<(String, u16, String)> {
     parsed
         .filter(|(app, port, addr)| !app.is_empty() && *port > 0 && !addr.is_empty())
         .with_context(|| {
-            format!(
-                "--proxy-tcp {spec:?} is invalid: use APP:PORT=ADDR, e.g. db:5432=127.0.0.1:15432"
-            )
+            format!("{flag} {spec:?} is invalid: use APP:PORT=ADDR, e.g. db:5432=127.0.0.1:15432")
         })
 }
 
@@ -174,10 +236,14 @@ mod tests {
     #[test]
     fn tcp_specs() {
         assert_eq!(
-            super::parse_tcp("db:5432=127.0.0.1:15432").unwrap(),
+            super::parse_tcp("--proxy-tcp", "db:5432=127.0.0.1:15432").unwrap(),
             ("db".into(), 5432, "127.0.0.1:15432".into())
         );
-        assert!(super::parse_tcp("db=127.0.0.1:1").is_err());
-        assert!(super::parse_tcp("db:x=127.0.0.1:1").is_err());
+        assert!(super::parse_tcp("--proxy-tcp", "db=127.0.0.1:1").is_err());
+        let err = super::parse_tcp("--proxy-tls-tcp", "db:x=127.0.0.1:1").unwrap_err();
+        assert!(
+            err.to_string().starts_with("--proxy-tls-tcp \"db:x"),
+            "{err}"
+        );
     }
 }

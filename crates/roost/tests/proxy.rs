@@ -1,6 +1,7 @@
 //! The edge proxy end to end: a real `roost up`, real machines (busybox
 //! httpd with CGI scripts, and an `nc` upgrade echo) on the private
-//! network, reached through `--proxy-listen` by Host `<app>.localhost`.
+//! network, reached through `--proxy-listen` (and `--proxy-tls-listen`) by
+//! Host `<app>.localhost`.
 
 mod common;
 
@@ -71,23 +72,43 @@ async fn create(daemon: &Daemon, app: &str, req: &CreateMachineRequest) -> Machi
 
 struct Proxy {
     addr: String,
+    /// Scheme and authority of request URLs.
+    base: String,
     http: reqwest::Client,
 }
 
 impl Proxy {
     fn new(addr: String) -> Proxy {
+        Proxy::with(format!("http://{addr}"), addr, reqwest::Client::builder())
+    }
+
+    /// The HTTPS listener on loopback `port`, reached as
+    /// `https://<app>.localhost:<port>` (the name resolved to 127.0.0.1)
+    /// trusting only `cert_pem`.
+    fn https(app: &str, port: u16, cert_pem: &str) -> Proxy {
+        let host = format!("{app}.localhost");
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+            .resolve(&host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        Proxy::with(
+            format!("https://{host}:{port}"),
+            format!("127.0.0.1:{port}"),
+            client,
+        )
+    }
+
+    fn with(base: String, addr: String, client: reqwest::ClientBuilder) -> Proxy {
         Proxy {
             addr,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            base,
+            http: client.timeout(Duration::from_secs(60)).build().unwrap(),
         }
     }
 
     fn request(&self, method: reqwest::Method, app: &str, path: &str) -> reqwest::RequestBuilder {
         self.http
-            .request(method, format!("http://{}{path}", self.addr))
+            .request(method, format!("{}{path}", self.base))
             .header("host", format!("{app}.localhost"))
     }
 
@@ -440,4 +461,47 @@ async fn replay_affinity_instances_streams_upgrades_and_checks() {
             "unbuffered: {arrivals:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn tls_termination() {
+    let certs = tempfile::tempdir().unwrap();
+    // One name per app: TLS clients refuse the wildcard `*.localhost`.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![format!("{APP}.localhost")])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_file, key_file) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let tls_port = free_port();
+    let daemon = Daemon::start_with_args(&[
+        "--proxy-listen",
+        &addr,
+        "--proxy-tls-listen",
+        &format!("127.0.0.1:{tls_port}"),
+        "--proxy-tls-cert",
+        &cert_file.to_string_lossy(),
+        "--proxy-tls-key",
+        &key_file.to_string_lossy(),
+    ])
+    .await;
+    let service = serde_json::json!([{
+        "protocol": "tcp",
+        "internal_port": 8080,
+        "ports": [{"port": 443, "handlers": ["tls", "http"]}],
+    }]);
+    let m = create(&daemon, APP, &web_machine(service)).await;
+
+    let https = Proxy::https(APP, tls_port, &cert.pem());
+    assert_eq!(https.get_ok(APP, "/", &[]).await, format!("hello-{}", m.id));
+    let env = https.get_ok(APP, "/cgi-bin/env", &[]).await;
+    assert!(env.contains("proto=https"), "{env}");
+
+    // The plain listener does not reach a `["tls", "http"]` port.
+    let (status, body) = Proxy::new(addr).get(APP, "/", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no tls handler"), "{body}");
 }

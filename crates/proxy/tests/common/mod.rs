@@ -560,6 +560,23 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &st
     send(&client(), request(addr, host, path, headers, "")).await
 }
 
+/// Sends an HTTP/1.0 GET over `stream` (raw TCP services carry it to the
+/// machine's HTTP server unchanged) and reads until the far end closes,
+/// for at most 10 s.
+pub async fn http10_exchange(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: anything\r\n\r\n")
+        .await?;
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
+        .await
+        .expect("the far end closes within 10s")?;
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
 /// Polls `check` every 20 ms until it holds or `secs` pass.
 pub async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
