@@ -24,17 +24,23 @@
 //! Isolation: machines of one app share a bridge (layer 2), so they reach
 //! each other directly. Anything else a machine sends goes to its gateway,
 //! the host, which delivers it locally when it is for a host address (the
-//! gateway itself or the service address) and otherwise routes it; policy
-//! rules ([`policy_rules`]) turn every routed packet from or to the site's
-//! prefix into an ICMPv6 "administratively prohibited", whatever the host's
-//! `forwarding` sysctl says. So one app's machines cannot reach another's,
-//! no machine reaches beyond the host, and nothing outside reaches a
-//! machine; the host itself reaches every machine (its packets are not
-//! routed from another interface).
+//! gateway itself, the service address, any other) and otherwise routes it.
+//! Policy rules ([`policy_rules`]) turn every routed packet from or to the
+//! site's prefix into an ICMPv6 "administratively prohibited", whatever the
+//! host's `forwarding` sysctl says. Locally delivered packets pass an input
+//! filter ([`firewall`], netfilter): from a machine the host accepts only
+//! roost's services at the service address ([`firewall::SERVICE_PORTS`]),
+//! replies on connections the host opened and the ICMPv6 that neighbour
+//! discovery and errors need, and refuses the rest the same way. So one
+//! app's machines cannot reach another's, no machine reaches beyond the
+//! host nor any other service of the host (a database listening on `[::]`),
+//! and nothing outside reaches a machine; the host itself reaches every
+//! machine (its packets are not routed from another interface).
 //!
 //! Egress plugs in at [`Egress`]: today the only choice is none.
 
 pub mod dns;
+pub mod firewall;
 mod kernel;
 pub mod plan;
 
@@ -75,6 +81,13 @@ pub enum NetError {
     /// The kernel's state is not what was just set up.
     #[error("{0}")]
     Kernel(String),
+    /// A host tool (the firewall's `ip6tables-save`/`-restore`) failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 impl NetError {
@@ -259,9 +272,11 @@ impl Network {
         self.config.netns_dir.join(machine_id)
     }
 
-    /// Puts the service address on the host (on `lo`, as a /128) and
-    /// installs the isolation rules. Idempotent; call at every daemon start.
+    /// Installs the input filter ([`firewall`]), puts the service address on
+    /// the host (on `lo`, as a /128) and installs the isolation rules.
+    /// Idempotent; call at every daemon start.
     pub async fn setup_host(&self) -> Result<(), NetError> {
+        firewall::install(&self.plan).await?;
         kernel::setup_host(
             self.service_address(),
             policy_rules(&self.plan, self.config.egress),
@@ -336,22 +351,30 @@ impl Network {
     }
 
     /// Removes everything of this site from the host: every machine's
-    /// namespace and veth, every bridge, the rules and the service address.
+    /// namespace and veth, every bridge, the rules, the input filter and
+    /// the service address.
     /// Machines still running keep their namespace until they exit. For
     /// tests and uninstalling; `roost up` never calls it (machines outlive
     /// the daemon).
     pub async fn teardown(&self) -> Result<(), NetError> {
-        for id in self.connected_machines()? {
-            self.disconnect(&id).await?;
+        let links = async {
+            for id in self.connected_machines()? {
+                self.disconnect(&id).await?;
+            }
+            let bridges = kernel::link_names(self.plan.bridge_prefix()).await?;
+            kernel::delete_links(bridges).await?;
+            kernel::setup_host(
+                self.service_address(),
+                policy_rules(&self.plan, self.config.egress),
+                false,
+            )
+            .await
         }
-        let bridges = kernel::link_names(self.plan.bridge_prefix()).await?;
-        kernel::delete_links(bridges).await?;
-        kernel::setup_host(
-            self.service_address(),
-            policy_rules(&self.plan, self.config.egress),
-            false,
-        )
-        .await
+        .await;
+        // Removed whatever failed above: nothing else of the host's filter
+        // table depends on it, and a test's teardown must not leave it.
+        let filter = firewall::remove(&self.plan).await;
+        links.and(filter)
     }
 
     /// [`Network::teardown`] for callers outside any async runtime (the

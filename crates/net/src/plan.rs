@@ -43,6 +43,19 @@ pub const MAX_IFNAME: usize = 15;
 /// Name of the machine's side of its veth pair.
 pub const MACHINE_IFNAME: &str = "eth0";
 
+// Ports of roost's services at the service address, as machines see them
+// (fixed; the host's loopback listen addresses are configured separately).
+// They are the only ports of the host a machine reaches (`crate::firewall`).
+
+/// Internal DNS, UDP and TCP.
+pub const SERVICE_DNS_PORT: u16 = 53;
+/// The Machines API (bearer token as usual).
+pub const SERVICE_API_PORT: u16 = 4280;
+/// The S3 endpoint (machines' default `AWS_ENDPOINT_URL_S3`).
+pub const SERVICE_S3_PORT: u16 = 9000;
+/// The tokenizer, as an HTTP proxy.
+pub const SERVICE_TOKENIZER_PORT: u16 = 4001;
+
 /// Address arithmetic of one site. Cheap to copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressPlan {
@@ -138,6 +151,12 @@ impl AddressPlan {
         format!("rb-{:04x}-", self.site)
     }
 
+    /// The netfilter chain that filters what machines of this site send to
+    /// the host: `ROOST-IN-SSSS` ([`crate::firewall`]).
+    pub fn input_chain(&self) -> String {
+        format!("ROOST-IN-{:04x}", self.site)
+    }
+
     /// The app network of a bridge name of this site.
     pub fn network_of_bridge(&self, name: &str) -> Option<u16> {
         let hex = name.strip_prefix(&self.bridge_prefix())?;
@@ -214,6 +233,7 @@ mod tests {
         let plan = AddressPlan::new(0xffff);
         let bridge = plan.bridge_name(0xffff);
         assert_eq!(bridge, "rb-ffff-ffff");
+        assert_eq!(plan.input_chain(), "ROOST-IN-ffff");
         assert!(bridge.len() <= MAX_IFNAME);
         assert_eq!(plan.network_of_bridge(&bridge), Some(0xffff));
         assert_eq!(plan.network_of_bridge("rb-fffe-0001"), None);

@@ -9,7 +9,8 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
-use roost_net::{MachineNet, NetConfig, Network};
+use roost_net::plan::SERVICE_TOKENIZER_PORT;
+use roost_net::{firewall, MachineNet, NetConfig, Network};
 
 /// Removes the site from the host when dropped, also on panic.
 struct Site {
@@ -72,11 +73,11 @@ fn in_netns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'stat
     .expect("netns thread")
 }
 
-/// A TCP server answering "hi" to each connection, in `netns` (or on the
-/// host), until dropped with the thread.
-fn serve(netns: Option<&Path>, addr: Ipv6Addr) -> SocketAddr {
+/// A TCP server answering "hi" to each connection on `addr`, `port` (0:
+/// any), in `netns` (or on the host), until dropped with the thread.
+fn serve(netns: Option<&Path>, addr: Ipv6Addr, port: u16) -> SocketAddr {
     let bind = move || {
-        let listener = TcpListener::bind((addr, 0)).expect("bind");
+        let listener = TcpListener::bind((addr, port)).expect("bind");
         let local = listener.local_addr().expect("addr");
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
@@ -93,15 +94,18 @@ fn serve(netns: Option<&Path>, addr: Ipv6Addr) -> SocketAddr {
 
 /// Whether a connection from `netns` (or the host) to `to` gets "hi".
 fn reaches(net: &Network, from: Option<&str>, to: SocketAddr) -> bool {
+    matches!(talk(net, from, to), Ok(true))
+}
+
+/// Connects from `netns` (or the host) to `to`: whether it said "hi".
+fn talk(net: &Network, from: Option<&str>, to: SocketAddr) -> std::io::Result<bool> {
     let attempt = move || {
-        TcpStream::connect_timeout(&to, Duration::from_secs(2))
-            .and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                let mut buf = [0u8; 2];
-                s.read_exact(&mut buf)?;
-                Ok(buf == *b"hi")
-            })
-            .unwrap_or(false)
+        TcpStream::connect_timeout(&to, Duration::from_secs(2)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let mut buf = [0u8; 2];
+            s.read_exact(&mut buf)?;
+            Ok(buf == *b"hi")
+        })
     };
     match from {
         Some(id) => in_netns(&net.netns_path(id), attempt),
@@ -115,6 +119,12 @@ async fn machines_of_one_app_meet_other_apps_are_isolated() {
     let net = &site.net;
     net.setup_host().await.expect("setup host");
     net.setup_host().await.expect("setup host twice");
+    let filter = || firewall::installed(net.plan());
+    let once = firewall::Installed {
+        chain: true,
+        jumps: 1,
+    };
+    assert_eq!(filter().await.expect("input filter"), once);
     let (a1, a2, b1) = (
         machine("aaaaaaaaaaaa01", 1, 2),
         machine("aaaaaaaaaaaa02", 1, 3),
@@ -128,15 +138,37 @@ async fn machines_of_one_app_meet_other_apps_are_isolated() {
     net.connect(&a1).await.expect("connect again");
 
     let a2_addr = net.address(&a2).unwrap();
-    let server = serve(Some(&net.netns_path(&a2.machine_id)), a2_addr);
+    let server = serve(Some(&net.netns_path(&a2.machine_id)), a2_addr, 0);
     assert!(reaches(net, Some(&a1.machine_id), server), "same app");
     assert!(reaches(net, None, server), "host to machine");
     assert!(!reaches(net, Some(&b1.machine_id), server), "other app");
 
-    // The service address answers every machine.
-    let service = serve(None, net.service_address());
+    // The service address answers every machine, on roost's service ports.
+    let service = serve(None, net.service_address(), SERVICE_TOKENIZER_PORT);
     assert!(reaches(net, Some(&a1.machine_id), service));
     assert!(reaches(net, Some(&b1.machine_id), service));
+
+    // No other service of the host does, on any of its addresses: the
+    // input filter refuses at once (ICMPv6 "prohibited": EACCES).
+    let wildcard = serve(None, Ipv6Addr::UNSPECIFIED, 0).port();
+    let gateway = net.plan().gateway(a1.network).unwrap();
+    for to in [gateway, net.service_address()] {
+        let refused = talk(
+            net,
+            Some(&a1.machine_id),
+            SocketAddr::new(to.into(), wildcard),
+        );
+        assert_eq!(
+            refused.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::PermissionDenied),
+            "a machine reached [{to}]:{wildcard}"
+        );
+    }
+    let gateway = SocketAddr::new(gateway.into(), wildcard);
+    assert!(
+        reaches(net, None, gateway),
+        "the host reaches its own service"
+    );
 
     // Inside: eth0 holds the machine's own address, and only that.
     let (b1_addr, a2_copy) = (net.address(&b1).unwrap(), a2_addr);
@@ -164,7 +196,7 @@ async fn machines_of_one_app_meet_other_apps_are_isolated() {
     .expect("umount");
     assert!(!net.is_connected(&a2.machine_id));
     net.connect(&a2).await.expect("reconnect");
-    let server = serve(Some(&net.netns_path(&a2.machine_id)), a2_addr);
+    let server = serve(Some(&net.netns_path(&a2.machine_id)), a2_addr, 0);
     assert!(
         reaches(net, None, server),
         "host reaches the recreated machine"
@@ -179,4 +211,13 @@ async fn machines_of_one_app_meet_other_apps_are_isolated() {
     net.remove_app(1).await.expect("remove app");
     net.remove_app(1).await.expect("remove app twice");
     assert!(net.bridged_networks().await.unwrap().is_empty());
+
+    // Teardown takes the input filter along; a repeat is fine.
+    net.teardown().await.expect("teardown");
+    net.teardown().await.expect("teardown twice");
+    let gone = firewall::Installed {
+        chain: false,
+        jumps: 0,
+    };
+    assert_eq!(filter().await.expect("input filter"), gone);
 }

@@ -2,16 +2,14 @@
 
 use anyhow::{Context, Result};
 use roost_machines::{Machines, MachinesConfig, OciRuntimeKind, RegistryConfig};
+// Ports roost's services answer machines on, at the private network's
+// service address (`fdaa:<site>::3`; `fdaa::3` by default), whatever the
+// loopback listen addresses are. roost-net's input filter opens exactly these.
+use roost_net::plan::{
+    SERVICE_API_PORT, SERVICE_DNS_PORT, SERVICE_S3_PORT, SERVICE_TOKENIZER_PORT,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-
-/// Ports roost's services answer machines on, at the private network's
-/// service address (`fdaa:<site>::3`; `fdaa::3` by default), whatever the
-/// loopback listen addresses are.
-const SERVICE_DNS_PORT: u16 = 53;
-const SERVICE_API_PORT: u16 = 4280;
-const SERVICE_S3_PORT: u16 = 9000;
-const SERVICE_TOKENIZER_PORT: u16 = 4001;
 
 /// Host tools `roost up` needs, with the Debian packages that provide them.
 const REQUIRED_TOOLS: &[(&str, &str)] = &[
@@ -21,6 +19,8 @@ const REQUIRED_TOOLS: &[(&str, &str)] = &[
     ("mkfs.ext4", "e2fsprogs"),
     ("mkfs.xfs", "xfsprogs"),
 ];
+/// What the private network needs besides: its input filter's tool.
+const NETWORK_TOOLS: &[(&str, &str)] = &[("ip6tables-restore", roost_net::firewall::PACKAGE)];
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -54,9 +54,10 @@ pub struct UpArgs {
     #[arg(long, env = "ROOST_S3_LISTEN", default_value = "127.0.0.1:9000")]
     pub s3_listen: String,
     /// S3 endpoint URL given to machines as AWS_ENDPOINT_URL_S3: an address
-    /// of this host that machines can reach. Default: the private network's
-    /// service address, port 9000 (`http://[fdaa::3]:9000`), or
-    /// `http://127.0.0.1:9000` without a private network.
+    /// that machines can reach (of this host's addresses, machines on the
+    /// private network reach only the service address's ports). Default: the
+    /// private network's service address, port 9000 (`http://[fdaa::3]:9000`),
+    /// or `http://127.0.0.1:9000` without a private network.
     #[arg(long, env = "ROOST_S3_PUBLIC_URL")]
     pub s3_public_url: Option<String>,
     /// Base domain for virtual-host style S3 requests (`BUCKET.DOMAIN`).
@@ -121,7 +122,7 @@ fn registry_config(args: &UpArgs) -> Result<RegistryConfig> {
 
 pub async fn up(args: UpArgs) -> Result<()> {
     if !args.no_install {
-        install_missing_packages()?;
+        install_missing_packages(!args.no_private_network)?;
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
@@ -332,9 +333,11 @@ fn on_path(tool: &str) -> bool {
 
 /// Installs the Debian packages of missing host tools, so that `roost up`
 /// works on a fresh Debian/Ubuntu machine.
-fn install_missing_packages() -> Result<()> {
+fn install_missing_packages(private_network: bool) -> Result<()> {
+    let network_tools = if private_network { NETWORK_TOOLS } else { &[] };
     let missing: Vec<&str> = REQUIRED_TOOLS
         .iter()
+        .chain(network_tools)
         .filter(|(tool, _)| !on_path(tool))
         .map(|(_, package)| *package)
         .collect();

@@ -70,6 +70,21 @@ async fn fetch(daemon: &Daemon, app: &str, id: &str, url: &str) -> String {
         .to_string()
 }
 
+/// `nslookup -type=AAAA name` in machine `id`: (exit code, output).
+async fn nslookup(daemon: &Daemon, app: &str, id: &str, name: &str) -> (i32, String) {
+    sh(daemon, app, id, &format!("nslookup -type=AAAA {name}")).await
+}
+
+/// The API's list of apps, as machine `id` fetches it at the service address.
+async fn apps_seen_from(daemon: &Daemon, app: &str, id: &str) -> String {
+    let service = daemon.network().service_address();
+    let api = format!(
+        "--header 'Authorization: Bearer {}' http://[{service}]:4280/v1/apps",
+        daemon.token
+    );
+    fetch(daemon, app, id, &api).await
+}
+
 /// Asserts that machine `id` cannot fetch `url`, refused at once (the
 /// host's "prohibited" answer) rather than timing out.
 async fn assert_refused(daemon: &Daemon, app: &str, id: &str, url: &str) {
@@ -155,7 +170,7 @@ async fn machines_of_an_app_talk_other_apps_cannot() {
     let lookup = |name: String| {
         let daemon = &daemon;
         let a1 = &a1.id;
-        async move { sh(daemon, APP, a1, &format!("nslookup -type=AAAA {name}")).await }
+        async move { nslookup(daemon, APP, a1, &name).await }
     };
     let (_, all) = lookup(format!("{APP}.internal")).await;
     assert!(
@@ -185,13 +200,8 @@ async fn machines_of_an_app_talk_other_apps_cannot() {
         &format!("http://[{}]/", b1.private_ip),
     )
     .await;
-    let (code, out) = sh(
-        &daemon,
-        OTHER_APP,
-        &b1.id,
-        &format!("nslookup -type=AAAA {}.vm.{APP}.internal", a2.id),
-    )
-    .await;
+    let a2_name = format!("{}.vm.{APP}.internal", a2.id);
+    let (code, out) = nslookup(&daemon, OTHER_APP, &b1.id, &a2_name).await;
     assert!(code != 0 && out.contains("NXDOMAIN"), "{out}");
 
     // The host reaches every machine: ICMP (busybox ping needs CAP_NET_RAW,
@@ -213,12 +223,8 @@ async fn machines_of_an_app_talk_other_apps_cannot() {
     assert_eq!(page.trim(), format!("hello-{}", b1.id));
 
     // Machines reach roost's services at the service address: the API.
-    let api = format!(
-        "--header 'Authorization: Bearer {}' http://[{service}]:4280/v1/apps",
-        daemon.token
-    );
     for (app, id) in [(APP, &a1.id), (OTHER_APP, &b1.id)] {
-        let apps = fetch(&daemon, app, id, &api).await;
+        let apps = apps_seen_from(&daemon, app, id).await;
         assert!(apps.contains(OTHER_APP), "{apps}");
     }
 
@@ -285,4 +291,65 @@ async fn a_restart_recreates_lost_namespaces() {
         .await
         .expect("host reaches the machine");
     assert_eq!(page.trim(), format!("hello-{}", m.id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn machines_reach_only_roosts_services_on_the_host() {
+    let daemon = Daemon::start().await;
+    let m = create(&daemon, APP).await;
+    let network = daemon.network();
+    let service = network.service_address();
+    let ip: std::net::Ipv6Addr = m.private_ip.parse().expect("private_ip is IPv6");
+    let gateway = network.plan().gateway(ip.segments()[2]).expect("gateway");
+
+    // A host service on every address, as sshd or a database listens.
+    let listener = std::net::TcpListener::bind("[::]:0").expect("bind [::]:0");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    // It is live: the host reaches it at the gateway address.
+    std::net::TcpStream::connect((gateway, port)).expect("host reaches its own service");
+    let count = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..50 {
+        if count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(), 1, "the host's own connection was not accepted");
+
+    // The machine is refused at once at the gateway and at the service address.
+    for host in [gateway, service] {
+        assert_refused(&daemon, APP, &m.id, &format!("http://[{host}]:{port}/")).await;
+    }
+    assert_eq!(
+        count(),
+        1,
+        "a machine's connection reached the host service"
+    );
+
+    // roost's own services still answer it there: DNS and the API.
+    let own_name = format!("{}.vm.{APP}.internal", m.id);
+    let (code, out) = nslookup(&daemon, APP, &m.id, &own_name).await;
+    assert!(code == 0 && out.contains(&m.private_ip), "{out}");
+    let apps = apps_seen_from(&daemon, APP, &m.id).await;
+    assert!(apps.contains(APP), "{apps}");
+    // And the host still reaches the machine's service.
+    let page = host_get(&m.private_ip)
+        .await
+        .expect("host reaches the machine");
+    assert_eq!(page.trim(), format!("hello-{}", m.id));
+
+    // The site's filter is on the host while the daemon is, gone after.
+    let filter = || roost_net::firewall::installed(network.plan());
+    assert_eq!(filter().await.expect("input filter").jumps, 1);
+    drop(daemon);
+    let left = filter().await.expect("input filter");
+    assert!(!left.chain && left.jumps == 0, "left behind: {left:?}");
 }
