@@ -129,7 +129,9 @@ pub use forward::MAX_REPLAY_BODY;
 pub use tls::TlsCertificate;
 
 use hyper_util::rt::TokioIo;
+use roost_workers::{accept, Worker, Workers};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -268,27 +270,42 @@ impl Shared {
     }
 }
 
-/// The next connection (with Nagle off: streamed responses go out in
-/// small writes), or `None` once `shutdown` resolves.
-async fn accept(
-    listener: &TcpListener,
-    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
-    loop {
-        tokio::select! {
-            _ = shutdown.as_mut() => return None,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Some((stream, peer));
-                }
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %err, "proxy accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
+/// Serves HTTP connections of one listener on the runtime it is used on,
+/// with that runtime's pool of machine connections.
+struct HttpSite<T> {
+    shared: Arc<Shared>,
+    listen: route::Listen,
+    local_port: u16,
+    clients: Arc<forward::Clients>,
+    transport: T,
+}
+
+impl<T: Transport> Worker for HttpSite<T> {
+    /// Serves `stream` in a task of its own.
+    fn serve(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let conn = Arc::new(forward::ConnInfo::new(
+            peer,
+            self.local_port,
+            self.listen.clone(),
+            self.clients.clone(),
+        ));
+        let shared = self.shared.clone();
+        let transport = self.transport.clone();
+        tokio::spawn(async move {
+            let Some(stream) = transport.open(stream, peer).await else {
+                return;
+            };
+            let server = T::http_server(&stream);
+            let service = hyper::service::service_fn(move |req| {
+                forward::handle(shared.clone(), conn.clone(), req)
+            });
+            if let Err(err) = server
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %forward::error_chain(&*err), "client connection ended");
+            }
+        });
     }
 }
 
@@ -330,11 +347,11 @@ impl Proxy {
     /// Connections already open keep going until they close.
     ///
     /// Each call has its own pool of upstream connections, whose tasks run
-    /// on the calling runtime. For throughput, call it from one
-    /// single-threaded runtime per core on clones of one listener (as
-    /// [`Proxy::serve_workers`] does): a request then never changes
-    /// threads, like in an nginx worker, which saves the cross-thread
-    /// wake-ups that dominate a multi-threaded runtime's profile here.
+    /// on the calling runtime. For throughput, use [`Proxy::serve_workers`]:
+    /// one single-threaded runtime per core, each serving its share of the
+    /// connections, so a request never changes threads, like in an nginx
+    /// worker, which saves the cross-thread wake-ups that dominate a
+    /// multi-threaded runtime's profile here.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -363,45 +380,33 @@ impl Proxy {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ProxyError> {
         let local = listener.local_addr().map_err(ProxyError::Listener)?;
+        let site = self.http_site(local.port(), transport);
+        tokio::pin!(shutdown);
+        while let Some((stream, peer)) = accept(&listener, &mut shutdown).await {
+            site.serve(stream, peer);
+        }
+        Ok(())
+    }
+
+    /// What serving HTTP connections of one listener on one runtime needs.
+    fn http_site<T: Transport>(&self, local_port: u16, transport: T) -> HttpSite<T> {
         let config = &self.shared.config;
         let mut ports = if T::TLS {
             config.https_ports.clone()
         } else {
             config.http_ports.clone()
         };
-        ports.push(local.port());
-        let listen = route::Listen::Http {
-            ports: Arc::from(ports),
-            tls: T::TLS,
-        };
-        let clients = Arc::new(forward::Clients::new(config));
-        tokio::pin!(shutdown);
-        while let Some((stream, peer)) = accept(&listener, &mut shutdown).await {
-            let conn = Arc::new(forward::ConnInfo::new(
-                peer,
-                local.port(),
-                listen.clone(),
-                clients.clone(),
-            ));
-            let shared = self.shared.clone();
-            let transport = transport.clone();
-            tokio::spawn(async move {
-                let Some(stream) = transport.open(stream, peer).await else {
-                    return;
-                };
-                let server = T::http_server(&stream);
-                let service = hyper::service::service_fn(move |req| {
-                    forward::handle(shared.clone(), conn.clone(), req)
-                });
-                if let Err(err) = server
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %forward::error_chain(&*err), "client connection ended");
-                }
-            });
+        ports.push(local_port);
+        HttpSite {
+            shared: self.shared.clone(),
+            listen: route::Listen::Http {
+                ports: Arc::from(ports),
+                tls: T::TLS,
+            },
+            local_port,
+            clients: Arc::new(forward::Clients::new(config)),
+            transport,
         }
-        Ok(())
     }
 
     /// Serves HTTP on `listener` from `workers` threads, each running a
@@ -431,6 +436,9 @@ impl Proxy {
             .await
     }
 
+    /// One thread with a single-threaded runtime per worker, each with
+    /// its own [`HttpSite`] (so its own pool of machine connections); the
+    /// caller's task accepts and deals connections out (roost-workers).
     async fn serve_http_workers<T: Transport>(
         &self,
         listener: std::net::TcpListener,
@@ -441,45 +449,13 @@ impl Proxy {
         listener
             .set_nonblocking(true)
             .map_err(ProxyError::Listener)?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut threads = Vec::new();
-        for n in 0..workers.max(1) {
-            let listener = listener.try_clone().map_err(ProxyError::Listener)?;
-            let proxy = self.clone();
-            let transport = transport.clone();
-            let mut stop = stop_rx.clone();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(ProxyError::Listener)?;
-            let thread = std::thread::Builder::new()
-                .name(format!("roost-proxy-{n}"))
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        let listener = match TcpListener::from_std(listener) {
-                            Ok(listener) => listener,
-                            Err(err) => {
-                                tracing::error!(error = %err, "proxy worker cannot use its listener");
-                                return;
-                            }
-                        };
-                        let stopped = async move {
-                            let _ = stop.wait_for(|stop| *stop).await;
-                        };
-                        if let Err(err) = proxy.serve_http(listener, transport, stopped).await {
-                            tracing::error!(error = %err, "proxy worker failed");
-                        }
-                    })
-                })
-                .map_err(ProxyError::Listener)?;
-            threads.push(thread);
-        }
-        shutdown.await;
-        let _ = stop_tx.send(true);
-        // The threads end with their runtimes (open connections are
-        // dropped); they are not joined here, so a long response cannot
-        // hold up the caller's shutdown.
-        drop(threads);
+        let listener = TcpListener::from_std(listener).map_err(ProxyError::Listener)?;
+        let local_port = listener.local_addr().map_err(ProxyError::Listener)?.port();
+        let sites = (0..workers.max(1))
+            .map(|_| self.http_site(local_port, transport.clone()))
+            .collect();
+        let workers = Workers::start("roost-proxy", sites).map_err(ProxyError::Listener)?;
+        workers.serve(&listener, shutdown).await;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use roost_net::plan::{
 };
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Host tools `roost up` needs, with the Debian packages that provide them.
 const REQUIRED_TOOLS: &[(&str, &str)] = &[
@@ -246,12 +247,19 @@ async fn start_tokenizer(
     let tokenizer =
         roost_tokenizer::Tokenizer::new(key, config).context("cannot set up the tokenizer")?;
     let seal_key = tokenizer.seal_key().to_string();
+    // One worker thread per CPU, fed by every listener.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = Arc::new(
+        tokenizer
+            .workers(cpus)
+            .context("cannot start the tokenizer's worker threads")?,
+    );
     let mut tasks = Vec::new();
     for listen in listens {
         let listener = listen_on(listen, "tokenizer").await?;
-        let tokenizer = tokenizer.clone();
+        let workers = workers.clone();
         tasks.push(tokio::spawn(async move {
-            tokenizer.serve(listener, std::future::pending()).await
+            workers.serve(&listener, std::future::pending()).await
         }));
     }
     Ok((seal_key, tasks))

@@ -184,7 +184,8 @@ async fn main() {
         .seal_key()
         .seal(secret.to_string().as_bytes())
         .expect("seal");
-    tokio::spawn(async move { tokenizer.serve(listener, std::future::pending()).await });
+    let workers = tokenizer.workers(2).expect("workers");
+    tokio::spawn(async move { workers.serve(&listener, std::future::pending()).await });
 
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;

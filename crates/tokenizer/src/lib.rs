@@ -10,7 +10,7 @@
 //! process ever holds the plaintext.
 //!
 //! Usable alone: [`OpenKey`] keeps the keypair, [`SealKey::seal`] seals on
-//! the client, [`Tokenizer::serve`] runs the proxy on a listener.
+//! the client, [`Tokenizer::workers`] serves the proxy on any number of listeners.
 
 mod error;
 mod header;

@@ -63,11 +63,20 @@ pub struct Tokenizer {
     inner: Arc<Inner>,
 }
 
+/// What every connection shares.
 struct Inner {
     key: OpenKey,
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    tls: Arc<rustls::ClientConfig>,
     plain_http: HashSet<String>,
     cache: Mutex<HashMap<[u8; 32], Arc<Secret>>>,
+}
+
+/// Serves connections on one runtime, with that runtime's pool of
+/// upstream connections (whose tasks run where their requests do).
+#[derive(Clone)]
+struct Site {
+    inner: Arc<Inner>,
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
 }
 
 impl Tokenizer {
@@ -98,22 +107,10 @@ impl Tokenizer {
         .map_err(|e| TokenizerError::Config(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         Ok(Tokenizer {
             inner: Arc::new(Inner {
                 key,
-                client,
+                tls: Arc::new(tls),
                 plain_http: config
                     .plain_http_upstreams
                     .iter()
@@ -124,54 +121,61 @@ impl Tokenizer {
         })
     }
 
+    /// A site with a new, empty pool of upstream connections.
+    fn site(&self) -> Site {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*self.inner.tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Site {
+            inner: self.inner.clone(),
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(connector),
+        }
+    }
+
     /// The public key clients seal secrets to.
     pub fn seal_key(&self) -> SealKey {
         self.inner.key.seal_key()
     }
 
-    /// Serves HTTP/1.1 proxy clients on `listener` until `shutdown`
-    /// completes; connections already open finish their current request.
-    pub async fn serve(
-        &self,
-        listener: tokio::net::TcpListener,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, _) = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "tokenizer accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-            }
-            let inner = self.inner.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let inner = inner.clone();
-                async move { Ok::<_, std::convert::Infallible>(inner.handle(req).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(error = %err, "tokenizer client connection ended with an error");
-                }
-            });
-        }
-        graceful.shutdown().await;
+    /// The proxy's server: `count` worker threads, each serving
+    /// connections on a runtime of its own with its own pool of upstream
+    /// connections, so a proxied request never wakes another thread (see
+    /// roost-workers). Feed them connections with
+    /// [`Workers::serve`](roost_workers::Workers::serve) on any number of
+    /// listeners; dropping them closes their connections.
+    pub fn workers(&self, count: usize) -> std::io::Result<roost_workers::Workers> {
+        let sites = (0..count.max(1)).map(|_| self.site()).collect();
+        roost_workers::Workers::start("roost-tokenizer", sites)
     }
 }
 
-impl Inner {
+/// Serves HTTP/1.1 proxy clients.
+impl roost_workers::Worker for Site {
+    fn serve(&self, stream: tokio::net::TcpStream, _peer: std::net::SocketAddr) {
+        let site = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let site = site.clone();
+            async move { Ok::<_, std::convert::Infallible>(site.handle(req).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "tokenizer client connection ended with an error");
+            }
+        });
+    }
+}
+
+impl Site {
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let method = req.method().clone();
@@ -237,12 +241,12 @@ impl Inner {
                 .to_str()
                 .map_err(|_| TokenizerError::bad("Proxy-Tokenizer header is not ASCII"))?;
             let header = ProxyTokenizerHeader::parse(value)?;
-            let secret = self.open(header.sealed)?;
+            let secret = self.inner.open(header.sealed)?;
             secret.authorize(&tokens)?;
             secret.check_host(&target.authority)?;
             injections.push(inject::prepare(&secret, &header.params)?);
         }
-        let (plain, upstream) = self.upstream(&target);
+        let (plain, upstream) = self.inner.upstream(&target);
         let (mut parts, body) = req.into_parts();
         let path_and_query = parts
             .uri
@@ -297,7 +301,9 @@ impl Inner {
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Either::Left(body)))
     }
+}
 
+impl Inner {
     /// Opens a sealed secret, or takes it from the cache.
     fn open(&self, sealed: &str) -> Result<Arc<Secret>> {
         let id: [u8; 32] = Sha256::digest(sealed.as_bytes()).into();

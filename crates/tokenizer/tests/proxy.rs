@@ -29,7 +29,8 @@ async fn setup() -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
     let seal_key = tokenizer.seal_key();
-    tokio::spawn(async move { tokenizer.serve(listener, std::future::pending()).await });
+    let workers = tokenizer.workers(2).unwrap();
+    tokio::spawn(async move { workers.serve(&listener, std::future::pending()).await });
     Setup {
         upstream,
         proxy,
