@@ -3,9 +3,12 @@
 //! One upstream HTTP/1.1 server (hyper, one thread, a 13-byte answer) sits
 //! behind (a) roost's proxy (two worker threads, routing by Host to a
 //! started "machine" whose private address is 127.0.0.1) and (b) nginx
-//! (two workers, keep-alive upstream pool) configured in a temp dir with
+//! (two workers, keep-alive upstream pool, setting the same forwarding
+//! headers and request id as roost) configured in a temp dir with
 //! its own pid file and logs, loopback only. wrk drives each with 64
-//! connections for a few seconds; the direct upstream figure is context.
+//! connections in rounds that pair the two back to back (alternating which
+//! goes first); the summary is the median over rounds, and the direct
+//! upstream figure is context.
 //!
 //! `cargo bench -p roost-proxy --bench proxy [-- --seconds N --rounds N]`
 //!
@@ -15,6 +18,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use roost_proxy::{BackendError, Backends, BoxFuture, Proxy, ProxyConfig};
+use roost_testkit::nginx::Nginx;
 use roost_types::{CheckStatus, Machine, MachineConfig, MachineState};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,8 +35,8 @@ struct Options {
 
 fn options() -> Options {
     let mut options = Options {
-        seconds: 5,
-        rounds: 2,
+        seconds: 3,
+        rounds: 5,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
@@ -154,74 +158,31 @@ fn start_roost_proxy(upstream: SocketAddr) -> SocketAddr {
     addr
 }
 
-/// nginx as a reverse proxy to `upstream`, on its own port, in `dir`.
-struct Nginx {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Nginx {
-    /// SIGTERM, not SIGKILL: the master then takes its workers down with
-    /// it (killed outright, it leaves them running).
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
+/// nginx as a reverse proxy to `upstream`, with two workers, doing the
+/// header work roost's proxy does: the same forwarding headers to the
+/// machine and a request id back to the client.
 fn start_nginx(dir: &Path, upstream: SocketAddr) -> Nginx {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let d = dir.display();
-    let config = format!(
-        "worker_processes 2;\n\
-         daemon off;\n\
-         pid {d}/nginx.pid;\n\
-         error_log {d}/error.log warn;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n\
-           access_log off;\n\
-           client_body_temp_path {d}/body;\n\
-           proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n\
-           uwsgi_temp_path {d}/uwsgi;\n\
-           scgi_temp_path {d}/scgi;\n\
-           upstream machine {{ server {upstream}; keepalive 128; }}\n\
-           server {{\n\
-             listen 127.0.0.1:{port};\n\
-             location / {{\n\
-               proxy_pass http://machine;\n\
-               proxy_http_version 1.1;\n\
-               proxy_set_header Connection \"\";\n\
-               proxy_set_header Host $host;\n\
-               proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-               proxy_set_header X-Forwarded-Proto $scheme;\n\
-               proxy_buffering off;\n\
-             }}\n\
-           }}\n\
-         }}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new("/usr/sbin/nginx")
-        .arg("-c")
-        .arg(&path)
-        .arg("-p")
-        .arg(dir)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run /usr/sbin/nginx (Debian package nginx)");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_listening(addr);
-    Nginx { child, addr }
+    Nginx::start(
+        dir,
+        2,
+        &format!(
+            "upstream machine {{ server {upstream}; keepalive 128; keepalive_requests 1000000000; }}"
+        ),
+        "proxy_pass http://machine;\n\
+         proxy_http_version 1.1;\n\
+         proxy_set_header Connection \"\";\n\
+         proxy_set_header Host $host;\n\
+         proxy_set_header Fly-Client-IP $remote_addr;\n\
+         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+         proxy_set_header X-Forwarded-Proto $scheme;\n\
+         proxy_set_header X-Forwarded-Port $server_port;\n\
+         proxy_set_header Fly-Forwarded-Port $server_port;\n\
+         proxy_set_header Fly-Request-Id $request_id-local;\n\
+         proxy_set_header Fly-Region local;\n\
+         add_header Fly-Request-Id $request_id-local;\n\
+         proxy_buffering off;",
+        |_| {},
+    )
 }
 
 fn wait_listening(addr: SocketAddr) {
@@ -290,13 +251,18 @@ fn wrk(addr: SocketAddr, host: &str, seconds: u64) -> Figures {
     figures
 }
 
-fn best(runs: &[Figures]) -> Figures {
-    // The round with the highest throughput: the least disturbed by the
-    // rest of the host.
-    *runs
-        .iter()
-        .max_by(|a, b| a.rps.total_cmp(&b.rps))
-        .expect("at least one round")
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The median of each figure over the rounds.
+fn medians(runs: &[Figures]) -> Figures {
+    Figures {
+        rps: median(runs.iter().map(|f| f.rps).collect()),
+        p50_ms: median(runs.iter().map(|f| f.p50_ms).collect()),
+        p99_ms: median(runs.iter().map(|f| f.p99_ms).collect()),
+    }
 }
 
 fn main() {
@@ -312,19 +278,41 @@ fn main() {
     // Warm up both (connection pools, caches).
     wrk(roost, host, 1);
     wrk(nginx.addr, host, 1);
-    let mut direct = Vec::new();
+    // Rounds pair roost and nginx back to back, alternating which goes
+    // first, so the host's slow drifts hit both alike; each round's ratio
+    // is printed, and the summary is the median over rounds.
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
-    for _ in 0..options.rounds {
-        ours.push(wrk(roost, host, options.seconds));
-        theirs.push(wrk(nginx.addr, host, options.seconds));
-    }
-    direct.push(wrk(upstream, host, options.seconds));
-    let (direct, ours, theirs) = (best(&direct), best(&ours), best(&theirs));
     println!(
-        "proxy benchmark: wrk -t2 -c{CONNECTIONS}, {}s x {} rounds (best round), 13-byte responses, 2 cores shared by wrk, proxy and upstream",
-        options.seconds, options.rounds
+        "proxy benchmark: wrk -t2 -c{CONNECTIONS}, {} rounds of {}s per target, 13-byte responses, 2 cores shared by wrk, proxy and upstream",
+        options.rounds, options.seconds
     );
+    for round in 0..options.rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = wrk(roost, host, options.seconds);
+            (a, wrk(nginx.addr, host, options.seconds))
+        } else {
+            let b = wrk(nginx.addr, host, options.seconds);
+            (wrk(roost, host, options.seconds), b)
+        };
+        println!(
+            "round {}: roost {:.0} req/s, nginx {:.0} req/s, ratio {:.2}",
+            round + 1,
+            a.rps,
+            b.rps,
+            a.rps / b.rps
+        );
+        ours.push(a);
+        theirs.push(b);
+    }
+    let ratio = median(
+        ours.iter()
+            .zip(&theirs)
+            .map(|(a, b)| a.rps / b.rps)
+            .collect(),
+    );
+    let direct = wrk(upstream, host, options.seconds);
+    let (ours, theirs) = (medians(&ours), medians(&theirs));
     println!(
         "{:<14} {:>12} {:>10} {:>10}",
         "target", "req/s", "p50 ms", "p99 ms"
@@ -336,8 +324,7 @@ fn main() {
         );
     }
     println!(
-        "roost/nginx: throughput {:.2}x, p50 {:+.3} ms, p99 {:+.3} ms",
-        ours.rps / theirs.rps,
+        "roost/nginx (medians over rounds): throughput {ratio:.2}x (target >= 0.9), p50 {:+.3} ms, p99 {:+.3} ms (target within 1 ms)",
         ours.p50_ms - theirs.p50_ms,
         ours.p99_ms - theirs.p99_ms
     );

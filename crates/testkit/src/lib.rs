@@ -10,6 +10,7 @@
 
 mod busybox;
 pub mod layer;
+pub mod nginx;
 pub mod oci;
 pub mod registry;
 

@@ -1,9 +1,23 @@
 //! Tokenizer overhead: 64 concurrent keep-alive clients send GETs for a few
 //! seconds directly to a TLS upstream and, in the same run, through the
 //! tokenizer (inject processor, bearer auth) to the same upstream. Two
-//! upstream profiles: one that answers at once (clients, tokenizer and
-//! upstream then saturate the host's CPUs, the worst case for a proxy hop),
-//! and one that takes 5 ms per request, like a fast real API.
+//! upstream profiles: one that answers at once (the worst case for a proxy
+//! hop: everything is CPU-bound), and one that takes 5 ms per request, like
+//! a fast real API.
+//!
+//! The tokenizer runs in its own process (this binary, re-executed with
+//! `--serve-tokenizer`), as it runs inside `roost up` apart from any
+//! client. Each profile is measured in two CPU placements:
+//! - shared: clients, upstream and tokenizer on all CPUs;
+//! - split: the tokenizer on half of the CPUs, clients and upstream on the
+//!   other half, as when the tokenizer is a service of its own. Direct
+//!   requests then have only the clients' half, so the ratio says whether
+//!   the tokenizer keeps up with what those clients can send.
+//!
+//! The peer, in the same run: Debian's nginx as a reverse proxy to the
+//! same upstream, adding a fixed `Authorization` header from its
+//! configuration, on the tokenizer's CPUs: what a mature proxy achieves
+//! for the same hop on the same host.
 //!
 //! `cargo bench -p roost-tokenizer --bench proxy [-- --seconds N --clients N]`
 
@@ -13,7 +27,10 @@ mod common;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use roost_testkit::nginx::Nginx;
 use roost_tokenizer::{OpenKey, Tokenizer, TokenizerConfig};
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,11 +65,13 @@ fn options() -> Options {
 enum Mode {
     Direct,
     Tokenizer,
+    Nginx,
 }
 
 struct Target {
     upstream: std::net::SocketAddr,
-    proxy: std::net::SocketAddr,
+    tokenizer: std::net::SocketAddr,
+    nginx: std::net::SocketAddr,
     tls: tokio_rustls::TlsConnector,
     sealed: String,
 }
@@ -82,10 +101,14 @@ async fn client(
                 tokio::spawn(async move { conn.await.map_err(|e| e.to_string()) }),
             )
         }
-        Mode::Tokenizer => {
-            let tcp = tokio::net::TcpStream::connect(target.proxy)
+        Mode::Tokenizer | Mode::Nginx => {
+            let proxy = match mode {
+                Mode::Nginx => target.nginx,
+                _ => target.tokenizer,
+            };
+            let tcp = tokio::net::TcpStream::connect(proxy)
                 .await
-                .expect("connect tokenizer");
+                .expect("connect the proxy");
             tcp.set_nodelay(true).expect("nodelay");
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
                 .await
@@ -102,11 +125,13 @@ async fn client(
             Mode::Direct => hyper::Request::get(path)
                 .header("host", format!("localhost:{port}"))
                 .body(Empty::<Bytes>::new()),
-            Mode::Tokenizer => hyper::Request::get(format!("http://localhost:{port}{path}"))
-                .header("host", format!("localhost:{port}"))
-                .header("proxy-tokenizer", target.sealed.as_str())
-                .header("proxy-authorization", "Bearer bench-client")
-                .body(Empty::<Bytes>::new()),
+            Mode::Tokenizer | Mode::Nginx => {
+                hyper::Request::get(format!("http://localhost:{port}{path}"))
+                    .header("host", format!("localhost:{port}"))
+                    .header("proxy-tokenizer", target.sealed.as_str())
+                    .header("proxy-authorization", "Bearer bench-client")
+                    .body(Empty::<Bytes>::new())
+            }
         }
         .expect("request");
         let started = Instant::now();
@@ -156,21 +181,203 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-#[tokio::main]
-async fn main() {
+const SERVE_TOKENIZER: &str = "--serve-tokenizer";
+
+/// The tokenizer process: serves on a loopback port, prints it, and exits
+/// when its standard input closes (the bench ended or died).
+fn serve_tokenizer(key_file: &str, ca_file: &str) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let key = OpenKey::load_or_create(Path::new(key_file)).expect("key");
+        let config = TokenizerConfig {
+            extra_ca_files: vec![ca_file.into()],
+            plain_http_upstreams: Vec::new(),
+        };
+        let tokenizer = Tokenizer::new(key, &config).expect("tokenizer");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!("{}", listener.local_addr().expect("addr"));
+        std::io::stdout().flush().expect("stdout");
+        let stdin_closed = tokio::task::spawn_blocking(|| {
+            let mut byte = [0u8; 1];
+            while matches!(std::io::stdin().read(&mut byte), Ok(n) if n > 0) {}
+        });
+        // As `roost up` serves it: a worker thread per CPU it may use.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = tokenizer.workers(cpus).expect("tokenizer workers");
+        tokio::select! {
+            () = workers.serve(&listener, std::future::pending()) => {}
+            _ = stdin_closed => {}
+        }
+    });
+}
+
+/// A tokenizer process on `cpus`; killed when dropped.
+struct TokenizerProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl TokenizerProcess {
+    fn spawn(key_file: &Path, ca_file: &Path, cpus: &[usize]) -> TokenizerProcess {
+        let mut command = std::process::Command::new(std::env::current_exe().expect("exe"));
+        command
+            .arg(SERVE_TOKENIZER)
+            .arg(key_file)
+            .arg(ca_file)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        pin(&mut command, cpu_set(cpus));
+        let mut child = command.spawn().expect("spawn the tokenizer process");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("tokenizer address");
+        let addr = line.trim().parse().expect("tokenizer address");
+        TokenizerProcess { child, addr }
+    }
+}
+
+impl Drop for TokenizerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The peer: nginx doing the tokenizer's job with the credential written
+/// into its configuration (a fixed `Authorization` header, no sealed
+/// token, no checks), as a reverse proxy to the TLS upstream with pooled
+/// keep-alive connections, on the tokenizer's CPUs.
+fn start_nginx(dir: &Path, upstream: &common::Upstream, cpus: &[usize]) -> Nginx {
+    let (up, ca) = (upstream.addr, upstream.ca_file.display());
+    let set = cpu_set(cpus);
+    Nginx::start(
+        dir,
+        cpus.len(),
+        &format!("upstream api {{ server {up}; keepalive 128; keepalive_requests 1000000000; }}"),
+        &format!(
+            "proxy_pass https://api;\n\
+             proxy_http_version 1.1;\n\
+             proxy_set_header Connection \"\";\n\
+             proxy_set_header Host localhost:{port};\n\
+             proxy_set_header Proxy-Tokenizer \"\";\n\
+             proxy_set_header Proxy-Authorization \"\";\n\
+             proxy_set_header Authorization \"Bearer bench-real-token\";\n\
+             proxy_ssl_name localhost;\n\
+             proxy_ssl_server_name on;\n\
+             proxy_ssl_verify on;\n\
+             proxy_ssl_trusted_certificate {ca};\n\
+             proxy_ssl_session_reuse on;\n\
+             proxy_buffering off;",
+            port = up.port(),
+        ),
+        |command| pin(command, set),
+    )
+}
+
+/// Restricts `command` (its threads and children too) to the CPUs in `set`.
+fn pin(command: &mut std::process::Command, set: nix::sched::CpuSet) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sched_setaffinity is a plain system call, safe between fork
+    // and exec.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+fn cpu_set(cpus: &[usize]) -> nix::sched::CpuSet {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).expect("CPU number");
+    }
+    set
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).expect("affinity");
+    (0..nix::sched::CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect()
+}
+
+/// Where the tokenizer and the load (clients and upstream) run.
+struct Placement {
+    name: String,
+    tokenizer: Vec<usize>,
+    load: Vec<usize>,
+}
+
+fn placements() -> Vec<Placement> {
+    let cpus = allowed_cpus();
+    let mut placements = vec![Placement {
+        name: format!("shared: tokenizer, clients and upstream on CPUs {cpus:?}"),
+        tokenizer: cpus.clone(),
+        load: cpus.clone(),
+    }];
+    if cpus.len() >= 2 {
+        let (tokenizer, load) = cpus.split_at(cpus.len() / 2);
+        placements.push(Placement {
+            name: format!(
+                "split: tokenizer on CPUs {tokenizer:?}, clients and upstream on CPUs {load:?}"
+            ),
+            tokenizer: tokenizer.to_vec(),
+            load: load.to_vec(),
+        });
+    }
+    placements
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == SERVE_TOKENIZER) {
+        serve_tokenizer(&args[i + 1], &args[i + 2]);
+        return;
+    }
     let options = options();
-    let upstream = common::tls_upstream().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = OpenKey::load_or_create(&dir.path().join("open-key")).expect("key");
-    let config = TokenizerConfig {
-        extra_ca_files: vec![upstream.ca_file.clone()],
-        plain_http_upstreams: Vec::new(),
-    };
-    let tokenizer = Tokenizer::new(key, &config).expect("tokenizer");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let proxy = listener.local_addr().expect("addr");
+    let key_file = dir.path().join("open-key");
+    let seal_key = OpenKey::load_or_create(&key_file).expect("key").seal_key();
+    println!(
+        "tokenizer benchmark: {} concurrent keep-alive clients, {} s per run, GET to a loopback TLS upstream",
+        options.clients, options.seconds
+    );
+    for placement in placements() {
+        println!();
+        println!("{}", placement.name);
+        // Threads inherit their creator's CPUs: pin this thread, then
+        // build the runtime the clients and the upstream run on.
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu_set(&placement.load))
+            .expect("pin the load");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(placement.load.len())
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(measure(
+            &options,
+            dir.path(),
+            &key_file,
+            &seal_key,
+            &placement,
+        ));
+    }
+}
+
+async fn measure(
+    options: &Options,
+    nginx_dir: &Path,
+    key_file: &Path,
+    seal_key: &roost_tokenizer::SealKey,
+    placement: &Placement,
+) {
+    let upstream = common::tls_upstream().await;
+    let tokenizer = TokenizerProcess::spawn(key_file, &upstream.ca_file, &placement.tokenizer);
     use base64::Engine;
     use sha2::Digest;
     let digest =
@@ -180,12 +387,7 @@ async fn main() {
         "bearer_auth": {"digest": digest},
         "allowed_hosts": [format!("localhost:{}", upstream.addr.port())],
     });
-    let sealed = tokenizer
-        .seal_key()
-        .seal(secret.to_string().as_bytes())
-        .expect("seal");
-    let workers = tokenizer.workers(2).expect("workers");
-    tokio::spawn(async move { workers.serve(&listener, std::future::pending()).await });
+    let sealed = seal_key.seal(secret.to_string().as_bytes()).expect("seal");
 
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;
@@ -199,67 +401,58 @@ async fn main() {
     .expect("TLS versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
+    let nginx = start_nginx(nginx_dir, &upstream, &placement.tokenizer);
     let target = Arc::new(Target {
         upstream: upstream.addr,
-        proxy,
+        tokenizer: tokenizer.addr,
+        nginx: nginx.addr,
         tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
         sealed,
     });
-
-    println!(
-        "tokenizer benchmark: {} concurrent keep-alive clients, {} s per run, GET to a loopback TLS upstream",
-        options.clients, options.seconds
-    );
     for (profile, path) in [
         ("upstream answers at once", "/bench"),
         ("upstream takes 5 ms", "/delay/5"),
     ] {
-        for mode in [Mode::Direct, Mode::Tokenizer] {
+        let modes = [Mode::Direct, Mode::Tokenizer, Mode::Nginx];
+        for mode in modes {
             run(&target, mode, path, options.clients, 1).await;
         }
-        let direct = run(
-            &target,
-            Mode::Direct,
-            path,
-            options.clients,
-            options.seconds,
-        )
-        .await;
-        let through = run(
-            &target,
-            Mode::Tokenizer,
-            path,
-            options.clients,
-            options.seconds,
-        )
-        .await;
-        println!();
-        println!("{profile}");
+        let mut figures = Vec::new();
+        for mode in modes {
+            figures.push(run(&target, mode, path, options.clients, options.seconds).await);
+        }
+        let [direct, through, peer] = &figures[..] else {
+            unreachable!("three modes")
+        };
+        println!("  {profile}");
         println!(
-            "{:<28}{:>12}{:>12}{:>12}",
-            "  path", "req/s", "p50 ms", "p99 ms"
+            "{:<30}{:>12}{:>12}{:>12}",
+            "    path", "req/s", "p50 ms", "p99 ms"
         );
         for (name, f) in [
-            ("  direct (client TLS)", &direct),
-            ("  through tokenizer", &through),
+            ("    direct (client TLS)", direct),
+            ("    through tokenizer", through),
+            ("    through nginx (peer)", peer),
         ] {
             println!(
-                "{name:<28}{:>12.0}{:>12.3}{:>12.3}",
+                "{name:<30}{:>12.0}{:>12.3}{:>12.3}",
                 f.rps,
                 ms(f.p50),
                 ms(f.p99)
             );
         }
+        let verdict = |ok: bool| if ok { "ok" } else { "MISS" };
         let overhead = ms(through.p50) - ms(direct.p50);
         let ratio = through.rps / direct.rps * 100.0;
-        let verdict = |ok: bool| if ok { "ok" } else { "MISS" };
         println!(
-            "  p50 overhead {overhead:>8.3} ms  (target < 0.5 ms)  {}",
-            verdict(overhead < 0.5)
+            "    tokenizer: p50 overhead {overhead:>7.3} ms (target < 0.5 ms) {:<4}  throughput {ratio:>5.1} % of direct (target >= 80 %) {}",
+            verdict(overhead < 0.5),
+            verdict(ratio >= 80.0)
         );
         println!(
-            "  throughput   {ratio:>8.1} %   (target >= 80 %)   {}",
-            verdict(ratio >= 80.0)
+            "    nginx:     p50 overhead {:>7.3} ms                           throughput {:>5.1} % of direct",
+            ms(peer.p50) - ms(direct.p50),
+            peer.rps / direct.rps * 100.0
         );
     }
 }
