@@ -17,6 +17,11 @@
 //!   answers a segment of no connection with a reset. Stateless on purpose:
 //!   no conntrack, so no table to fill, no cost per packet on the proxy's
 //!   path, and nothing to relearn after a restart;
+//! - UDP to a host socket bound to a specific address: the edge proxy's
+//!   UDP flows, whose sockets are connected to a machine (`-m socket`
+//!   skips sockets bound to the wildcard address, so a host service
+//!   listening on `[::]` stays out of reach, and a connected socket takes
+//!   datagrams from its peer only);
 //! - roost's own services at the service address ([`SERVICE_PORTS`]);
 //! - ICMPv6 neighbour discovery, error messages and echo replies (the host
 //!   pings machines);
@@ -85,11 +90,14 @@ const ICMPV6_TYPES: [&str; 7] = [
 ];
 
 /// The rules of the site's input chain, in order, in `ip6tables` syntax
-/// (without `-A <chain>`). The busiest first: proxy replies, then the
-/// services.
+/// (without `-A <chain>`). The busiest first: replies to the proxy, then
+/// the services.
 pub fn input_rules(plan: &AddressPlan) -> Vec<String> {
     let service = plan.service_address();
-    let mut rules = vec!["-p tcp ! --syn -j ACCEPT".to_string()];
+    let mut rules = vec![
+        "-p tcp ! --syn -j ACCEPT".to_string(),
+        "-p udp -m socket -j ACCEPT".to_string(),
+    ];
     rules.extend(
         SERVICE_PORTS
             .iter()
@@ -254,6 +262,7 @@ mod tests {
             rules,
             [
                 "-p tcp ! --syn -j ACCEPT",
+                "-p udp -m socket -j ACCEPT",
                 "-d fdaa:7e57::3/128 -p udp --dport 53 -j ACCEPT",
                 "-d fdaa:7e57::3/128 -p tcp --dport 53 -j ACCEPT",
                 "-d fdaa:7e57::3/128 -p tcp --dport 4280 -j ACCEPT",

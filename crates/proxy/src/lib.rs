@@ -1,5 +1,6 @@
 //! roost's edge proxy: HTTP and HTTPS (and raw TCP, optionally
-//! TLS-terminated) from clients to machines, with Fly's dynamic routing.
+//! TLS-terminated, and UDP) from clients to machines, with Fly's dynamic
+//! routing.
 //!
 //! The crate is usable alone: it knows machines only through the
 //! [`Backends`] trait (list an app's machines, start, stop, report checks),
@@ -22,7 +23,14 @@
 //! | HTTPS ([`Proxy::serve_tls`]) | [`ProxyConfig::https_ports`] (443) and its own port | `tls` and `http` |
 //! | raw TCP ([`Proxy::serve_tcp`], no certificate) | one port, for one app | none |
 //! | TLS TCP ([`Proxy::serve_tcp`] with a certificate) | one port, for one app | exactly `tls` |
+//! | UDP ([`Proxy::serve_udp`]) | one port, for one app | any (services with `protocol: "udp"`) |
 //!
+//! Every listener but UDP reaches only `tcp` services (a missing
+//! `protocol` is `tcp`), and UDP only `udp` ones. UDP forwards datagrams
+//! per *flow*, the datagrams of one client address, each routed by its
+//! first datagram and pinned to its machine (`udp.rs` explains the model);
+//! the machine's program must listen on its private address (or `[::]`)
+//! at `internal_port`, since roost has no `fly-global-services` address.
 //! So a Fly app's `http_service` (`["http"]` on 80, `["tls", "http"]` on
 //! 443) is reached over both HTTP and HTTPS, and a `["tls", "http"]` port
 //! only over HTTPS. The certificate ([`TlsCertificate`], PEM files) is one
@@ -45,7 +53,9 @@
 //! whose response body has not ended plus upgraded connections (HTTP
 //! services count the same whether `concurrency.type` is `connections` or
 //! `requests`: each in-flight request occupies one upstream connection)
-//! and, for raw TCP services, open connections. Fly's defaults apply:
+//! and, for raw TCP services, open connections, and for UDP services,
+//! live flows (see `udp.rs`: the datagrams of one client address, until
+//! they pause for [`ProxyConfig::udp_flow_idle`]). Fly's defaults apply:
 //! autostart on, autostop off, soft/hard limits 20/25.
 //!
 //! **Instances.** `fly-force-instance-id: <id>` sends the request to that
@@ -121,6 +131,7 @@ mod supervisor;
 mod tcp;
 mod tls;
 mod tunnel;
+mod udp;
 
 pub use affinity::AffinityKey;
 pub use backends::{BackendError, Backends, BoxFuture};
@@ -176,6 +187,15 @@ pub struct ProxyConfig {
     pub snapshot_max_age: Duration,
     /// TCP connect timeout to machines.
     pub connect_timeout: Duration,
+    /// A UDP flow with no datagram either way for this long ends and
+    /// releases its unit of load, when its port sets no
+    /// `http_options.idle_timeout`. Long enough for protocols that send
+    /// keep-alives every 15 to 30 s (WireGuard, QUIC, game servers),
+    /// short enough that autostop sees idle machines within minutes.
+    pub udp_flow_idle: Duration,
+    /// Flows one UDP listener keeps at once; datagrams of further client
+    /// addresses are dropped until a flow ends.
+    pub max_udp_flows: usize,
 }
 
 impl Default for ProxyConfig {
@@ -198,6 +218,8 @@ impl Default for ProxyConfig {
             tick: Duration::from_secs(1),
             snapshot_max_age: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
+            udp_flow_idle: Duration::from_secs(60),
+            max_udp_flows: 4096,
         }
     }
 }
@@ -505,6 +527,20 @@ impl Proxy {
             });
         }
         Ok(())
+    }
+
+    /// Serves a UDP service: datagrams to `socket` go to machines of `app`
+    /// with a `udp` service on public port `port`, one flow per client
+    /// address (see `udp.rs`), until `shutdown` resolves; flows end with
+    /// it, since their replies leave through `socket`.
+    pub async fn serve_udp(
+        &self,
+        socket: tokio::net::UdpSocket,
+        app: &str,
+        port: u16,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        udp::serve(self.shared.clone(), socket, Arc::from(app), port, shutdown).await
     }
 
     /// Starts the supervisor (health checks, autostop). It ends when every

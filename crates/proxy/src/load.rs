@@ -1,9 +1,9 @@
 //! Per-machine load: the in-flight counter every routing decision, queue
 //! and autostop reads.
 //!
-//! A request (or upgraded connection, or raw TCP connection) holds an
-//! [`InFlight`] guard from the moment it is routed until its response body
-//! ends or its connection closes; dropping the guard is the only way the
+//! A request (or upgraded connection, raw TCP connection or UDP flow)
+//! holds an [`InFlight`] guard from the moment it is routed until its
+//! response body ends, its connection closes or its flow ends; dropping the guard is the only way the
 //! count goes down, so a client that disconnects mid-stream (hyper drops
 //! the body) cannot leak load.
 

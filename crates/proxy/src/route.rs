@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 /// What a listener stands for, which decides the services it reaches
 /// (Fly's handlers: the proxy does what a port's handlers say, so a port
-/// is reached only by the listener that does exactly that).
+/// is reached only by the listener that does exactly that). HTTP and TCP
+/// listeners reach only `tcp` services, the UDP listener only `udp` ones,
+/// so one public port number can carry both protocols to different
+/// services, as on Fly.
 #[derive(Debug, Clone)]
 pub(crate) enum Listen {
     /// An HTTP listener: services on one of these public ports whose
@@ -30,6 +33,9 @@ pub(crate) enum Listen {
     /// A raw TCP listener: services on this public port with no handler,
     /// or, when it terminates TLS, with exactly `["tls"]`.
     Tcp { port: u16, tls: bool },
+    /// A UDP listener: `udp` services on this public port (UDP services
+    /// have no handlers).
+    Udp { port: u16 },
 }
 
 impl Listen {
@@ -37,6 +43,7 @@ impl Listen {
     pub(crate) fn is_tls(&self) -> bool {
         match self {
             Listen::Http { tls, .. } | Listen::Tcp { tls, .. } => *tls,
+            Listen::Udp { .. } => false,
         }
     }
 }
@@ -63,13 +70,22 @@ impl std::fmt::Display for Listen {
                     "port {port} with only the tls handler (TLS-terminated TCP)"
                 )
             }
+            Listen::Udp { port } => write!(f, "UDP port {port}"),
         }
     }
+}
+
+/// A service's `protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Tcp,
+    Udp,
 }
 
 /// One service of a machine, with Fly's defaults applied.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceRoute {
+    pub protocol: Protocol,
     pub internal_port: u16,
     pub ports: Vec<MachinePort>,
     pub soft_limit: usize,
@@ -82,9 +98,13 @@ pub(crate) struct ServiceRoute {
 
 impl ServiceRoute {
     fn from_service(service: &MachineService) -> Option<ServiceRoute> {
-        if service.protocol.as_deref().is_some_and(|p| p != "tcp") {
-            return None;
-        }
+        // Missing means tcp, as on Fly; anything else reaches no listener.
+        let protocol = match service.protocol.as_deref() {
+            None => Protocol::Tcp,
+            Some(p) if p.eq_ignore_ascii_case("tcp") => Protocol::Tcp,
+            Some(p) if p.eq_ignore_ascii_case("udp") => Protocol::Udp,
+            Some(_) => return None,
+        };
         let internal_port = u16::try_from(service.internal_port?).ok()?;
         let concurrency = service.concurrency.clone().unwrap_or_default();
         let limit = |v: Option<i64>, default: u64| v.map_or(default, |v| v.max(1) as u64) as usize;
@@ -95,6 +115,7 @@ impl ServiceRoute {
         )
         .min(hard_limit);
         Some(ServiceRoute {
+            protocol,
             internal_port,
             ports: service.ports.clone(),
             soft_limit,
@@ -108,6 +129,10 @@ impl ServiceRoute {
 
     /// The port entry through which `listen` reaches this service.
     pub(crate) fn entry_for(&self, listen: &Listen) -> Option<usize> {
+        let udp = matches!(listen, Listen::Udp { .. });
+        if udp != (self.protocol == Protocol::Udp) {
+            return None;
+        }
         match listen {
             Listen::Http { ports, tls } => self.ports.iter().position(|p| {
                 p.has_handler("http")
@@ -120,6 +145,7 @@ impl ServiceRoute {
                     && p.handlers.iter().all(|h| h.eq_ignore_ascii_case("tls"))
                     && p.covers(*port)
             }),
+            Listen::Udp { port } => self.ports.iter().position(|p| p.covers(*port)),
         }
     }
 }
@@ -510,6 +536,28 @@ impl Router {
         )))
     }
 
+    /// Routes a raw TCP connection or a UDP flow (`what`, for the log) of
+    /// `app` to any machine. Such clients cannot be told why nothing
+    /// answers, so a failure is logged, at info level (it is about the
+    /// client's app, not a fault of the proxy), and gives `None`.
+    pub(crate) async fn route_or_log(
+        &self,
+        app: &str,
+        listen: &Listen,
+        what: &str,
+    ) -> Option<Picked> {
+        match self
+            .route(app, listen, &Target::Any { exclude: None })
+            .await
+        {
+            Ok(picked) => Some(picked),
+            Err(err) => {
+                tracing::info!(app, service = %listen, error = %err, "{what} refused: no machine");
+                None
+            }
+        }
+    }
+
     fn instance_step(
         &self,
         app: &str,
@@ -679,7 +727,12 @@ impl Router {
     }
 
     /// Starts a machine through the orchestrator and waits until its
-    /// service port accepts connections.
+    /// service port accepts connections. A UDP port cannot be probed
+    /// without handing the program a datagram it did not ask for, so for a
+    /// UDP service the wait ends with the orchestrator's start; a datagram
+    /// that arrives before the program binds is answered by port
+    /// unreachable, which ends its flow (udp.rs), and the client's next
+    /// datagram is routed again.
     async fn start(&self, app: &str, backend: &Backend, route: usize) -> Result<(), String> {
         let id = backend.id();
         let began = Instant::now();
@@ -703,12 +756,14 @@ impl Router {
             .addr
             .map(|ip| SocketAddr::new(ip, backend.routes[route].internal_port))
             .ok_or_else(|| format!("machine {id} has no private address"))?;
-        wait_for_port(addr, deadline).await?;
+        if backend.routes[route].protocol == Protocol::Tcp {
+            wait_for_port(addr, deadline).await?;
+        }
         tracing::info!(
             app,
             machine = id,
             elapsed_ms = began.elapsed().as_millis() as u64,
-            "autostart: machine accepts connections"
+            "autostart: machine ready"
         );
         Ok(())
     }

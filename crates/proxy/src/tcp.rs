@@ -4,7 +4,7 @@
 //! cordons, checks and autostop apply as for HTTP; a connection is one
 //! unit of load for its whole life.
 
-use crate::route::{Listen, Target};
+use crate::route::Listen;
 use crate::Shared;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,16 +21,12 @@ pub(crate) async fn handle(
     listen: Listen,
     client: impl AsyncRead + AsyncWrite + Unpin,
 ) {
-    let picked = match shared
+    let Some(picked) = shared
         .router
-        .route(&app, &listen, &Target::Any { exclude: None })
+        .route_or_log(&app, &listen, "TCP connection")
         .await
-    {
-        Ok(picked) => picked,
-        Err(err) => {
-            tracing::info!(app = %app, service = %listen, error = %err, "TCP connection refused: no machine");
-            return;
-        }
+    else {
+        return;
     };
     let id = picked.backend.id().to_string();
     let Some(addr) = picked.upstream() else {

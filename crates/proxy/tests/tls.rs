@@ -7,9 +7,8 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use roost_proxy::{Proxy, ProxyConfig, ProxyError, TlsCertificate};
+use roost_proxy::{ProxyConfig, ProxyError, TlsCertificate};
 use serde_json::json;
-use std::future::{pending, Future};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -150,46 +149,6 @@ impl Pki {
             },
         )
     }
-}
-
-/// A listener the test spawned, stopped when dropped.
-struct Serving {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Binds a free loopback port and serves it with `serve`.
-async fn serving<F>(serve: impl FnOnce(tokio::net::TcpListener) -> F) -> Serving
-where
-    F: Future<Output = Result<(), ProxyError>> + Send + 'static,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serve = serve(listener);
-    let task = tokio::spawn(async move { serve.await.expect("serve") });
-    Serving { addr, task }
-}
-
-async fn https(proxy: &Proxy, certificate: &TlsCertificate) -> Serving {
-    let (proxy, certificate) = (proxy.clone(), certificate.clone());
-    serving(|listener| async move { proxy.serve_tls(listener, &certificate, pending()).await })
-        .await
-}
-
-async fn tcp(proxy: &Proxy, app: &str, port: u16, certificate: Option<&TlsCertificate>) -> Serving {
-    let (proxy, app, certificate) = (proxy.clone(), app.to_string(), certificate.cloned());
-    serving(|listener| async move {
-        proxy
-            .serve_tcp(listener, &app, port, certificate.as_ref(), pending())
-            .await
-    })
-    .await
 }
 
 const H2: &[u8] = b"h2";

@@ -64,6 +64,12 @@ pub struct ProxyArgs {
         requires = "proxy_tls_cert"
     )]
     pub proxy_tls_tcp: Vec<String>,
+    /// A UDP service: datagrams to ADDR go to APP's machines whose
+    /// services have `"protocol": "udp"` on public port PORT, one flow per
+    /// client address (repeatable). The machine's program must listen on
+    /// its private address or `[::]` at the service's internal_port.
+    #[arg(long = "proxy-udp", value_name = "APP:PORT=ADDR")]
+    pub proxy_udp: Vec<String>,
     /// Milliseconds between the proxy's health-check and autostop rounds. For tests.
     #[arg(long, default_value_t = 1000, hide = true)]
     pub proxy_tick_ms: u64,
@@ -185,7 +191,7 @@ pub async fn start(
         .map(|spec| ("--proxy-tls-tcp", spec, certificate.clone()));
     let tcp_services = plain_tcp.chain(tls_tcp);
     for (flag, spec, certificate) in tcp_services {
-        let (app, port, addr) = parse_tcp(flag, spec)?;
+        let (app, port, addr) = parse_spec(flag, spec)?;
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr} ({flag} {spec})"))?;
@@ -200,6 +206,19 @@ pub async fn start(
                     certificate.as_ref(),
                     std::future::pending(),
                 )
+                .await
+        }));
+    }
+    for spec in &args.proxy_udp {
+        let (app, port, addr) = parse_spec("--proxy-udp", spec)?;
+        let socket = tokio::net::UdpSocket::bind(&addr)
+            .await
+            .with_context(|| format!("cannot bind {addr} (--proxy-udp {spec})"))?;
+        tracing::info!(%addr, app, port, "edge proxy UDP service listening");
+        let proxy = proxy.clone();
+        tasks.push(tokio::spawn(async move {
+            proxy
+                .serve_udp(socket, &app, port, std::future::pending())
                 .await
         }));
     }
@@ -218,8 +237,8 @@ fn spawn_serving(
     })
 }
 
-/// `APP:PORT=ADDR`, the value of `flag`.
-fn parse_tcp(flag: &str, spec: &str) -> Result<(String, u16, String)> {
+/// `APP:PORT=ADDR`, the value of `flag` (a TCP or UDP service).
+fn parse_spec(flag: &str, spec: &str) -> Result<(String, u16, String)> {
     let parsed = spec.split_once('=').and_then(|(left, addr)| {
         let (app, port) = left.split_once(':')?;
         Some((app.to_string(), port.parse::<u16>().ok()?, addr.to_string()))
@@ -234,16 +253,18 @@ fn parse_tcp(flag: &str, spec: &str) -> Result<(String, u16, String)> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn tcp_specs() {
+    fn listener_specs() {
         assert_eq!(
-            super::parse_tcp("--proxy-tcp", "db:5432=127.0.0.1:15432").unwrap(),
+            super::parse_spec("--proxy-tcp", "db:5432=127.0.0.1:15432").unwrap(),
             ("db".into(), 5432, "127.0.0.1:15432".into())
         );
-        assert!(super::parse_tcp("--proxy-tcp", "db=127.0.0.1:1").is_err());
-        let err = super::parse_tcp("--proxy-tls-tcp", "db:x=127.0.0.1:1").unwrap_err();
+        assert!(super::parse_spec("--proxy-tcp", "db=127.0.0.1:1").is_err());
+        let err = super::parse_spec("--proxy-tls-tcp", "db:x=127.0.0.1:1").unwrap_err();
         assert!(
             err.to_string().starts_with("--proxy-tls-tcp \"db:x"),
             "{err}"
         );
+        let err = super::parse_spec("--proxy-udp", "dns:53").unwrap_err();
+        assert!(err.to_string().starts_with("--proxy-udp \"dns:53"), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! The edge proxy end to end: a real `roost up`, real machines (busybox
 //! httpd with CGI scripts, and an `nc` upgrade echo) on the private
 //! network, reached through `--proxy-listen` (and `--proxy-tls-listen`) by
-//! Host `<app>.localhost`.
+//! Host `<app>.localhost`, and `--proxy-udp`.
 
 mod common;
 
@@ -504,4 +504,125 @@ async fn tls_termination() {
     let (status, body) = Proxy::new(addr).get(APP, "/", &[]).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("no tls handler"), "{body}");
+}
+
+/// A daemon whose proxy serves APP's UDP port 5353 at the address returned.
+async fn udp_daemon(extra: &[&str]) -> (Daemon, String) {
+    let udp_addr = format!("127.0.0.1:{}", free_port());
+    let proxy_addr = format!("127.0.0.1:{}", free_port());
+    let udp_spec = format!("{APP}:5353={udp_addr}");
+    let mut args = vec![
+        "--proxy-listen",
+        proxy_addr.as_str(),
+        "--proxy-udp",
+        udp_spec.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    (Daemon::start_with_args(&args).await, udp_addr)
+}
+
+/// `--proxy-udp` with autostart and autostop. busybox has no UDP server
+/// applet (its `nc` has no `-u`), so the machine's own program cannot
+/// answer (see `udp_round_trip_to_a_machine` for a reply): a datagram autostarts a
+/// stopped machine with a `udp` service, and since nothing listens on its
+/// port the machine answers port unreachable, which ends the flow and
+/// releases its load, so autostop stops the machine again.
+#[tokio::test]
+async fn udp_datagrams_autostart_and_release_the_machine() {
+    let (daemon, udp_addr) =
+        udp_daemon(&["--proxy-autostop-idle-secs", "2", "--proxy-tick-ms", "200"]).await;
+    let service = serde_json::json!([{
+        "protocol": "udp",
+        "internal_port": 5353,
+        "ports": [{"port": 5353}],
+        "autostart": true,
+        "autostop": "stop",
+        "min_machines_running": 0,
+    }]);
+    let m = create(&daemon, APP, &web_machine(service)).await;
+    wait_state(&daemon, APP, &m.id, MachineState::Stopped, 20).await;
+
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"wake up", &udp_addr).unwrap();
+    wait_state(&daemon, APP, &m.id, MachineState::Started, 20).await;
+    wait_state(&daemon, APP, &m.id, MachineState::Stopped, 20).await;
+    let events = daemon.client().events(APP, &m.id).await.unwrap();
+    assert!(
+        events.iter().filter(|e| e.kind == "start").count() >= 2,
+        "{events:?}"
+    );
+}
+
+/// A UDP echo server in a machine's network namespace: python3 run from
+/// the host through `nsenter --net`, since the test image's busybox has no
+/// UDP server. Datagrams take the path a machine's own program would get
+/// (its veth, the app's bridge, the host's input filter). Killed on drop.
+struct NetnsUdpEcho(std::process::Child);
+
+impl NetnsUdpEcho {
+    fn start(netns: &std::path::Path, port: u16) -> NetnsUdpEcho {
+        let script = format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+             s.bind(('::', {port}))\n\
+             print('ready', flush=True)\n\
+             while True:\n\
+             \x20   data, peer = s.recvfrom(65535)\n\
+             \x20   s.sendto(b'echo:' + data, peer)\n"
+        );
+        let mut child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["python3", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("nsenter python3");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let echo = NetnsUdpEcho(child);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("echo server output");
+        assert_eq!(line.trim(), "ready", "UDP echo server did not start");
+        echo
+    }
+}
+
+impl Drop for NetnsUdpEcho {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A datagram's round trip through `--proxy-udp` to a program in a
+/// started machine's network and back: the reply crosses the host's input
+/// filter to the proxy's flow socket.
+#[tokio::test]
+async fn udp_round_trip_to_a_machine() {
+    let (daemon, udp_addr) = udp_daemon(&[]).await;
+    let service = serde_json::json!([{
+        "protocol": "udp",
+        "internal_port": 5353,
+        "ports": [{"port": 5353}],
+        "autostop": "off",
+    }]);
+    let m = create(&daemon, APP, &web_machine(service)).await;
+    wait_state(&daemon, APP, &m.id, MachineState::Started, 20).await;
+    let _echo = NetnsUdpEcho::start(&daemon.netns_dir().join(&m.id), 5353);
+
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for message in ["hello", "again"] {
+        client.send_to(message.as_bytes(), &udp_addr).unwrap();
+        let mut reply = [0u8; 64];
+        let (n, from) = client
+            .recv_from(&mut reply)
+            .expect("a reply through the proxy");
+        assert_eq!(from.to_string(), udp_addr);
+        assert_eq!(
+            std::str::from_utf8(&reply[..n]).unwrap(),
+            format!("echo:{message}")
+        );
+    }
 }

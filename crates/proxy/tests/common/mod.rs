@@ -1,4 +1,5 @@
-//! Test harness: "machines" that are real HTTP servers on loopback, an
+//! Test harness: "machines" that are real HTTP servers (and UDP echo
+//! servers on the same port number) on loopback, an
 //! in-memory orchestrator implementing [`Backends`] over them, and a small
 //! HTTP client. Starting a fake machine binds its server (after an optional
 //! delay, like a program that takes time to listen); stopping it aborts the
@@ -12,10 +13,13 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use roost_proxy::{BackendError, Backends, BoxFuture, Proxy, ProxyConfig};
+use roost_proxy::{
+    BackendError, Backends, BoxFuture, Proxy, ProxyConfig, ProxyError, TlsCertificate,
+};
 use roost_types::{CheckStatus, Machine, MachineConfig, MachineService, MachineState};
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +32,8 @@ pub struct Server {
     pub requests: AtomicUsize,
     /// Headers of the last request, for assertions.
     pub last_headers: Mutex<Option<http::HeaderMap>>,
+    /// Datagrams the UDP echo received.
+    pub datagrams: AtomicUsize,
     sessions: AtomicUsize,
 }
 
@@ -100,6 +106,7 @@ impl Fake {
             healthy: AtomicBool::new(true),
             requests: AtomicUsize::new(0),
             last_headers: Mutex::new(None),
+            datagrams: AtomicUsize::new(0),
             sessions: AtomicUsize::new(0),
         });
         let machine = Machine {
@@ -181,19 +188,19 @@ impl Fake {
         };
         // Without a delay the port accepts before start returns.
         let bound = if delay.is_zero() {
-            Some(bind(port).await)
+            Some((bind(port).await, bind_udp(port).await))
         } else {
             None
         };
         let task = tokio::spawn(async move {
-            let listener = match bound {
-                Some(listener) => listener,
+            let (listener, udp) = match bound {
+                Some(bound) => bound,
                 None => {
                     tokio::time::sleep(delay).await;
-                    bind(port).await
+                    (bind(port).await, bind_udp(port).await)
                 }
             };
-            serve(listener, server).await;
+            tokio::join!(serve(listener, server.clone()), echo(udp, server));
         });
         self.with(app, id, |m| m.task = Some(task));
         self.bump();
@@ -268,6 +275,27 @@ async fn bind(port: u16) -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind machine port")
+}
+
+async fn bind_udp(port: u16) -> tokio::net::UdpSocket {
+    tokio::net::UdpSocket::bind(("127.0.0.1", port))
+        .await
+        .expect("bind machine UDP port")
+}
+
+/// A machine's UDP program: answers each datagram with `<id>:` and the
+/// datagram, to its sender.
+async fn echo(socket: tokio::net::UdpSocket, server: Arc<Server>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        server.datagrams.fetch_add(1, Ordering::SeqCst);
+        let mut reply = format!("{}:", server.id).into_bytes();
+        reply.extend_from_slice(&buf[..n]);
+        let _ = socket.send_to(&reply, peer).await;
+    }
 }
 
 async fn serve(listener: tokio::net::TcpListener, server: Arc<Server>) {
@@ -587,4 +615,59 @@ pub async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A listener the test spawned, stopped when dropped.
+pub struct Serving {
+    pub addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds a free loopback port and serves it with `serve`.
+pub async fn serving<F>(serve: impl FnOnce(tokio::net::TcpListener) -> F) -> Serving
+where
+    F: Future<Output = Result<(), ProxyError>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = serve(listener);
+    let task = tokio::spawn(async move { serve.await.expect("serve") });
+    Serving { addr, task }
+}
+
+pub async fn https(proxy: &Proxy, certificate: &TlsCertificate) -> Serving {
+    let (proxy, certificate) = (proxy.clone(), certificate.clone());
+    serving(|listener| async move {
+        proxy
+            .serve_tls(listener, &certificate, std::future::pending())
+            .await
+    })
+    .await
+}
+
+pub async fn tcp(
+    proxy: &Proxy,
+    app: &str,
+    port: u16,
+    certificate: Option<&TlsCertificate>,
+) -> Serving {
+    let (proxy, app, certificate) = (proxy.clone(), app.to_string(), certificate.cloned());
+    serving(|listener| async move {
+        proxy
+            .serve_tcp(
+                listener,
+                &app,
+                port,
+                certificate.as_ref(),
+                std::future::pending(),
+            )
+            .await
+    })
+    .await
 }
