@@ -19,12 +19,12 @@ use bytes::Bytes;
 use http_body_util::Full;
 use roost_proxy::{BackendError, Backends, BoxFuture, Proxy, ProxyConfig};
 use roost_testkit::nginx::Nginx;
+use roost_testkit::wait_listening;
 use roost_types::{CheckStatus, Machine, MachineConfig, MachineState};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 const CONNECTIONS: u32 = 64;
 
@@ -185,16 +185,6 @@ fn start_nginx(dir: &Path, upstream: SocketAddr) -> Nginx {
     )
 }
 
-fn wait_listening(addr: SocketAddr) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{addr} never accepted connections");
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Figures {
     rps: f64,
@@ -269,9 +259,9 @@ fn main() {
     let options = options();
     let dir = tempfile::tempdir().expect("temp dir");
     let upstream = upstream();
-    wait_listening(upstream);
+    wait_listening(upstream, "the upstream");
     let roost = start_roost_proxy(upstream);
-    wait_listening(roost);
+    wait_listening(roost, "roost's proxy");
     let nginx = start_nginx(dir.path(), upstream);
     let host = "bench.localhost";
 

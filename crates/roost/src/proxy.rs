@@ -155,11 +155,7 @@ pub async fn start(
     };
     let proxy = Proxy::new(Arc::new(MachinesBackends(machines.clone())), config);
     let mut tasks = vec![proxy.spawn_supervisor()];
-    let workers = args.proxy_workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let workers = args.proxy_workers.unwrap_or_else(roost_workers::per_cpu);
     let listener = std::net::TcpListener::bind(&args.proxy_listen)
         .with_context(|| format!("cannot listen on {} (proxy)", args.proxy_listen))?;
     tracing::info!(addr = %listener.local_addr()?, domain = %args.proxy_domain, "edge proxy listening");

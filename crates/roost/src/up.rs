@@ -248,10 +248,9 @@ async fn start_tokenizer(
         roost_tokenizer::Tokenizer::new(key, config).context("cannot set up the tokenizer")?;
     let seal_key = tokenizer.seal_key().to_string();
     // One worker thread per CPU, fed by every listener.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = Arc::new(
         tokenizer
-            .workers(cpus)
+            .workers(roost_workers::per_cpu())
             .context("cannot start the tokenizer's worker threads")?,
     );
     let mut tasks = Vec::new();

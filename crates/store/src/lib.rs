@@ -494,7 +494,8 @@ mod tests {
     use super::*;
     use roost_types::{ImageRef, MachineConfig};
 
-    fn store() -> (tempfile::TempDir, Store) {
+    /// A store in a temp dir (also for the other modules' tests).
+    pub(crate) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("roost.db")).unwrap();
         (dir, store)

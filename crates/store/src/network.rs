@@ -226,12 +226,7 @@ fn lowest_free(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("roost.db")).unwrap();
-        (dir, store)
-    }
+    use crate::tests::store;
 
     #[test]
     fn app_networks_are_stable_and_lowest_free() {

@@ -16,7 +16,21 @@ pub mod registry;
 
 pub use busybox::{busybox_layer, busybox_layout, busybox_rootfs};
 
+use std::net::SocketAddr;
 use std::process::Command;
+use std::time::Duration;
+
+/// Waits up to 5 s for a server (`what`, for the panic message) to accept
+/// TCP connections on `addr`.
+pub fn wait_listening(addr: SocketAddr, what: &str) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what} never accepted connections on {addr}");
+}
 
 /// Runs `command` and returns its stdout; panics with its stderr if it cannot start or fails.
 /// For the third-party tools tests rely on (skopeo, umoci, busybox), whose absence must fail a

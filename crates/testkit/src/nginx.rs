@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// A running nginx; SIGTERM on drop.
 pub struct Nginx {
@@ -76,17 +75,9 @@ impl Nginx {
                 .expect("run /usr/sbin/nginx (Debian package nginx-light)"),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(nginx.addr).is_ok() {
-                return nginx;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!(
-            "nginx never listened on {}; see {}",
-            nginx.addr,
-            dir.join("error.log").display()
-        );
+        let log = dir.join("error.log");
+        crate::wait_listening(nginx.addr, &format!("nginx (see {})", log.display()));
+        nginx
     }
 }
 

@@ -204,8 +204,9 @@ fn serve_tokenizer(key_file: &str, ca_file: &str) {
             while matches!(std::io::stdin().read(&mut byte), Ok(n) if n > 0) {}
         });
         // As `roost up` serves it: a worker thread per CPU it may use.
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = tokenizer.workers(cpus).expect("tokenizer workers");
+        let workers = tokenizer
+            .workers(roost_workers::per_cpu())
+            .expect("tokenizer workers");
         tokio::select! {
             () = workers.serve(&listener, std::future::pending()) => {}
             _ = stdin_closed => {}

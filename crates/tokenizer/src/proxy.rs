@@ -66,7 +66,8 @@ pub struct Tokenizer {
 /// What every connection shares.
 struct Inner {
     key: OpenKey,
-    tls: Arc<rustls::ClientConfig>,
+    /// Every site's connector gets a copy.
+    tls: rustls::ClientConfig,
     plain_http: HashSet<String>,
     cache: Mutex<HashMap<[u8; 32], Arc<Secret>>>,
 }
@@ -110,7 +111,7 @@ impl Tokenizer {
         Ok(Tokenizer {
             inner: Arc::new(Inner {
                 key,
-                tls: Arc::new(tls),
+                tls,
                 plain_http: config
                     .plain_http_upstreams
                     .iter()
@@ -128,7 +129,7 @@ impl Tokenizer {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*self.inner.tls).clone())
+            .with_tls_config(self.inner.tls.clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -178,13 +179,12 @@ impl roost_workers::Worker for Site {
 impl Site {
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
+        // For the log lines: cheap clones of the request line (shared
+        // bytes), formatted only when a line is written.
         let method = req.method().clone();
-        let host = req
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let path = req.uri().path().to_string();
+        let uri = req.uri().clone();
+        let host = uri.authority().map_or("", |a| a.as_str());
+        let path = uri.path();
         let response = match self.forward(req).await {
             Ok(response) => response,
             Err(err) => {

@@ -40,6 +40,12 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+/// How many workers to run by default: one per CPU this process may use
+/// (its affinity and cgroup quota count), at least one.
+pub fn per_cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// What a worker thread does with each connection it is handed. Called on
 /// the worker's runtime: spawn the connection's task there.
 pub trait Worker: Send + 'static {
