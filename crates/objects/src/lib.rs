@@ -106,27 +106,43 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (socket, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot accept an S3 connection");
-                    continue;
-                }
-            },
-            () = shutdown.as_mut() => return,
-        };
-        if let Err(err) = socket.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
+    while let Some((socket, _)) = roost_workers::accept(&listener, &mut shutdown).await {
         let service = service.clone();
         tokio::spawn(async move {
+            let answer = hyper::service::service_fn(move |req| answer(service.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(socket), service);
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), answer);
             if let Err(err) = conn.await {
                 tracing::debug!(error = %err, "S3 connection ended with an error");
             }
         });
     }
+}
+
+/// s3s's answer to `req`; an error answer to a request that carries a body
+/// closes the connection.
+///
+/// Why: an operation refused before it reads the body (AccessDenied,
+/// NoSuchBucket, a bad signature) leaves the body unread, and a client that
+/// sent `Expect: 100-continue` may then skip it. hyper, noticing the
+/// dropped body only after the response went out, reads once more "in case
+/// a tiny body was included", and can take the first bytes of the client's
+/// next request for that body: the next request arrives mangled (`GET`
+/// read as `ET`, hence SignatureDoesNotMatch). A server that does not read
+/// a body must close the connection instead (RFC 9110, 10.1.1).
+async fn answer(
+    service: s3s::service::S3Service,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<s3s::HttpResponse, s3s::HttpError> {
+    use hyper::body::Body as _;
+    let has_body = !req.body().is_end_stream();
+    let mut response = hyper::service::Service::call(&service, req).await?;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(response)
 }

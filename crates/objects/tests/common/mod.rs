@@ -61,6 +61,11 @@ impl Harness {
         }
     }
 
+    /// The S3 service, to serve on a socket.
+    pub fn service(&self) -> s3s::service::S3Service {
+        self.service.clone()
+    }
+
     /// Sends `req` signed with `key` (unsigned with `None`); the body of
     /// the answer is left to stream.
     pub async fn call(&self, key: Option<&AccessKey>, req: Req) -> http::Response<s3s::Body> {
