@@ -1,0 +1,140 @@
+//! The MCP tools: one per platform operation, each a thin translation of
+//! its arguments into a [`Machines`] call and of the outcome into a tool
+//! result. Descriptions and argument docs are what an LLM reads to decide
+//! which tool to call and how, so they state units, defaults and limits.
+//!
+//! One module per resource, each an `impl Tools` block with its own
+//! `#[tool_router]` (named after the module) and its argument types;
+//! [`Tools::new`] adds every family's router to the one router served. A
+//! new tool goes into the module of the resource it works on; a new
+//! resource gets a module here and a line in [`router`]. Results and
+//! errors are made in [`reply`], the same way for every tool.
+
+mod apps;
+mod exec;
+mod files;
+mod images;
+mod logs;
+mod machines;
+mod reply;
+mod secrets;
+mod storage;
+mod volumes;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{tool_handler, ServerHandler};
+use roost_machines::Machines;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// What the server tells a client about itself at initialization.
+const INSTRUCTIONS: &str = "roost runs Linux machines (OCI containers) for you. \
+A machine belongs to an app and runs an image from roost's local image store. \
+Typical flow: list_images to see what can run; create_app once; run_machine with a \
+long-running command such as [\"sleep\", \"infinity\"] so you can exec into it; exec, \
+write_file, read_file and list_dir to build it up; stop_machine when idle (its files \
+persist and it costs nothing); start_machine to resume in milliseconds. File tools \
+also work on stopped machines. Every machine tool needs the app name and the \
+machine_id (14 hex characters) returned by run_machine or list_machines. Data that \
+must outlive a machine goes on a volume: create_volume, then run_machine with mounts; \
+create_volume_snapshot before risky changes. set_secrets gives an app's machines \
+environment variables (API keys, passwords) at their next start without showing them \
+in any listing.";
+
+/// The MCP server: the tool router over one [`Machines`] service.
+#[derive(Clone)]
+pub struct Tools {
+    machines: Machines,
+    tool_router: ToolRouter<Tools>,
+}
+
+/// An app: the argument of tools that list what an app has.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AppArgs {
+    /// App name.
+    app: String,
+}
+
+impl Tools {
+    pub fn new(machines: Machines) -> Tools {
+        Tools {
+            machines,
+            tool_router: router(),
+        }
+    }
+}
+
+/// Every family's tools in one router, their texts unwrapped into prose.
+fn router() -> ToolRouter<Tools> {
+    let mut router = Tools::apps_router()
+        + Tools::images_router()
+        + Tools::machines_router()
+        + Tools::exec_router()
+        + Tools::files_router()
+        + Tools::logs_router()
+        + Tools::volumes_router()
+        + Tools::storage_router()
+        + Tools::secrets_router();
+    for route in router.map.values_mut() {
+        reply::unwrap_lines(&mut route.attr);
+    }
+    router
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Tools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("roost", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_family_is_served() {
+        let names: Vec<String> = super::router()
+            .list_all()
+            .into_iter()
+            .map(|tool| tool.name.into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "create_app",
+                "create_storage",
+                "create_volume",
+                "create_volume_snapshot",
+                "destroy_machine",
+                "destroy_storage",
+                "destroy_volume",
+                "exec",
+                "extend_volume",
+                "get_machine",
+                "get_volume",
+                "list_apps",
+                "list_dir",
+                "list_images",
+                "list_machines",
+                "list_secrets",
+                "list_storage",
+                "list_volume_snapshots",
+                "list_volumes",
+                "pull_image",
+                "read_file",
+                "restart_machine",
+                "run_machine",
+                "set_secrets",
+                "start_machine",
+                "stop_machine",
+                "tail_logs",
+                "unset_secrets",
+                "wait_machine",
+                "write_file",
+            ]
+        );
+    }
+}
