@@ -645,8 +645,19 @@ impl Machines {
     /// environment, user and working directory.
     pub async fn exec(&self, app: &str, id: &str, req: ExecRequest) -> Result<ExecResponse> {
         let args: Vec<String> = if !req.command.is_empty() {
+            spec::check_argv("command", &req.command)?;
+            if req.command[0].is_empty() {
+                return Err(MachineError::Invalid(
+                    "command[0] is empty: it names the program to run".into(),
+                ));
+            }
             req.command
         } else {
+            if req.cmd.as_deref().is_some_and(|cmd| cmd.contains('\0')) {
+                return Err(MachineError::Invalid(
+                    "cmd contains a NUL byte, which a process argument cannot hold".into(),
+                ));
+            }
             req.cmd
                 .as_deref()
                 .unwrap_or_default()

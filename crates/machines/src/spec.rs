@@ -104,16 +104,38 @@ pub fn validate(config: &MachineConfig, limits: HostLimits) -> Result<Sizing> {
             }
         }
     }
-    for key in config.env.keys() {
+    for (key, value) in &config.env {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
             return Err(MachineError::Invalid(format!(
                 "config.env key {key:?} is invalid: names must be non-empty and contain no '=' or NUL"
             )));
         }
+        if value.contains('\0') {
+            return Err(MachineError::Invalid(format!(
+                "config.env.{key}: the value contains a NUL byte, which an environment variable cannot hold"
+            )));
+        }
+    }
+    if let Some(init) = &config.init {
+        check_argv("config.init.exec", &init.exec)?;
+        check_argv("config.init.entrypoint", &init.entrypoint)?;
+        check_argv("config.init.cmd", &init.cmd)?;
     }
     roost_types::validate_services(&config.services, &config.checks)
         .map_err(MachineError::Invalid)?;
     Ok(Sizing { cpus, memory_mb })
+}
+
+/// Refuses arguments no process can receive: a NUL byte ends a C string,
+/// so the runtime would fail or run something else. The message names the
+/// field and index, never the value.
+pub fn check_argv(field: &str, args: &[String]) -> Result<()> {
+    match args.iter().position(|arg| arg.contains('\0')) {
+        Some(index) => Err(MachineError::Invalid(format!(
+            "{field}[{index}] contains a NUL byte, which a process argument cannot hold"
+        ))),
+        None => Ok(()),
+    }
 }
 
 pub fn decode_base64(text: &str) -> std::result::Result<Vec<u8>, base64::DecodeError> {

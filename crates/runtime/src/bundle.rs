@@ -14,14 +14,14 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::exec::check_process_strings;
 use crate::{host, seccomp, RuntimeError};
 
 /// Where tini is bind-mounted inside every machine.
 pub const INIT_PATH: &str = "/.roost/init";
 
 /// `$PATH` for machines whose environment does not set one.
-pub(crate) const DEFAULT_PATH: &str =
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// CFS period; `cpus` is turned into a quota of that many periods.
 const CPU_PERIOD_US: u64 = 100_000;
@@ -177,16 +177,8 @@ fn validate(cfg: &BundleConfig) -> Result<(), RuntimeError> {
             ),
         ));
     }
-    if let Some(bad) = cfg
-        .env
-        .iter()
-        .find(|e| !e.contains('=') || e.contains('\0'))
-    {
-        return Err(RuntimeError::invalid(
-            "env",
-            format!("{bad:?} is not of the form KEY=VALUE"),
-        ));
-    }
+    check_process_strings("args", &cfg.args, false)?;
+    check_process_strings("env", &cfg.env, true)?;
     if !cfg.cwd.starts_with('/') {
         return Err(RuntimeError::invalid(
             "cwd",
@@ -257,12 +249,6 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
     let init = utf8(init, "tini-static path")?;
     let mut args = vec![INIT_PATH.to_owned(), "--".to_owned()];
     args.extend(cfg.args.iter().cloned());
-    let mut env = Vec::with_capacity(cfg.env.len() + 1);
-    if !cfg.env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push(DEFAULT_PATH.to_owned());
-    }
-    env.extend(cfg.env.iter().cloned());
-    let nofile = NOFILE_LIMIT.min(own_nofile_hard_limit());
     let network = match &cfg.netns {
         Some(path) => json!({ "type": "network", "path": utf8(path, "netns")? }),
         None => json!({ "type": "network" }),
@@ -270,22 +256,14 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
 
     Ok(json!({
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": cfg.terminal,
-            "user": { "uid": cfg.uid, "gid": cfg.gid },
-            "args": args,
-            "env": env,
-            "cwd": cfg.cwd,
-            "capabilities": {
-                "bounding": CAPABILITIES,
-                "effective": CAPABILITIES,
-                "permitted": CAPABILITIES,
-            },
-            "rlimits": [
-                { "type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile },
-            ],
-            "noNewPrivileges": true,
-        },
+        "process": process_spec(&ProcessSpec {
+            terminal: cfg.terminal,
+            uid: cfg.uid,
+            gid: cfg.gid,
+            args: &args,
+            env: &cfg.env,
+            cwd: &cfg.cwd,
+        }),
         "root": { "path": rootfs, "readonly": false },
         "hostname": cfg.hostname,
         "mounts": mounts(init, &cfg.mounts)?,
@@ -308,6 +286,46 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
             "readonlyPaths": READONLY_PATHS,
         },
     }))
+}
+
+/// What differs between a machine's processes: its main process and
+/// every exec'd one.
+pub(crate) struct ProcessSpec<'a> {
+    pub terminal: bool,
+    pub uid: u32,
+    pub gid: u32,
+    pub args: &'a [String],
+    /// `KEY=VALUE` pairs; [`DEFAULT_PATH`] is added when none sets `PATH`.
+    pub env: &'a [String],
+    pub cwd: &'a str,
+}
+
+/// An OCI `process` object with the hardening every process of a machine
+/// gets (capabilities, rlimits, `no_new_privs`), so an exec'd command has
+/// exactly the main process's privileges.
+pub(crate) fn process_spec(process: &ProcessSpec<'_>) -> Value {
+    let mut env = Vec::with_capacity(process.env.len() + 1);
+    if !process.env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(DEFAULT_PATH.to_owned());
+    }
+    env.extend(process.env.iter().cloned());
+    let nofile = NOFILE_LIMIT.min(own_nofile_hard_limit());
+    json!({
+        "terminal": process.terminal,
+        "user": { "uid": process.uid, "gid": process.gid },
+        "args": process.args,
+        "env": env,
+        "cwd": process.cwd,
+        "capabilities": {
+            "bounding": CAPABILITIES,
+            "effective": CAPABILITIES,
+            "permitted": CAPABILITIES,
+        },
+        "rlimits": [
+            { "type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile },
+        ],
+        "noNewPrivileges": true,
+    })
 }
 
 fn mounts(init: &str, binds: &[BindMount]) -> Result<Value, RuntimeError> {

@@ -1,6 +1,8 @@
 //! Running extra commands inside a machine (`crun exec`).
 
 use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -11,7 +13,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Child;
 
-use crate::bundle::DEFAULT_PATH;
+use crate::bundle::{process_spec, ProcessSpec};
 use crate::runtime::{read_pid_file, scratch_dir, validate_id};
 use crate::{Runtime, RuntimeError};
 
@@ -31,8 +33,8 @@ const REAP_GRACE: Duration = Duration::from_secs(2);
 pub struct ExecRequest {
     /// Program and arguments; the program is looked up in the `PATH` of `env`.
     pub args: Vec<String>,
-    /// `KEY=VALUE` pairs. A default `PATH` is added when none is given.
-    /// runc also passes the machine's own environment; crun does not.
+    /// `KEY=VALUE` pairs, the whole environment of the command. A default
+    /// `PATH` is added when none is given.
     pub env: Vec<String>,
     /// Working directory inside the machine; the machine's default if `None`.
     pub cwd: Option<String>,
@@ -59,8 +61,10 @@ pub struct ExecOutput {
 impl Runtime {
     /// Runs `req` inside running container `id` and collects its output.
     ///
-    /// The command gets the machine's capabilities, seccomp profile and
-    /// `no_new_privs`. runc copies the command's output itself and returns
+    /// The command gets the machine's capabilities, rlimits, seccomp
+    /// profile and `no_new_privs`. Its arguments and environment reach the
+    /// runtime in a process file (`exec --process`), never on a command
+    /// line, which any local user can read in `/proc`. runc copies the command's output itself and returns
     /// only when every holder of its stdout/stderr is gone, so with runc a
     /// background process must redirect its output (`cmd >/dev/null 2>&1 &`);
     /// with crun, output is read for a short while after the command exits.
@@ -77,34 +81,31 @@ impl Runtime {
                 "the command to run is empty",
             ));
         }
-        if let Some(bad) = req.env.iter().find(|e| !e.contains('=')) {
-            return Err(RuntimeError::invalid(
-                "exec env",
-                format!("{bad:?} is not of the form KEY=VALUE"),
-            ));
-        }
+        check_process_strings("exec args", &req.args, false)?;
+        check_process_strings("exec env", &req.env, true)?;
         let scratch = scratch_dir("exec")?;
         let pid_file = scratch.path().join("pid");
-        let user = format!("{}:{}", req.uid, req.gid);
-        let env = exec_env(&req.env);
+        let process_file = scratch.path().join("process.json");
+        let process = process_spec(&ProcessSpec {
+            terminal: false,
+            uid: req.uid,
+            gid: req.gid,
+            args: &req.args,
+            env: &req.env,
+            cwd: req.cwd.as_deref().unwrap_or("/"),
+        });
+        write_private(&process_file, &process)?;
 
-        let mut args: Vec<&OsStr> = vec![
+        let args: Vec<&OsStr> = vec![
             OsStr::new("exec"),
-            // crun does not take this from config.json for exec'd processes.
+            // crun does not take this from the process file.
             OsStr::new("--no-new-privs"),
             OsStr::new("--pid-file"),
             pid_file.as_os_str(),
-            OsStr::new("--user"),
-            OsStr::new(&user),
+            OsStr::new("--process"),
+            process_file.as_os_str(),
+            OsStr::new(id),
         ];
-        if let Some(cwd) = &req.cwd {
-            args.extend([OsStr::new("--cwd"), OsStr::new(cwd)]);
-        }
-        for pair in &env {
-            args.extend([OsStr::new("--env"), OsStr::new(pair)]);
-        }
-        args.push(OsStr::new(id));
-        args.extend(req.args.iter().map(OsStr::new));
 
         let mut cmd = self.command(&args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -139,7 +140,7 @@ impl Runtime {
             });
         }
         let exit_code = exit_code(status);
-        tracing::debug!(id, exit_code, args = ?req.args, "exec finished");
+        tracing::debug!(id, exit_code, "exec finished");
         Ok(ExecOutput {
             stdout,
             stderr,
@@ -179,13 +180,47 @@ impl Runtime {
     }
 }
 
-fn exec_env(env: &[String]) -> Vec<String> {
-    let mut full = Vec::with_capacity(env.len() + 1);
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        full.push(DEFAULT_PATH.to_owned());
+/// Refuses what no process can be given: a NUL byte (argv and environ
+/// are NUL-terminated), and for the environment an entry without `=`.
+/// The message names the index, never the value, which may be a secret.
+pub(crate) fn check_process_strings(
+    what: &'static str,
+    values: &[String],
+    env: bool,
+) -> Result<(), RuntimeError> {
+    for (index, value) in values.iter().enumerate() {
+        if value.contains('\0') {
+            return Err(RuntimeError::invalid(
+                what,
+                format!("entry {index} contains a NUL byte"),
+            ));
+        }
+        if env && !value.contains('=') {
+            return Err(RuntimeError::invalid(
+                what,
+                format!("entry {index} is not of the form KEY=VALUE"),
+            ));
+        }
     }
-    full.extend(env.iter().cloned());
-    full
+    Ok(())
+}
+
+/// Writes the process spec where only root can read it: the file is 0600
+/// inside the exec's 0700 scratch directory, which is removed afterwards.
+fn write_private(path: &Path, process: &serde_json::Value) -> Result<(), RuntimeError> {
+    let bytes = serde_json::to_vec(process).map_err(|err| {
+        RuntimeError::io(
+            "cannot serialize the exec process",
+            std::io::Error::other(err),
+        )
+    })?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(&bytes))
+        .map_err(|err| RuntimeError::io(format!("cannot write {}", path.display()), err))
 }
 
 /// Shell convention: the exit code, or 128 + signal for a killed process.

@@ -159,6 +159,22 @@ async fn exec_runs_commands_inside_the_machine() {
             "{kind}"
         );
 
+        // The process file gives an exec'd command exactly the privileges
+        // of the machine's init: capabilities, no_new_privs, open-file limit.
+        let privileges = |pid: &str| {
+            format!(
+                "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' /proc/{pid}/status; \
+                 grep 'open files' /proc/{pid}/limits"
+            )
+        };
+        let exec_privileges = m.sh(&privileges("self")).await;
+        let init_privileges = m.sh(&privileges("1")).await;
+        assert_eq!(exec_privileges, init_privileges, "{kind}");
+        assert!(
+            exec_privileges.contains("NoNewPrivs:\t1"),
+            "{kind}: {exec_privileges}"
+        );
+
         let missing = m.runtime.exec(&m.id, &request(&["/no/such/binary"])).await;
         match missing {
             Err(RuntimeError::CommandFailed { stderr, .. }) => {

@@ -1,0 +1,239 @@
+//! Security regression tests (issue 13): each test replays one way a
+//! machine, an API caller or a local user got what it must not have, as
+//! it was found by probing roost, and checks that the way is closed.
+//! `cargo test -p roost --test security` runs the group.
+
+mod common;
+
+use common::{sh_config, Daemon, APP};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A secret value that no answer, log line, event or command line may show.
+const SECRET: &str = "s3cr3t-value-7f1e9b";
+/// A value of the machine's own `config.env`, just as private.
+const CONFIG_SECRET: &str = "config-value-c0ffee42";
+
+/// A started machine running `sleep` with [`SECRET`] as an app secret and
+/// [`CONFIG_SECRET`] in its config's environment.
+async fn machine_with_secrets(daemon: &Daemon) -> String {
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{APP}/secrets"),
+            Some(json!({"values": {"MY_SECRET": SECRET}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut config = sh_config("sleep 3600");
+    config
+        .env
+        .insert("CONFIG_SECRET".into(), CONFIG_SECRET.into());
+    let (status, machine) = create_machine(daemon, &config).await;
+    assert_eq!(status, 200, "{machine}");
+    let id = machine["id"].as_str().expect("id").to_string();
+    daemon.wait_state(&id, "started", 30).await;
+    id
+}
+
+/// `POST /v1/apps/APP/machines` with `config`: the status and the answer.
+async fn create_machine(daemon: &Daemon, config: &roost_types::MachineConfig) -> (u16, Value) {
+    daemon
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{APP}/machines"),
+            Some(json!({ "config": config })),
+        )
+        .await
+}
+
+/// `GET path`: the status and the answer.
+async fn get(daemon: &Daemon, path: &str) -> (u16, Value) {
+    daemon.call(Method::GET, path, None).await
+}
+
+/// Panics unless the answer is a 400 whose message contains `needle`.
+fn assert_refused(status: u16, body: &Value, needle: &str) {
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in {body}");
+}
+
+/// Panics if `text` holds either secret value.
+fn assert_no_secret(what: &str, text: &str) {
+    for value in [SECRET, CONFIG_SECRET] {
+        assert!(
+            !text.contains(value),
+            "{what} shows a secret value:\n{text}"
+        );
+    }
+}
+
+/// Calls MCP tool `tool` over Streamable HTTP (an initialize handshake,
+/// then `tools/call`) and returns the JSON-RPC result.
+async fn mcp_call(daemon: &Daemon, tool: &str, arguments: Value) -> Value {
+    let post = |body: Value, session: Option<&str>| {
+        let mut request = daemon
+            .http(Method::POST, "/mcp")
+            .header("Accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(session) = session {
+            request = request
+                .header("Mcp-Session-Id", session)
+                .header("Mcp-Protocol-Version", "2025-03-26");
+        }
+        request.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-03-26", "capabilities": {},
+                          "clientInfo": {"name": "security-test", "version": "1"}}}),
+        None,
+    )
+    .await
+    .expect("initialize");
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .expect("session id")
+        .to_string();
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .expect("initialized");
+    let answer = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": tool, "arguments": arguments}}),
+        Some(&session),
+    )
+    .await
+    .expect("tools/call")
+    .text()
+    .await
+    .expect("tools/call answer");
+    let data = answer
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .find(|data| data.contains("\"id\":2"))
+        .unwrap_or_else(|| panic!("no answer to tools/call in {answer}"));
+    serde_json::from_str::<Value>(data.trim()).expect("JSON-RPC answer")["result"].clone()
+}
+
+/// Finding 1: a NUL byte in an exec argument was a 500 whose message held
+/// the runtime's command line with every environment value. It must be a
+/// 400 naming the field and index, before anything runs, with no value in
+/// the answer, the MCP tool's answer, the daemon's log or the events.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_exec_with_a_nul_byte_is_refused_without_showing_secrets() {
+    let daemon = Daemon::start().await;
+    let id = machine_with_secrets(&daemon).await;
+    let exec = format!("/v1/apps/{APP}/machines/{id}/exec");
+
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            &exec,
+            Some(json!({"command": ["echo", "a\u{0}b"]})),
+        )
+        .await;
+    assert_refused(status, &body, "command[1]");
+    assert_no_secret("the API's answer", &body.to_string());
+
+    let (status, body) = daemon
+        .call(Method::POST, &exec, Some(json!({"cmd": "echo a\u{0}b"})))
+        .await;
+    assert_refused(status, &body, "cmd contains a NUL");
+
+    let tool = mcp_call(
+        &daemon,
+        "exec",
+        json!({"app": APP, "machine_id": id, "command": ["echo", "a\u{0}b"]}),
+    )
+    .await;
+    assert_eq!(tool["isError"], true, "{tool}");
+    assert!(tool.to_string().contains("command[1]"), "{tool}");
+    assert_no_secret("the MCP exec tool's answer", &tool.to_string());
+
+    // The exec that works still sees the secrets: they are only hidden.
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            &exec,
+            Some(json!({"command": ["sh", "-c", "echo $MY_SECRET"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stdout"], format!("{SECRET}\n"));
+
+    let (_, events) = get(&daemon, &format!("/v1/apps/{APP}/machines/{id}/events")).await;
+    assert_no_secret("the machine's events", &events.to_string());
+    assert_no_secret("the daemon's log", &daemon.log());
+}
+
+/// Finding 2: exec passed the environment as `--env K=V` arguments of the
+/// runtime, so every local user saw app secrets in `ps`. While an exec
+/// runs, no process on the host may carry a secret value in its argv.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_exec_keeps_the_environment_out_of_the_process_list() {
+    let daemon = Daemon::start().await;
+    let id = machine_with_secrets(&daemon).await;
+    let client = daemon.client();
+    let running = tokio::spawn(async move {
+        client
+            .exec(
+                APP,
+                &id,
+                &roost_types::ExecRequest {
+                    command: vec!["sleep".into(), "3".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+    });
+    let mut seen_exec = false;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && !running.is_finished() {
+        seen_exec |= !common::processes_mentioning("sleep\u{0}3").is_empty();
+        for value in [SECRET, CONFIG_SECRET] {
+            let holders = common::processes_mentioning(value);
+            assert!(
+                holders.is_empty(),
+                "processes {holders:?} show a secret in their command line"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let output = running.await.expect("exec task").expect("exec");
+    assert_eq!(output.exit_code, 0, "{output:?}");
+    assert!(seen_exec, "the exec'd command was never seen running");
+}
+
+/// Finding 10: a create whose `config.env` holds a NUL byte was refused
+/// only when the machine was started, leaving a `failed` machine behind.
+/// It must be refused first (400 naming the variable, not its value) and
+/// change nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_create_with_a_nul_in_env_changes_nothing() {
+    let daemon = Daemon::start().await;
+    let mut config = sh_config("sleep 3600");
+    config
+        .env
+        .insert("BROKEN".into(), format!("{CONFIG_SECRET}\u{0}tail"));
+    let (status, body) = create_machine(&daemon, &config).await;
+    assert_refused(status, &body, "config.env.BROKEN");
+    assert_no_secret("the refusal", &body.to_string());
+    let (status, listed) = get(
+        &daemon,
+        &format!("/v1/apps/{APP}/machines?include_deleted=true"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed, json!([]), "a refused create left a machine behind");
+
+    let mut config = sh_config("sleep 3600");
+    config.init.as_mut().unwrap().cmd.push("a\u{0}b".into());
+    let (status, body) = create_machine(&daemon, &config).await;
+    assert_refused(status, &body, "config.init.cmd[3]");
+}
