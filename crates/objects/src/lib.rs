@@ -28,7 +28,7 @@
 //! old record, pointing at the old file, which is deleted only after the
 //! commit; the new file is then unreferenced and removed at the next open.
 //! Small bodies (up to 64 KiB) are stored inside the record, so one WAL
-//! fsync, shared by all writes committed together (see `index.rs`), makes
+//! fsync, shared by all writes committed together (see `index/mod.rs`), makes
 //! them durable. Multipart uploads keep each part as such a file and
 //! complete by concatenating them in the kernel (`copy_file_range`) into a
 //! new file, so no object is held in memory.
@@ -40,13 +40,14 @@
 mod access;
 mod error;
 mod index;
-mod list;
+mod record;
 mod s3;
 mod store;
 
 pub use access::{AccessKey, KeyLookup, Principal};
 pub use error::{Error, Result};
-pub use store::{is_valid_bucket_name, BucketInfo, ObjectStore, CRASH_POINTS};
+pub use record::BucketInfo;
+pub use store::{is_valid_bucket_name, ObjectStore, CRASH_POINTS};
 
 use std::path::Path;
 use std::sync::Arc;

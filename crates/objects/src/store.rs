@@ -1,16 +1,14 @@
 //! Buckets, object records and bodies on the local filesystem.
 
 use crate::error::{Error, Result};
-use crate::index::Index;
+use crate::index::{self, buckets, Index};
+use crate::record::{Body, BucketInfo};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use rusqlite::{params, Connection, OptionalExtension};
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::{Checksum, StreamingBlob};
 use s3s::s3_error;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,88 +19,6 @@ use std::sync::Arc;
 pub(crate) const INLINE_MAX: usize = 64 * 1024;
 /// Bodies are written to disk in pieces of this size.
 const WRITE_CHUNK: usize = 1024 * 1024;
-
-/// A bucket as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BucketInfo {
-    pub name: String,
-    /// The app whose key pair may use the bucket; `None` for buckets only
-    /// the admin key pair reaches.
-    pub owner: Option<String>,
-    /// Creation time, milliseconds since the Unix epoch.
-    pub created_ms: i64,
-}
-
-/// Headers stored with an object and returned on GET/HEAD.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct ObjectMeta {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_encoding: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_disposition: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_language: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_control: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub user: BTreeMap<String, String>,
-    #[serde(default)]
-    pub checksums: Checksums,
-    /// Number of parts for objects made by a multipart upload.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parts: Option<u32>,
-}
-
-/// Base64 checksums of a body, as S3 headers carry them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Checksums {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crc32: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crc32c: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha1: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crc64nvme: Option<String>,
-}
-
-impl From<Checksum> for Checksums {
-    fn from(c: Checksum) -> Checksums {
-        Checksums {
-            crc32: c.checksum_crc32,
-            crc32c: c.checksum_crc32c,
-            sha1: c.checksum_sha1,
-            sha256: c.checksum_sha256,
-            crc64nvme: c.checksum_crc64nvme,
-        }
-    }
-}
-
-/// Where an object's (or part's) bytes are.
-#[derive(Debug, Clone)]
-pub(crate) enum Body {
-    Inline(Bytes),
-    /// A file `data/<ab>/<id>` named by a random id.
-    File(String),
-}
-
-/// An object's index record.
-#[derive(Debug, Clone)]
-pub(crate) struct ObjectRecord {
-    pub key: String,
-    pub size: u64,
-    /// Hex MD5 (or `<hex>-<parts>` for multipart objects), without quotes.
-    pub etag: String,
-    pub modified_ms: i64,
-    pub meta: ObjectMeta,
-    pub body: Body,
-}
 
 /// A body received from a client and made durable, not yet referenced.
 pub(crate) struct Received {
@@ -174,97 +90,6 @@ pub fn is_valid_bucket_name(name: &str) -> bool {
         && name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
-fn meta_json(meta: &ObjectMeta) -> Result<String> {
-    Ok(serde_json::to_string(meta)?)
-}
-
-pub(crate) fn read_object(
-    conn: &Connection,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<ObjectRecord>> {
-    let row = conn
-        .query_row(
-            "SELECT size, etag, modified_ms, meta, file, inline FROM objects WHERE bucket = ?1 AND key = ?2",
-            params![bucket, key],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, Option<Vec<u8>>>(5)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((size, etag, modified_ms, meta, file, inline)) = row else {
-        return Ok(None);
-    };
-    let body = match (file, inline) {
-        (Some(id), _) => Body::File(id),
-        (None, inline) => Body::Inline(Bytes::from(inline.unwrap_or_default())),
-    };
-    Ok(Some(ObjectRecord {
-        key: key.to_string(),
-        size: u64::try_from(size).unwrap_or(0),
-        etag,
-        modified_ms,
-        meta: serde_json::from_str(&meta)?,
-        body,
-    }))
-}
-
-pub(crate) fn bucket_exists(conn: &Connection, bucket: &str) -> Result<bool> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM buckets WHERE name = ?1",
-            [bucket],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
-/// Writes `record` into `bucket`, returning the file of the object it
-/// replaced (to be removed once the write is durable).
-pub(crate) fn write_object(
-    conn: &Connection,
-    bucket: &str,
-    record: &ObjectRecord,
-) -> Result<Option<String>> {
-    if !bucket_exists(conn, bucket)? {
-        return Err(s3_error!(NoSuchBucket).into());
-    }
-    let old: Option<Option<String>> = conn
-        .query_row(
-            "SELECT file FROM objects WHERE bucket = ?1 AND key = ?2",
-            params![bucket, record.key],
-            |row| row.get(0),
-        )
-        .optional()?;
-    let (file, inline) = match &record.body {
-        Body::File(id) => (Some(id.as_str()), None),
-        Body::Inline(bytes) => (None, Some(bytes.as_ref())),
-    };
-    conn.execute(
-        "INSERT OR REPLACE INTO objects (bucket, key, size, etag, modified_ms, meta, file, inline)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            bucket,
-            record.key,
-            i64::try_from(record.size).unwrap_or(i64::MAX),
-            record.etag,
-            record.modified_ms,
-            meta_json(&record.meta)?,
-            file,
-            inline
-        ],
-    )?;
-    Ok(old.flatten().filter(|old| Some(old.as_str()) != file))
-}
-
 impl ObjectStore {
     /// Opens (creating) the store in `root`. Removes what a crash can leave
     /// behind: half-written files in `tmp/`, and body files no record names.
@@ -313,19 +138,7 @@ impl ObjectStore {
     }
 
     fn remove_unreferenced_files(&self) -> Result<()> {
-        let referenced: std::collections::HashSet<String> = self.inner.index.read(|conn| {
-            let mut ids = std::collections::HashSet::new();
-            for sql in [
-                "SELECT file FROM objects WHERE file IS NOT NULL",
-                "SELECT file FROM parts",
-            ] {
-                let mut stmt = conn.prepare(sql)?;
-                for id in stmt.query_map([], |row| row.get::<_, String>(0))? {
-                    ids.insert(id?);
-                }
-            }
-            Ok(ids)
-        })?;
+        let referenced = self.inner.index.read(index::referenced_files)?;
         let mut removed = 0usize;
         for dir in std::fs::read_dir(self.inner.root.join("data"))? {
             let dir = dir?;
@@ -367,16 +180,7 @@ impl ObjectStore {
         let record = info.clone();
         self.inner
             .index
-            .write(move |conn| {
-                if bucket_exists(conn, &record.name)? {
-                    return Err(Error::BucketExists(record.name.clone()));
-                }
-                conn.execute(
-                    "INSERT INTO buckets (name, owner, created_ms) VALUES (?1, ?2, ?3)",
-                    params![record.name, record.owner, record.created_ms],
-                )?;
-                Ok(())
-            })
+            .write(move |conn| buckets::create(conn, &record))
             .await?;
         tracing::info!(bucket = name, owner = ?owner, "bucket created");
         Ok(info)
@@ -390,37 +194,7 @@ impl ObjectStore {
         let files = self
             .inner
             .index
-            .write(move |conn| {
-                if !bucket_exists(conn, &bucket)? {
-                    return Err(Error::NoSuchBucket(bucket.clone()));
-                }
-                let has_objects = conn
-                    .query_row("SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1", [&bucket], |_| Ok(()))
-                    .optional()?
-                    .is_some();
-                if has_objects && !purge {
-                    return Err(Error::BucketNotEmpty(bucket.clone()));
-                }
-                let mut files: Vec<String> = Vec::new();
-                {
-                    let mut stmt = conn.prepare(
-                        "SELECT file FROM objects WHERE bucket = ?1 AND file IS NOT NULL
-                         UNION ALL
-                         SELECT p.file FROM parts p JOIN uploads u ON p.upload = u.id WHERE u.bucket = ?1",
-                    )?;
-                    for id in stmt.query_map([&bucket], |row| row.get::<_, String>(0))? {
-                        files.push(id?);
-                    }
-                }
-                conn.execute(
-                    "DELETE FROM parts WHERE upload IN (SELECT id FROM uploads WHERE bucket = ?1)",
-                    [&bucket],
-                )?;
-                conn.execute("DELETE FROM uploads WHERE bucket = ?1", [&bucket])?;
-                conn.execute("DELETE FROM objects WHERE bucket = ?1", [&bucket])?;
-                conn.execute("DELETE FROM buckets WHERE name = ?1", [&bucket])?;
-                Ok(files)
-            })
+            .write(move |conn| buckets::delete(conn, &bucket, purge))
             .await?;
         self.crash_point("object_delete:recorded");
         self.remove_files(files).await;
@@ -430,32 +204,12 @@ impl ObjectStore {
 
     /// Every bucket, by name.
     pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        self.inner
-            .index
-            .read_async(|conn| {
-                let mut stmt =
-                    conn.prepare("SELECT name, owner, created_ms FROM buckets ORDER BY name")?;
-                let rows = stmt.query_map([], |row| {
-                    Ok(BucketInfo {
-                        name: row.get(0)?,
-                        owner: row.get(1)?,
-                        created_ms: row.get(2)?,
-                    })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .await
+        self.inner.index.read_async(buckets::list).await
     }
 
     /// Names of the buckets `owner` owns, oldest first (a point read).
     pub fn bucket_names_of(&self, owner: &str) -> Result<Vec<String>> {
-        self.inner.index.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT name FROM buckets WHERE owner = ?1 ORDER BY created_ms, name",
-            )?;
-            let names = stmt.query_map([owner], |row| row.get::<_, String>(0))?;
-            Ok(names.collect::<Result<Vec<_>, _>>()?)
-        })
+        self.inner.index.read(|conn| buckets::names_of(conn, owner))
     }
 
     /// The bucket's record, if it exists.
@@ -463,21 +217,7 @@ impl ObjectStore {
         let name = name.to_string();
         self.inner
             .index
-            .read_async(move |conn| {
-                Ok(conn
-                    .query_row(
-                        "SELECT name, owner, created_ms FROM buckets WHERE name = ?1",
-                        [&name],
-                        |row| {
-                            Ok(BucketInfo {
-                                name: row.get(0)?,
-                                owner: row.get(1)?,
-                                created_ms: row.get(2)?,
-                            })
-                        },
-                    )
-                    .optional()?)
-            })
+            .read_async(move |conn| buckets::get(conn, &name))
             .await
     }
 

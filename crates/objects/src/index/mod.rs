@@ -1,5 +1,7 @@
 //! The SQLite index: buckets, object records (metadata, and small bodies
-//! inline), multipart uploads and their parts.
+//! inline), multipart uploads and their parts. Every SQL statement of the
+//! crate is in this module: one submodule per table family, plus ordered
+//! listing.
 //!
 //! Writes go through one writer thread that commits every write waiting
 //! for it in one transaction (group commit): with `synchronous=FULL` each
@@ -9,8 +11,14 @@
 //! batch. Reads use a small pool of connections, which WAL lets run beside
 //! the writer.
 
+pub(crate) mod buckets;
+pub(crate) mod listing;
+pub(crate) mod objects;
+pub(crate) mod uploads;
+
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
 
@@ -149,6 +157,21 @@ impl Index {
             .await
             .map_err(|e| Error::Internal(format!("index read task failed: {e}")))?
     }
+}
+
+/// The ids of every body file a row names (objects and parts).
+pub(crate) fn referenced_files(conn: &Connection) -> Result<HashSet<String>> {
+    let mut ids = HashSet::new();
+    for sql in [
+        "SELECT file FROM objects WHERE file IS NOT NULL",
+        "SELECT file FROM parts",
+    ] {
+        let mut stmt = conn.prepare(sql)?;
+        for id in stmt.query_map([], |row| row.get::<_, String>(0))? {
+            ids.insert(id?);
+        }
+    }
+    Ok(ids)
 }
 
 fn run_in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
