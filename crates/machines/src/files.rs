@@ -19,7 +19,7 @@ use crate::error::{MachineError, Result};
 use crate::guest_files::{self, DirEntry};
 use crate::paths::MachinePaths;
 use crate::{Inner, Machines};
-use roost_types::{MachineMount, MachineState};
+use roost_types::MachineMount;
 use std::path::{Path, PathBuf};
 
 /// Most bytes one [`Machines::read_file`] returns (also its default).
@@ -166,11 +166,7 @@ impl Inner {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let record = self.machine(app, id)?;
-        if record.machine.state == MachineState::Destroyed {
-            return Err(MachineError::Conflict(format!(
-                "machine {id} is destroyed and its files are gone; create a new machine"
-            )));
-        }
+        crate::machine_ops::decide(&record, &roost_lifecycle::Intent::Files)?;
         let (root, guest, mounted_here) = match volume_holding(&record.machine.config.mounts, path)
         {
             Some((mount, guest)) => {

@@ -1,14 +1,15 @@
 //! The public operations of [`Machines`]: what the API, CLI and MCP call.
 
 use crate::error::{MachineError, Result};
-use crate::ops::{event, OpKind, OpPlan, Step};
+use crate::ops::event;
 use crate::paths::MachinePaths;
 use crate::{ids, now_rfc3339, spec, Inner, Machines};
+use roost_lifecycle::{Intent, StopOptions, Transition, Update, WAITABLE};
 use roost_store::{AppRecord, MachineRecord};
 use roost_types::{
     App, CreateAppRequest, CreateLeaseRequest, CreateMachineRequest, ExecRequest, ExecResponse,
     ImageRef, Lease, ListApp, ListAppsResponse, ListenSocket, Machine, MachineEvent, MachineState,
-    MachineVersion, Organization, ProcessStat, RootfsPersist, StopRequest, UpdateMachineRequest,
+    MachineVersion, Organization, ProcessStat, StopRequest, UpdateMachineRequest,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -175,24 +176,24 @@ impl Machines {
             init_pid: None,
             restart_count: 0,
         };
-        let launch = !req.skip_launch;
-        let mut steps = vec![Step::Prepare, Step::ConnectNetwork];
-        if launch {
-            steps.extend(OpPlan::start_steps(false));
-        }
-        let settle = if launch {
-            MachineState::Started
-        } else {
-            MachineState::Created
+        let Transition::Run(plan) = decide(
+            &record,
+            &Intent::Create {
+                launch: !req.skip_launch,
+            },
+        )?
+        else {
+            return Err(MachineError::Internal(format!(
+                "machine {id}: the lifecycle model has no plan to create it"
+            )));
         };
-        let plan = OpPlan::new(OpKind::Launch, steps, settle);
         let lock = inner.lock_for(&id);
         let _guard = lock.lock().await;
         let launch_event = event("launch", "created", "user", None);
         let op = inner.store.insert_machine(
             &record,
             &launch_event,
-            OpKind::Launch.name(),
+            plan.kind.name(),
             &serde_json::to_value(&plan).map_err(|e| MachineError::Internal(e.to_string()))?,
         )?;
         inner.notify_change();
@@ -250,19 +251,9 @@ impl Machines {
         let inner = &self.inner;
         let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
         let previous_state = record.machine.state;
-        match previous_state {
-            MachineState::Started => {}
-            MachineState::Created | MachineState::Stopped | MachineState::Failed => {
-                let reset = spec::rootfs_persist(&record.machine.config) != RootfsPersist::Always;
-                record.restart_count = 0;
-                let plan = OpPlan::new(
-                    OpKind::Start,
-                    OpPlan::start_steps(reset),
-                    MachineState::Started,
-                );
-                inner.run_new_op(record, plan).await?;
-            }
-            other => return Err(illegal(id, other, "started")),
+        if let Transition::Run(plan) = decide(&record, &Intent::start(&record.machine.config))? {
+            record.restart_count = 0;
+            inner.run_new_op(record, plan).await?;
         }
         Ok(StartResponse {
             previous_state,
@@ -282,21 +273,11 @@ impl Machines {
     ) -> Result<()> {
         let inner = &self.inner;
         let (_guard, record) = inner.lock_machine(app, id, nonce).await?;
-        match record.machine.state {
-            MachineState::Started => {
-                let plan = stop_plan(
-                    &record,
-                    &req,
-                    OpKind::Stop,
-                    OpPlan::stop_steps(),
-                    MachineState::Stopped,
-                )?;
-                inner.run_new_op(record, plan).await?;
-                Ok(())
-            }
-            MachineState::Stopped | MachineState::Created | MachineState::Failed => Ok(()),
-            other => Err(illegal(id, other, "stopped")),
+        if let Transition::Run(plan) = decide(&record, &Intent::Stop)? {
+            let plan = plan.stopping_with(stop_options(&record, &req)?);
+            inner.run_new_op(record, plan).await?;
         }
+        Ok(())
     }
 
     /// Stops and starts a started machine; its rootfs is kept unless the
@@ -310,18 +291,11 @@ impl Machines {
     ) -> Result<()> {
         let inner = &self.inner;
         let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
-        if record.machine.state != MachineState::Started {
-            return Err(MachineError::Conflict(format!(
-                "machine {id} is {}; only a started machine can be restarted (use start instead)",
-                record.machine.state
-            )));
+        if let Transition::Run(plan) = decide(&record, &Intent::restart(&record.machine.config))? {
+            let plan = plan.stopping_with(stop_options(&record, &req)?);
+            record.restart_count = 0;
+            inner.run_new_op(record, plan).await?;
         }
-        let reset = spec::rootfs_persist(&record.machine.config) == RootfsPersist::Never;
-        let mut steps = OpPlan::stop_steps();
-        steps.extend(OpPlan::start_steps(reset));
-        let plan = stop_plan(&record, &req, OpKind::Restart, steps, MachineState::Started)?;
-        record.restart_count = 0;
-        inner.run_new_op(record, plan).await?;
         Ok(())
     }
 
@@ -336,7 +310,7 @@ impl Machines {
         let signal = spec::parse_signal(signal)?;
         let record = self.inner.machine(app, id)?;
         self.inner.check_lease(&record, nonce)?;
-        self.inner.require_started(&record, "signal")?;
+        decide(&record, &Intent::Signal)?;
         self.inner.runtime_for(&record)?.kill(id, signal).await?;
         Ok(())
     }
@@ -355,9 +329,14 @@ impl Machines {
         inner.machine(app, id)?;
         let _claim = inner.claim_mounts(app, Some(id), &req.config).await?;
         let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
-        if record.machine.state == MachineState::Destroyed {
-            return Err(illegal(id, MachineState::Destroyed, "updated"));
-        }
+        let update = |image_changed, switch_runtime| Update {
+            persist: Default::default(),
+            image_changed,
+            switch_runtime,
+            skip_launch: req.skip_launch,
+        };
+        // Refused before the image is resolved, which may pull it.
+        decide(&record, &Intent::update(&req.config, update(false, None)))?;
         if let Some(expected) = &req.current_version {
             if expected != &record.machine.instance_id {
                 return Err(MachineError::Conflict(format!(
@@ -369,39 +348,22 @@ impl Machines {
         let runtime = match req.config.guest.as_ref().and_then(|g| g.runtime.as_deref()) {
             Some(name) => inner.runtime_kind(name)?,
             None => inner.default_runtime,
-        };
+        }
+        .to_string();
         let image = inner
             .image_for_config(&req.config.image, req.registry_auth.clone())
             .await?;
         spec::command(&req.config, &image)?;
-        let was_running = record.machine.state == MachineState::Started;
         let image_changed = image.digest != record.machine.image_ref.digest;
-        let launch =
-            !req.skip_launch && (was_running || record.machine.state == MachineState::Created);
-        let mut steps = OpPlan::stop_steps();
-        if image_changed && spec::rootfs_persist(&req.config) != RootfsPersist::Never {
-            steps.push(Step::ResetRootfs);
-        }
-        steps.push(Step::Prepare);
-        if launch {
-            let reset = spec::rootfs_persist(&req.config) == RootfsPersist::Never;
-            steps.extend(OpPlan::start_steps(reset));
-        }
-        let settle = if launch {
-            MachineState::Started
-        } else {
-            MachineState::Stopped
+        let switch_runtime = (runtime != record.runtime).then_some(runtime);
+        let intent = Intent::update(&req.config, update(image_changed, switch_runtime));
+        let Transition::Run(plan) = decide(&record, &intent)? else {
+            return Err(MachineError::Internal(format!(
+                "machine {id}: the lifecycle model has no plan to update it"
+            )));
         };
-        let plan = stop_plan(
-            &record,
-            &StopRequest::default(),
-            OpKind::Update,
-            steps,
-            settle,
-        )?;
-        // The old container was created by the old runtime: stop it with
-        // that one, then switch. Recorded before any step so recovery agrees.
-        let old_runtime = record.runtime.clone();
+        // The old machine is stopped as its old config says.
+        let plan = plan.stopping_with(stop_options(&record, &StopRequest::default())?);
         record.machine.config = req.config.clone();
         record.machine.image_ref = image_ref(&image);
         record.machine.instance_id = ids::instance_id();
@@ -411,10 +373,6 @@ impl Machines {
         if let Some(region) = req.region {
             record.machine.region = region;
         }
-        if old_runtime != runtime.to_string() {
-            inner.runtime_for(&record)?.delete(id, true).await?;
-        }
-        record.runtime = runtime.to_string();
         record.restart_count = 0;
         inner
             .store
@@ -433,23 +391,9 @@ impl Machines {
     ) -> Result<()> {
         let inner = &self.inner;
         let (_guard, record) = inner.lock_machine(app, id, nonce).await?;
-        match record.machine.state {
-            MachineState::Destroyed => {
-                return Err(illegal(id, MachineState::Destroyed, "destroyed"))
-            }
-            MachineState::Started if !force => {
-                return Err(MachineError::Conflict(format!(
-                    "machine {id} is started: stop it first, or destroy with force=true"
-                )))
-            }
-            _ => {}
+        if let Transition::Run(plan) = decide(&record, &Intent::Destroy { force })? {
+            inner.run_new_op(record, plan).await?;
         }
-        let mut steps = OpPlan::stop_steps();
-        steps.extend([Step::DisconnectNetwork, Step::RemoveFiles]);
-        let mut plan = OpPlan::new(OpKind::Destroy, steps, MachineState::Destroyed);
-        plan.stop_signal = Some(nix::sys::signal::Signal::SIGKILL as i32);
-        plan.stop_timeout_ms = Some(0);
-        inner.run_new_op(record, plan).await?;
         Ok(())
     }
 
@@ -462,15 +406,11 @@ impl Machines {
         timeout_secs: Option<u64>,
         instance_id: Option<&str>,
     ) -> Result<Machine> {
-        const ALLOWED: [MachineState; 4] = [
-            MachineState::Started,
-            MachineState::Stopped,
-            MachineState::Suspended,
-            MachineState::Destroyed,
-        ];
-        if !ALLOWED.contains(&state) {
+        if !WAITABLE.contains(&state) {
+            let allowed: Vec<&str> = WAITABLE.iter().map(|s| s.as_str()).collect();
             return Err(MachineError::Invalid(format!(
-                "cannot wait for state '{state}': allowed values are started, stopped, suspended, destroyed"
+                "cannot wait for state '{state}': allowed values are {}",
+                allowed.join(", ")
             )));
         }
         let secs = timeout_secs.unwrap_or(DEFAULT_WAIT_SECS);
@@ -604,9 +544,7 @@ impl Machines {
         change: impl FnOnce(&mut MachineRecord),
     ) -> Result<()> {
         let (_guard, mut record) = self.inner.lock_machine(app, id, nonce).await?;
-        if record.machine.state == MachineState::Destroyed {
-            return Err(illegal(id, MachineState::Destroyed, "changed"));
-        }
+        decide(&record, &Intent::Edit)?;
         change(&mut record);
         record.machine.updated_at = now_rfc3339();
         self.inner.store.update_machine(&record, None)?;
@@ -618,7 +556,7 @@ impl Machines {
     /// Processes inside a started machine.
     pub fn processes(&self, app: &str, id: &str) -> Result<Vec<ProcessStat>> {
         let record = self.inner.machine(app, id)?;
-        self.inner.require_started(&record, "ps")?;
+        decide(&record, &Intent::Processes)?;
         let pid = record.init_pid.ok_or_else(|| {
             MachineError::Internal(format!("machine {id} is started but its pid is unknown"))
         })?;
@@ -677,7 +615,7 @@ impl Machines {
             )));
         }
         let record = self.inner.machine(app, id)?;
-        self.inner.require_started(&record, "exec")?;
+        decide(&record, &Intent::Exec)?;
         let image = self.inner.images.get(&record.machine.image_ref.digest)?;
         let (uid, gid) = match image.config.user.as_deref().filter(|u| !u.is_empty()) {
             Some(user) => self.inner.images.resolve_user(&image, user)?,
@@ -742,15 +680,12 @@ fn image_ref(image: &roost_image::Image) -> ImageRef {
     }
 }
 
-fn illegal(id: &str, state: MachineState, wanted: &str) -> MachineError {
-    let hint = match state {
-        MachineState::Destroyed => "it is gone; create a new machine",
-        s if s.is_transitional() => "another operation is under way; wait for it and retry",
-        _ => "check its state with `roost machine status`",
-    };
-    MachineError::Conflict(format!(
-        "machine {id} is {state} and cannot be {wanted}: {hint}"
-    ))
+/// What `intent` does to `record`; a refusal is a conflict naming the
+/// machine and the states the intent is allowed from.
+pub(crate) fn decide(record: &MachineRecord, intent: &Intent) -> Result<Transition> {
+    roost_lifecycle::transition(record.machine.state, intent).map_err(|refusal| {
+        MachineError::Conflict(format!("machine {} {refusal}", record.machine.id))
+    })
 }
 
 fn lease_held(id: &str, lease: &Lease) -> MachineError {
@@ -760,15 +695,9 @@ fn lease_held(id: &str, lease: &Lease) -> MachineError {
     ))
 }
 
-/// A plan whose stop steps use the request's signal and timeout, falling
-/// back to the machine's `stop_config`.
-fn stop_plan(
-    record: &MachineRecord,
-    req: &StopRequest,
-    kind: OpKind,
-    steps: Vec<Step>,
-    settle: MachineState,
-) -> Result<OpPlan> {
+/// The signal and timeout of a stop: the request's, falling back to the
+/// machine's `stop_config` (then the plan's defaults).
+fn stop_options(record: &MachineRecord, req: &StopRequest) -> Result<StopOptions> {
     let stop_config = record
         .machine
         .config
@@ -777,16 +706,16 @@ fn stop_plan(
         .unwrap_or_default();
     let signal = req.signal.as_ref().or(stop_config.signal.as_ref());
     let timeout = req.timeout.as_ref().or(stop_config.timeout.as_ref());
-    let mut plan = OpPlan::new(kind, steps, settle);
-    plan.stop_signal = signal
-        .map(|s| spec::parse_signal(s))
-        .transpose()?
-        .map(|s| s as i32);
-    plan.stop_timeout_ms = timeout
-        .map(|t| spec::parse_timeout("timeout", t))
-        .transpose()?
-        .map(|d| d.as_millis() as u64);
-    Ok(plan)
+    Ok(StopOptions {
+        signal: signal
+            .map(|s| spec::parse_signal(s))
+            .transpose()?
+            .map(|s| s as i32),
+        timeout_ms: timeout
+            .map(|t| spec::parse_timeout("timeout", t))
+            .transpose()?
+            .map(|d| d.as_millis() as u64),
+    })
 }
 
 impl Inner {
@@ -849,16 +778,6 @@ impl Inner {
             machine.checks = self.checks.get(&machine.id);
         }
         Ok(machine)
-    }
-
-    fn require_started(&self, record: &MachineRecord, what: &str) -> Result<()> {
-        if record.machine.state == MachineState::Started {
-            return Ok(());
-        }
-        Err(MachineError::Conflict(format!(
-            "machine {} is {}; {what} needs a started machine: start it first",
-            record.machine.id, record.machine.state
-        )))
     }
 
     fn current_lease(&self, id: &str) -> Result<Option<Lease>> {

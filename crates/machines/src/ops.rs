@@ -1,8 +1,9 @@
 //! Durable lifecycle operations.
 //!
 //! Every lifecycle change (create, start, stop, restart, update, destroy and
-//! the handling of a main process that exited on its own) is an [`OpPlan`]:
-//! a list of idempotent [`Step`]s plus the state the machine settles in. The
+//! the handling of a main process that exited on its own) is a
+//! [`MachinePlan`] from the lifecycle model: a list of idempotent [`Step`]s
+//! plus the state the machine settles in. The
 //! plan is written to the store together with the machine's transitional
 //! state before the first step runs, and the index of the next step after
 //! each one. A roost process killed anywhere therefore leaves an operation
@@ -13,9 +14,9 @@
 use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
 use crate::Inner;
+use roost_lifecycle::{MachinePlan, Operation as _, Step, StepName};
 use roost_store::{MachineRecord, Operation};
 use roost_types::{MachineEvent, MachineState};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,167 +24,6 @@ use std::time::Duration;
 /// right after the step's action and before its progress is recorded:
 /// `ROOST_CRASH_AT=<op>:<step>`, e.g. `start:run`. For crash-recovery tests.
 pub const CRASH_AT_ENV: &str = "ROOST_CRASH_AT";
-
-/// One idempotent unit of lifecycle work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    /// Resolve the image and write the layer list and OCI bundle.
-    Prepare,
-    /// Create the machine's network namespace, veth pair and address
-    /// (at create, so start only joins the namespace).
-    ConnectNetwork,
-    /// Empty the overlay upper dir: the rootfs goes back to the image.
-    ResetRootfs,
-    MountRootfs,
-    /// Mount the config's volumes on the host (bound into the machine at run).
-    AttachVolumes,
-    /// Write `config.files` into the rootfs.
-    WriteFiles,
-    /// Bring the bundle's environment up to date (app secrets set since
-    /// the bundle was written).
-    RefreshEnv,
-    /// Create and start the container (adopting one already running).
-    Run,
-    /// Ask the main process to exit, then kill it after the stop timeout.
-    SignalStop,
-    DeleteContainer,
-    /// Unmount the volumes mounted for the machine.
-    DetachVolumes,
-    UnmountRootfs,
-    /// Remove the machine's network namespace and veth, free its address.
-    DisconnectNetwork,
-    /// Remove every host file of the machine.
-    RemoveFiles,
-}
-
-impl Step {
-    pub fn name(self) -> &'static str {
-        match self {
-            Step::Prepare => "prepare",
-            Step::ConnectNetwork => "connect_network",
-            Step::ResetRootfs => "reset_rootfs",
-            Step::MountRootfs => "mount_rootfs",
-            Step::AttachVolumes => "attach_volumes",
-            Step::WriteFiles => "write_files",
-            Step::RefreshEnv => "refresh_env",
-            Step::Run => "run",
-            Step::SignalStop => "signal_stop",
-            Step::DeleteContainer => "delete_container",
-            Step::DetachVolumes => "detach_volumes",
-            Step::UnmountRootfs => "unmount_rootfs",
-            Step::DisconnectNetwork => "disconnect_network",
-            Step::RemoveFiles => "remove_files",
-        }
-    }
-
-    fn is_start_phase(self) -> bool {
-        matches!(
-            self,
-            Step::Prepare
-                | Step::ConnectNetwork
-                | Step::ResetRootfs
-                | Step::MountRootfs
-                | Step::AttachVolumes
-                | Step::WriteFiles
-                | Step::RefreshEnv
-                | Step::Run
-        )
-    }
-}
-
-/// The kinds of operation, named as Fly names their events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    Launch,
-    Start,
-    Stop,
-    Restart,
-    Update,
-    Destroy,
-    Exit,
-}
-
-impl OpKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::Launch => "launch",
-            OpKind::Start => "start",
-            OpKind::Stop => "stop",
-            OpKind::Restart => "restart",
-            OpKind::Update => "update",
-            OpKind::Destroy => "destroy",
-            OpKind::Exit => "exit",
-        }
-    }
-
-    /// The state a machine shows while a step of this operation runs.
-    fn transitional_state(self, step: Step) -> MachineState {
-        match self {
-            OpKind::Update => MachineState::Replacing,
-            OpKind::Destroy => MachineState::Destroying,
-            OpKind::Launch if matches!(step, Step::Prepare | Step::ConnectNetwork) => {
-                MachineState::Created
-            }
-            _ if step.is_start_phase() => MachineState::Starting,
-            _ => MachineState::Stopping,
-        }
-    }
-}
-
-/// Everything an operation needs to run or resume, stored with it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OpPlan {
-    pub kind: OpKind,
-    pub steps: Vec<Step>,
-    /// Where the machine settles when every step is done.
-    pub settle: MachineState,
-    /// Signal number for [`Step::SignalStop`].
-    #[serde(default)]
-    pub stop_signal: Option<i32>,
-    #[serde(default)]
-    pub stop_timeout_ms: Option<u64>,
-    /// Source recorded in events: "user" or "flyd" (platform-initiated).
-    pub source: String,
-}
-
-impl OpPlan {
-    pub fn start_steps(reset_rootfs: bool) -> Vec<Step> {
-        let mut steps = Vec::new();
-        if reset_rootfs {
-            steps.push(Step::ResetRootfs);
-        }
-        steps.extend([
-            Step::MountRootfs,
-            Step::AttachVolumes,
-            Step::WriteFiles,
-            Step::RefreshEnv,
-            Step::Run,
-        ]);
-        steps
-    }
-
-    pub fn stop_steps() -> Vec<Step> {
-        vec![
-            Step::SignalStop,
-            Step::DeleteContainer,
-            Step::DetachVolumes,
-            Step::UnmountRootfs,
-        ]
-    }
-
-    pub fn new(kind: OpKind, steps: Vec<Step>, settle: MachineState) -> OpPlan {
-        OpPlan {
-            kind,
-            steps,
-            settle,
-            stop_signal: None,
-            stop_timeout_ms: None,
-            source: "user".into(),
-        }
-    }
-}
 
 pub fn event(
     kind: &str,
@@ -201,7 +41,7 @@ pub fn event(
     }
 }
 
-fn crash_point_reached(inner: &Inner, plan: &OpPlan, step: Step) -> bool {
+fn crash_point_reached(inner: &Inner, plan: &MachinePlan, step: Step) -> bool {
     inner.crash_at.as_deref() == Some(&format!("{}:{}", plan.kind.name(), step.name()))
 }
 
@@ -211,15 +51,14 @@ impl Inner {
     pub(crate) async fn run_new_op(
         self: &Arc<Self>,
         mut record: MachineRecord,
-        plan: OpPlan,
+        plan: MachinePlan,
     ) -> Result<MachineRecord> {
-        let first = plan.steps.first().copied().unwrap_or(Step::Prepare);
-        record.machine.state = plan.kind.transitional_state(first);
+        record.machine.state = plan.first_state();
         record.machine.updated_at = crate::now_rfc3339();
         let begin = event(
             plan.kind.name(),
             record.machine.state.as_str(),
-            &plan.source,
+            plan.source.as_str(),
             None,
         );
         let op = self.store.begin_operation(
@@ -238,7 +77,7 @@ impl Inner {
             tracing::warn!(machine = %op.machine_id, "dropping operation of a machine that no longer exists");
             return Ok(());
         };
-        let plan: OpPlan = serde_json::from_value(op.params.clone())
+        let plan: MachinePlan = serde_json::from_value(op.params.clone())
             .map_err(|e| MachineError::Internal(format!("unreadable operation {}: {e}", op.id)))?;
         tracing::info!(machine = %op.machine_id, op = plan.kind.name(), step = op.step, "resuming interrupted operation");
         self.run_op(op.id, record, plan, op.step as usize)
@@ -250,11 +89,11 @@ impl Inner {
         self: &Arc<Self>,
         op_id: i64,
         mut record: MachineRecord,
-        plan: OpPlan,
+        plan: MachinePlan,
         from: usize,
     ) -> Result<MachineRecord> {
         for (index, step) in plan.steps.iter().copied().enumerate().skip(from) {
-            let state = plan.kind.transitional_state(step);
+            let state = plan.state_during(step);
             if record.machine.state != state {
                 record.machine.state = state;
                 self.store.update_machine(&record, None)?;
@@ -276,7 +115,12 @@ impl Inner {
         if plan.settle != MachineState::Started {
             record.init_pid = None;
         }
-        let done = event(plan.kind.name(), plan.settle.as_str(), &plan.source, None);
+        let done = event(
+            plan.kind.name(),
+            plan.settle.as_str(),
+            plan.source.as_str(),
+            None,
+        );
         self.store.finish_operation(op_id, &record, Some(&done))?;
         if plan.settle == MachineState::Destroyed {
             self.store.delete_lease(&record.machine.id)?;
@@ -294,15 +138,11 @@ impl Inner {
         self: &Arc<Self>,
         op_id: i64,
         record: &mut MachineRecord,
-        plan: &OpPlan,
+        plan: &MachinePlan,
         failed: Step,
         err: &MachineError,
     ) {
-        for step in [
-            Step::DeleteContainer,
-            Step::DetachVolumes,
-            Step::UnmountRootfs,
-        ] {
+        for step in plan.compensation().iter().copied() {
             if let Err(cleanup) = self.run_step(step, record, plan).await {
                 tracing::error!(machine = %record.machine.id, step = step.name(), error = %cleanup, "cleanup after failure failed");
             }
@@ -313,7 +153,7 @@ impl Inner {
         let failure = event(
             plan.kind.name(),
             "failed",
-            &plan.source,
+            plan.source.as_str(),
             Some(serde_json::json!({"error": err.to_string(), "step": failed.name()})),
         );
         if let Err(store_err) = self.store.finish_operation(op_id, record, Some(&failure)) {
@@ -322,7 +162,12 @@ impl Inner {
         self.notify_change();
     }
 
-    async fn run_step(&self, step: Step, record: &mut MachineRecord, plan: &OpPlan) -> Result<()> {
+    async fn run_step(
+        &self,
+        step: Step,
+        record: &mut MachineRecord,
+        plan: &MachinePlan,
+    ) -> Result<()> {
         let id = record.machine.id.clone();
         let paths = MachinePaths::new(&self.data_dir, &id);
         match step {
@@ -365,6 +210,15 @@ impl Inner {
             Step::AttachVolumes => self.attach_volumes(record).await,
             Step::DetachVolumes => self.detach_volumes(&id).await,
             Step::UnmountRootfs => Ok(roost_runtime::rootfs::unmount(&paths.rootfs)?),
+            Step::SwitchRuntime => {
+                let runtime = plan.runtime.clone().ok_or_else(|| {
+                    MachineError::Internal(format!(
+                        "machine {id}: the plan names no runtime to switch to"
+                    ))
+                })?;
+                record.runtime = runtime;
+                Ok(self.store.update_machine(record, None)?)
+            }
             Step::DisconnectNetwork => self.disconnect_network(&id).await,
             Step::RemoveFiles => match std::fs::remove_dir_all(&paths.dir) {
                 Ok(()) => Ok(()),
@@ -394,7 +248,7 @@ impl Inner {
         Ok(())
     }
 
-    async fn signal_stop(&self, record: &mut MachineRecord, plan: &OpPlan) -> Result<()> {
+    async fn signal_stop(&self, record: &mut MachineRecord, plan: &MachinePlan) -> Result<()> {
         let runtime = self.runtime_for(record)?;
         let id = record.machine.id.as_str();
         // The record knows the init's pid on every path but a crash between

@@ -2,13 +2,12 @@
 //! on their own.
 
 use crate::error::Result;
-use crate::ops::{OpKind, OpPlan, Step};
 use crate::paths::MachinePaths;
-use crate::{spec, Inner};
+use crate::Inner;
+use roost_lifecycle::{restart_backoff, AfterExit, Intent, Source, Transition};
 use roost_store::MachineRecord;
-use roost_types::{MachineState, RestartPolicy, RootfsPersist};
+use roost_types::MachineState;
 use std::sync::Arc;
-use std::time::Duration;
 
 impl Inner {
     /// Brings every machine to a valid state; see [`crate::Machines::open`].
@@ -50,7 +49,10 @@ impl Inner {
                     }
                     self.watch_exit(id, &record.machine.instance_id, pid);
                 }
-                None => self.handle_exit(record.clone(), None).await?,
+                None => {
+                    let instance = &record.machine.instance_id;
+                    self.exited(id, instance, record.init_pid, None).await?
+                }
             }
             return Ok(());
         }
@@ -100,87 +102,89 @@ impl Inner {
                     return;
                 }
             };
-            let lock = inner.lock_for(&id);
-            let _guard = lock.lock().await;
-            let record = match inner.store.get_machine(&id) {
-                Ok(Some(record)) => record,
-                _ => return,
-            };
-            // An operation of ours (stop, restart, update, destroy) already
-            // took this instance down: nothing to react to.
-            let same_run = record.machine.state == MachineState::Started
-                && record.machine.instance_id == instance_id
-                && record.init_pid == Some(pid);
-            if same_run {
-                if let Err(err) = inner.handle_exit(record, code).await {
-                    tracing::error!(machine = %id, error = %err, "handling exit failed");
-                }
+            if let Err(err) = inner.exited(&id, &instance_id, Some(pid), code).await {
+                tracing::error!(machine = %id, error = %err, "handling exit failed");
             }
         });
     }
 
-    /// The main process exited by itself: record it, then restart, stop or
-    /// destroy the machine as its restart policy and `auto_destroy` say.
-    /// `code` is `None` when the exit status could not be observed (the
-    /// process exited while roost was down); that counts as a failure.
-    async fn handle_exit(
+    /// The machine, if it is still the run whose main process exited: an
+    /// operation of ours (stop, restart, update, destroy) that took this
+    /// instance down leaves nothing to react to. The caller holds the lock.
+    fn same_run(
+        &self,
+        id: &str,
+        instance_id: &str,
+        pid: Option<u32>,
+    ) -> Result<Option<MachineRecord>> {
+        Ok(self.store.get_machine(id)?.filter(|record| {
+            record.machine.state == MachineState::Started
+                && record.machine.instance_id == instance_id
+                && record.init_pid == pid
+        }))
+    }
+
+    /// The main process (`pid`) of a started machine exited by itself:
+    /// record it, then restart, stop or destroy the machine as its restart
+    /// policy and `auto_destroy` say. `code` is `None` when the exit status
+    /// could not be observed (the process exited while roost was down).
+    ///
+    /// A restart first backs off, so a process that dies at once does not
+    /// spin the host; the machine's lock is free meanwhile, so a stop or
+    /// destroy asked for then goes ahead at once and the restart is dropped.
+    async fn exited(
         self: &Arc<Self>,
-        mut record: MachineRecord,
+        id: &str,
+        instance_id: &str,
+        pid: Option<u32>,
         code: Option<i32>,
     ) -> Result<()> {
-        let config = &record.machine.config;
-        let (policy, max_retries) = spec::restart_policy(config);
-        let failed = code != Some(0);
-        let restart = match policy {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => failed && record.restart_count < max_retries,
-            RestartPolicy::No => false,
+        let restarts = {
+            let lock = self.lock_for(id);
+            let _guard = lock.lock().await;
+            let Some(record) = self.same_run(id, instance_id, pid)? else {
+                return Ok(());
+            };
+            let after = AfterExit::of(&record.machine.config, code, record.restart_count);
+            let restarting = matches!(after, AfterExit::Restart { .. });
+            let exit_event = crate::ops::event(
+                "exit",
+                "stopped",
+                Source::Platform.as_str(),
+                Some(serde_json::json!({"exit_event": {
+                    "exit_code": code.unwrap_or(-1),
+                    "exited_at": crate::now_rfc3339(),
+                    "requested_stop": false,
+                    "restarting": restarting,
+                }})),
+            );
+            self.store.append_event(id, &exit_event)?;
+            tracing::info!(machine = %id, ?code, ?after, "main process exited");
+            if !restarting {
+                return self.run_exit_plan(record, after).await;
+            }
+            record.restart_count + 1
         };
-        let destroy = !restart && config.auto_destroy.unwrap_or(false);
-        let exit_event = crate::ops::event(
-            "exit",
-            "stopped",
-            "flyd",
-            Some(serde_json::json!({"exit_event": {
-                "exit_code": code.unwrap_or(-1),
-                "exited_at": crate::now_rfc3339(),
-                "requested_stop": false,
-                "restarting": restart,
-            }})),
-        );
-        self.store.append_event(&record.machine.id, &exit_event)?;
-        tracing::info!(machine = %record.machine.id, ?code, restart, destroy, "main process exited");
-        let mut steps = vec![
-            Step::DeleteContainer,
-            Step::DetachVolumes,
-            Step::UnmountRootfs,
-        ];
-        let settle = if restart {
-            let reset = spec::rootfs_persist(config) == RootfsPersist::Never;
-            steps.extend(OpPlan::start_steps(reset));
-            record.restart_count += 1;
-            // Back off so a process that dies at once does not spin the host.
-            let delay = Duration::from_millis(100u64 << record.restart_count.min(6));
-            tokio::time::sleep(delay).await;
-            MachineState::Started
-        } else if destroy {
-            steps.extend([Step::DisconnectNetwork, Step::RemoveFiles]);
-            MachineState::Destroyed
-        } else {
-            MachineState::Stopped
+        tokio::time::sleep(restart_backoff(restarts)).await;
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let Some(mut record) = self.same_run(id, instance_id, pid)? else {
+            tracing::info!(machine = %id, "an operation took the machine over during the restart back-off");
+            return Ok(());
         };
-        let mut plan = OpPlan::new(
-            if restart {
-                OpKind::Restart
-            } else if destroy {
-                OpKind::Destroy
-            } else {
-                OpKind::Exit
-            },
-            steps,
-            settle,
-        );
-        plan.source = "flyd".into();
-        self.run_new_op(record, plan).await.map(|_| ())
+        let after = AfterExit::of(&record.machine.config, code, record.restart_count);
+        record.restart_count = restarts;
+        self.run_exit_plan(record, after).await
+    }
+
+    async fn run_exit_plan(
+        self: &Arc<Self>,
+        record: MachineRecord,
+        after: AfterExit,
+    ) -> Result<()> {
+        match crate::machine_ops::decide(&record, &Intent::Exit(after))? {
+            Transition::Run(plan) => self.run_new_op(record, plan).await.map(|_| ()),
+            _ => Ok(()),
+        }
     }
 }

@@ -3,14 +3,12 @@
 
 use crate::error::{MachineError, Result};
 use roost_image::Image;
-use roost_types::{MachineConfig, RestartPolicy, RootfsPersist};
+use roost_types::MachineConfig;
 use std::collections::BTreeMap;
 
 /// Memory a machine gets when its config names none (Fly's smallest size).
 pub const DEFAULT_MEMORY_MB: u64 = 256;
 pub const MIN_MEMORY_MB: u64 = 32;
-/// Automatic restarts allowed by `on-failure` when `max_retries` is unset.
-pub const DEFAULT_MAX_RETRIES: u32 = 3;
 
 /// Host limits a config is checked against.
 #[derive(Debug, Clone, Copy)]
@@ -223,22 +221,6 @@ pub fn environment(config: &MachineConfig, image: &Image, fly: &[(&str, &str)]) 
         env.insert(key.to_string(), value.to_string());
     }
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
-}
-
-pub fn restart_policy(config: &MachineConfig) -> (RestartPolicy, u32) {
-    let restart = config.restart.clone().unwrap_or_default();
-    (
-        restart.policy,
-        restart.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
-    )
-}
-
-pub fn rootfs_persist(config: &MachineConfig) -> RootfsPersist {
-    config
-        .rootfs
-        .as_ref()
-        .and_then(|rootfs| rootfs.persist)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use crate::backends::{BackendError, Backends};
 use crate::load::{InFlight, Slot, Waiters};
 use crate::ProxyConfig;
+use roost_lifecycle::{self as lifecycle, Intent, Reason, Refusal, Transition};
 use roost_types::{
     AutostopMode, Machine, MachineCheck, MachinePort, MachineService, MachineState,
     DEFAULT_HARD_LIMIT, DEFAULT_SOFT_LIMIT,
@@ -179,24 +180,22 @@ impl Backend {
         self.is_started() && !self.slot.is_draining() && !self.slot.is_critical()
     }
 
+    /// What a start would do to the machine, as the lifecycle model says.
+    fn start(&self) -> Result<Transition, Refusal> {
+        lifecycle::transition(self.machine.state, &Intent::start(&self.machine.config))
+    }
+
+    /// A start would run (the service accepts it), and autostop is not
+    /// taking the machine down.
     fn is_startable(&self) -> bool {
-        matches!(
-            self.machine.state,
-            MachineState::Stopped
-                | MachineState::Created
-                | MachineState::Suspended
-                | MachineState::Starting
-        ) && !self.slot.is_draining()
+        matches!(self.start(), Ok(Transition::Run(_))) && !self.slot.is_draining()
     }
 
     /// Whether it will become routable or startable without anyone acting
-    /// (it is being started or stopped).
+    /// (an operation is under way on it, or autostop is stopping it).
     fn is_in_transition(&self) -> bool {
         self.slot.is_draining()
-            || matches!(
-                self.machine.state,
-                MachineState::Stopping | MachineState::Suspending | MachineState::Replacing
-            )
+            || matches!(self.start(), Err(refusal) if refusal.reason == Reason::Busy)
     }
 
     /// Whether autostop may consider the machine: any service with autostop.

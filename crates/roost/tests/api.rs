@@ -482,6 +482,51 @@ async fn a_machine_can_run_under_runc() {
     assert!(common::mounts_under(&daemon.data_dir()).is_empty());
 }
 
+/// An update that changes `guest.runtime` stops the machine under its old
+/// runtime, switches, and settles `started` under the new one; and back.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_switches_a_started_machine_to_another_runtime_and_back() {
+    let daemon = Daemon::start().await;
+    let id = create(&daemon, json!({ "config": sh_config(BOOTS) })).await;
+    let containers = |runtime| common::leftover_containers(&daemon.data_dir(), runtime);
+    assert_eq!(containers("crun"), vec![id.clone()]);
+    for (runtime, other, boots) in [("runc", "crun", 2), ("crun", "runc", 3)] {
+        let mut config = sh_config(BOOTS);
+        config.guest = Some(roost_types::MachineGuest {
+            runtime: Some(runtime.into()),
+            ..Default::default()
+        });
+        let (status, updated) = daemon
+            .call(
+                Method::POST,
+                &format!("/v1/apps/{APP}/machines/{id}"),
+                Some(json!({ "config": config })),
+            )
+            .await;
+        assert_eq!(
+            status,
+            200,
+            "update to {runtime}: {updated}\n{}",
+            daemon.log()
+        );
+        assert_eq!(updated["state"], "started", "{updated}");
+        assert_eq!(daemon.state(&id).await, MachineState::Started);
+        assert_eq!(containers(runtime), vec![id.clone()], "under {runtime}");
+        assert!(
+            containers(other).is_empty(),
+            "{other} kept the old container"
+        );
+        assert_eq!(boots_settled(&daemon, &id, boots).await, boots);
+        assert_eq!(daemon.sh(&id, "hostname").await.stdout, format!("{id}\n"));
+    }
+    daemon
+        .client()
+        .destroy_machine(APP, &id, true)
+        .await
+        .unwrap();
+    assert!(containers("crun").is_empty() && containers("runc").is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn signal_ends_the_main_process_and_the_restart_policy_decides() {
     let daemon = Daemon::start().await;

@@ -1,15 +1,18 @@
 //! Durable operations: roost is killed (SIGKILL, via `ROOST_CRASH_AT`) right
-//! after every step of create, start, stop, update and destroy, restarted,
-//! and every machine must converge to a valid state with no leaked process,
-//! mount or container.
+//! after every step of every kind of machine operation (create, start,
+//! stop, restart, update with and without a runtime switch, destroy, and
+//! the three ways a main process's exit is handled), restarted, and every
+//! machine must converge to the state its plan settles in, with no leaked
+//! process, mount or container. The steps are the lifecycle model's plans.
 
 mod common;
 
 use common::{Daemon, APP, IMAGE};
 use roost_client::Client;
+use roost_lifecycle::{AfterExit, Intent, MachinePlan, Operation, Transition, Update};
 use roost_types::{
-    CreateMachineRequest, ExecRequest, MachineConfig, MachineInit, MachineState, RootfsConfig,
-    RootfsPersist, StopRequest, UpdateMachineRequest,
+    CreateMachineRequest, ExecRequest, MachineConfig, MachineGuest, MachineInit, MachineRestart,
+    MachineState, RestartPolicy, RootfsConfig, RootfsPersist, StopRequest, UpdateMachineRequest,
 };
 
 fn config(persist: RootfsPersist) -> MachineConfig {
@@ -33,12 +36,27 @@ fn config(persist: RootfsPersist) -> MachineConfig {
 }
 
 async fn create(client: &Client, skip_launch: bool) -> String {
+    create_with(client, config(RootfsPersist::Restart), skip_launch).await
+}
+
+async fn create_with(client: &Client, config: MachineConfig, skip_launch: bool) -> String {
     let req = CreateMachineRequest {
-        config: config(RootfsPersist::Restart),
+        config,
         skip_launch,
         ..Default::default()
     };
     client.create_machine(APP, &req).await.expect("create").id
+}
+
+/// What the main process's exit leads to, by the machine's config.
+#[derive(Clone, Copy, Debug)]
+enum AfterExitBy {
+    /// Restart policy `no`: the machine stays stopped (an `exit` operation).
+    Policy,
+    /// Restart policy `always`: a `restart` operation.
+    Restarting,
+    /// `auto_destroy`: a `destroy` operation.
+    AutoDestroy,
 }
 
 /// What an operation under test does once its machine is set up.
@@ -47,58 +65,88 @@ enum Op {
     Launch,
     Start,
     Stop,
+    Restart,
     Update,
+    /// An update whose config asks for runc instead of crun.
+    UpdateRuntime,
     Destroy,
+    /// The main process is signalled through the API and exits by itself.
+    Exit(AfterExitBy),
 }
 
+/// The exit code of `sleep` killed by SIGTERM.
+const SIGTERM_EXIT: i32 = 128 + 15;
+
 impl Op {
-    /// Its steps, as named by the orchestrator's operation plans.
-    fn steps(self) -> &'static [&'static str] {
-        match self {
-            Op::Launch => &[
-                "prepare",
-                "connect_network",
-                "mount_rootfs",
-                "write_files",
-                "run",
-            ],
-            Op::Start => &["reset_rootfs", "mount_rootfs", "write_files", "run"],
-            Op::Stop => &["signal_stop", "delete_container", "unmount_rootfs"],
-            Op::Update => &[
-                "signal_stop",
-                "delete_container",
-                "unmount_rootfs",
-                "prepare",
-                "mount_rootfs",
-                "write_files",
-                "run",
-            ],
-            Op::Destroy => &[
-                "signal_stop",
-                "delete_container",
-                "unmount_rootfs",
-                "disconnect_network",
-                "remove_files",
-            ],
+    /// The config the machine is created with.
+    fn config(self) -> MachineConfig {
+        let mut config = config(RootfsPersist::Restart);
+        if let Op::Exit(by) = self {
+            config.restart = Some(MachineRestart {
+                policy: match by {
+                    AfterExitBy::Restarting => RestartPolicy::Always,
+                    _ => RestartPolicy::No,
+                },
+                ..Default::default()
+            });
+            config.auto_destroy = Some(matches!(by, AfterExitBy::AutoDestroy));
+        }
+        config
+    }
+
+    /// The config an update replaces it with.
+    fn updated_config(self) -> MachineConfig {
+        let mut config = self.config();
+        config.env.insert("VERSION".into(), "2".into());
+        if let Op::UpdateRuntime = self {
+            config.guest = Some(MachineGuest {
+                runtime: Some("runc".into()),
+                ..Default::default()
+            });
+        }
+        config
+    }
+
+    /// The plan the service runs for this operation, from the lifecycle
+    /// model: the crash points and the settled state come from it, so a
+    /// step added to a plan is crashed at without editing this test.
+    fn plan(self) -> MachinePlan {
+        let config = self.config();
+        let update = |switch_runtime: Option<&str>| {
+            Intent::update(
+                &self.updated_config(),
+                Update {
+                    persist: RootfsPersist::Restart,
+                    image_changed: false,
+                    switch_runtime: switch_runtime.map(String::from),
+                    skip_launch: false,
+                },
+            )
+        };
+        let (state, intent) = match self {
+            Op::Launch => (MachineState::Created, Intent::Create { launch: true }),
+            Op::Start => (MachineState::Created, Intent::start(&config)),
+            Op::Stop => (MachineState::Started, Intent::Stop),
+            Op::Restart => (MachineState::Started, Intent::restart(&config)),
+            Op::Update => (MachineState::Started, update(None)),
+            Op::UpdateRuntime => (MachineState::Started, update(Some("runc"))),
+            Op::Destroy => (MachineState::Started, Intent::Destroy { force: true }),
+            Op::Exit(_) => (
+                MachineState::Started,
+                Intent::Exit(AfterExit::of(&config, Some(SIGTERM_EXIT), 0)),
+            ),
+        };
+        match roost_lifecycle::transition(state, &intent) {
+            Ok(Transition::Run(plan)) => plan,
+            other => panic!("{self:?}: the model plans no operation: {other:?}"),
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The runtime the machine's container runs under once it settles.
+    fn runtime(self) -> &'static str {
         match self {
-            Op::Launch => "launch",
-            Op::Start => "start",
-            Op::Stop => "stop",
-            Op::Update => "update",
-            Op::Destroy => "destroy",
-        }
-    }
-
-    /// The state the machine must reach once the operation is resumed.
-    fn settles_in(self) -> MachineState {
-        match self {
-            Op::Launch | Op::Start | Op::Update => MachineState::Started,
-            Op::Stop => MachineState::Stopped,
-            Op::Destroy => MachineState::Destroyed,
+            Op::UpdateRuntime => "runc",
+            _ => "crun",
         }
     }
 
@@ -106,19 +154,20 @@ impl Op {
     async fn setup(self, client: &Client) -> Option<String> {
         match self {
             Op::Launch => None,
-            Op::Start => Some(create(client, true).await),
-            Op::Stop | Op::Update | Op::Destroy => Some(create(client, false).await),
+            Op::Start => Some(create_with(client, self.config(), true).await),
+            _ => Some(create_with(client, self.config(), false).await),
         }
     }
 
-    /// Runs the operation; the daemon dies during it, so the call fails.
+    /// Runs the operation; the daemon dies during it, so the call fails
+    /// (or, for a signal, the daemon dies right after answering).
     async fn run(self, client: &Client, id: Option<&str>) {
         let result = match (self, id) {
             (Op::Launch, _) => client
                 .create_machine(
                     APP,
                     &CreateMachineRequest {
-                        config: config(RootfsPersist::Restart),
+                        config: self.config(),
                         ..Default::default()
                     },
                 )
@@ -135,11 +184,14 @@ impl Op {
                 .await
                 .map(|_| ())
                 .map_err(|_| ()),
-            (Op::Update, Some(id)) => {
-                let mut config = config(RootfsPersist::Restart);
-                config.env.insert("VERSION".into(), "2".into());
+            (Op::Restart, Some(id)) => client
+                .restart_machine(APP, id)
+                .await
+                .map(|_| ())
+                .map_err(|_| ()),
+            (Op::Update | Op::UpdateRuntime, Some(id)) => {
                 let req = UpdateMachineRequest {
-                    config,
+                    config: self.updated_config(),
                     ..Default::default()
                 };
                 client
@@ -153,6 +205,14 @@ impl Op {
                 .await
                 .map(|_| ())
                 .map_err(|_| ()),
+            (Op::Exit(_), Some(id)) => client
+                .post::<serde_json::Value>(
+                    &format!("/v1/apps/{APP}/machines/{id}/signal"),
+                    &serde_json::json!({"signal": "SIGTERM"}),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|_| ()),
             (op, None) => panic!("{op:?} needs a machine"),
         };
         let _ = result;
@@ -162,8 +222,8 @@ impl Op {
 /// Crashes roost after each step of `op` and checks convergence.
 async fn crash_after_every_step(op: Op) {
     let mut daemon = Daemon::start().await;
-    for step in op.steps() {
-        let point = format!("{}:{step}", op.name());
+    let plan = op.plan();
+    for point in plan.crash_points() {
         daemon.kill();
         daemon.spawn(Some(&point)).await;
         let client = daemon.client();
@@ -189,11 +249,11 @@ async fn crash_after_every_step(op: Op) {
         };
         assert_eq!(
             machine.state,
-            op.settles_in(),
+            plan.settle,
             "{point}: machine did not converge\n{}",
             daemon.log()
         );
-        check_host_state(&daemon, machine, &point).await;
+        check_host_state(&daemon, machine, op.runtime(), &point).await;
         if machine.state != MachineState::Destroyed {
             client
                 .destroy_machine(APP, &machine.id, true)
@@ -205,9 +265,20 @@ async fn crash_after_every_step(op: Op) {
 
 /// A started machine has exactly its container and works; any other has no
 /// process, mount or container left.
-async fn check_host_state(daemon: &Daemon, machine: &roost_types::Machine, point: &str) {
+async fn check_host_state(
+    daemon: &Daemon,
+    machine: &roost_types::Machine,
+    runtime: &str,
+    point: &str,
+) {
     let data = daemon.data_dir();
-    let containers = common::leftover_containers(&data, "crun");
+    let containers = common::leftover_containers(&data, runtime);
+    let elsewhere =
+        common::leftover_containers(&data, if runtime == "crun" { "runc" } else { "crun" });
+    assert!(
+        !elsewhere.contains(&machine.id),
+        "{point}: the machine has a container under the other runtime"
+    );
     let rootfs = data
         .join("machines")
         .join(&machine.id)
@@ -282,8 +353,33 @@ async fn stop_converges_after_a_crash_at_every_step() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn restart_converges_after_a_crash_at_every_step() {
+    crash_after_every_step(Op::Restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn update_converges_after_a_crash_at_every_step() {
     crash_after_every_step(Op::Update).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_switching_update_converges_after_a_crash_at_every_step() {
+    crash_after_every_step(Op::UpdateRuntime).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exit_converges_after_a_crash_at_every_step() {
+    crash_after_every_step(Op::Exit(AfterExitBy::Policy)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_after_an_exit_converges_after_a_crash_at_every_step() {
+    crash_after_every_step(Op::Exit(AfterExitBy::Restarting)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_destroy_after_an_exit_converges_after_a_crash_at_every_step() {
+    crash_after_every_step(Op::Exit(AfterExitBy::AutoDestroy)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

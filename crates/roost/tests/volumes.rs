@@ -6,9 +6,10 @@ mod common;
 
 use common::{Daemon, APP};
 use reqwest::Method;
+use roost_lifecycle::{Intent, Step, StepName, Transition, Update};
 use roost_types::{
-    CreateMachineRequest, CreateVolumeRequest, MachineMount, MachineRestart, RestartPolicy,
-    UpdateMachineRequest, Volume,
+    CreateMachineRequest, CreateVolumeRequest, MachineMount, MachineRestart, MachineState,
+    RestartPolicy, UpdateMachineRequest, Volume,
 };
 use serde_json::json;
 
@@ -622,12 +623,38 @@ async fn machines_attach_and_detach_volumes_across_crashes() {
     let volume = create_volume(&daemon, named("steps")).await;
     let id = machine_with(&daemon, &volume.id).await;
     write_note(&daemon, &id, "kept").await;
-    for (point, settles) in [
-        ("stop:detach_volumes", "stopped"),
-        ("start:attach_volumes", "started"),
-        ("update:detach_volumes", "started"),
-        ("update:attach_volumes", "started"),
+    // The volume steps of the operations that move the machine, as the
+    // lifecycle model plans them.
+    let config = config_with_volume(&volume.id);
+    let update = Intent::update(
+        &config,
+        Update {
+            persist: Default::default(),
+            image_changed: false,
+            switch_runtime: None,
+            skip_launch: false,
+        },
+    );
+    let mut points = Vec::new();
+    for (state, intent) in [
+        (MachineState::Started, Intent::Stop),
+        (MachineState::Stopped, Intent::start(&config)),
+        (MachineState::Started, update),
     ] {
+        let Ok(Transition::Run(plan)) = roost_lifecycle::transition(state, &intent) else {
+            panic!("{intent:?} from {state} plans nothing");
+        };
+        for step in &plan.steps {
+            if matches!(step, Step::AttachVolumes | Step::DetachVolumes) {
+                points.push((
+                    format!("{}:{}", plan.kind.name(), step.name()),
+                    plan.settle.as_str(),
+                ));
+            }
+        }
+    }
+    assert_eq!(points.len(), 4, "{points:?}");
+    for (point, settles) in points.iter().map(|(p, s)| (p.as_str(), *s)) {
         daemon.kill();
         daemon.spawn(Some(point)).await;
         let client = daemon.client();
