@@ -2,13 +2,8 @@
 //! whole platform in one process.
 
 mod cli;
-mod output;
-mod progress;
 mod proxy;
-mod secrets;
-mod storage;
 mod up;
-mod volumes;
 
 use clap::Parser;
 

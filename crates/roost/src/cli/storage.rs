@@ -1,7 +1,7 @@
 //! `roost storage`: S3 buckets owned by apps, like `fly storage` (Tigris).
 
-use crate::cli::AppArg;
-use crate::output::{print_json, print_table};
+use super::output::{print_json, print_table};
+use super::AppArg;
 use anyhow::Result;
 use clap::Subcommand;
 use roost_client::Client;

@@ -1,7 +1,7 @@
 //! `roost volumes`: persistent volumes, their snapshots and forks.
 
-use crate::cli::AppArg;
-use crate::output::{print_json, print_table};
+use super::output::{print_json, print_table, show};
+use super::AppArg;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use roost_client::Client;
@@ -133,16 +133,6 @@ fn snapshot_rows(snapshots: &[VolumeSnapshot]) -> Vec<Vec<String>> {
             ]
         })
         .collect()
-}
-
-/// Prints `value` as JSON, or `text` for humans.
-fn show(json: bool, value: &impl serde::Serialize, text: &str) -> Result<()> {
-    if json {
-        print_json(value)
-    } else {
-        println!("{text}");
-        Ok(())
-    }
 }
 
 pub async fn run(client: &Client, cmd: VolumesCommand, json: bool) -> Result<()> {

@@ -28,3 +28,23 @@ pub fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
         line(row);
     }
 }
+
+/// Prints `{"ok": true}`, or `text` for humans.
+pub fn done(json: bool, text: String) -> Result<()> {
+    if json {
+        print_json(&serde_json::json!({"ok": true}))
+    } else {
+        println!("{text}");
+        Ok(())
+    }
+}
+
+/// Prints `value` as JSON, or `text` for humans.
+pub fn show(json: bool, value: &impl serde::Serialize, text: &str) -> Result<()> {
+    if json {
+        print_json(value)
+    } else {
+        println!("{text}");
+        Ok(())
+    }
+}

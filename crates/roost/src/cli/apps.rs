@@ -1,0 +1,54 @@
+//! `roost apps`: create, list and destroy apps.
+
+use super::output::{print_json, print_table};
+use anyhow::Result;
+use clap::Subcommand;
+use roost_client::Client;
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    Create {
+        name: String,
+    },
+    List,
+    /// Destroy an app: its machines, and its buckets with their objects.
+    Destroy {
+        name: String,
+    },
+}
+
+pub async fn run(client: &Client, cmd: AppsCommand, json: bool) -> Result<()> {
+    match cmd {
+        AppsCommand::Create { name } => {
+            let app = client.create_app(&name).await?;
+            if json {
+                print_json(&app)
+            } else {
+                println!("{}", app.name);
+                Ok(())
+            }
+        }
+        AppsCommand::List => {
+            let list = client.list_apps().await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows = list
+                .apps
+                .iter()
+                .map(|a| vec![a.name.clone(), a.machine_count.to_string()])
+                .collect();
+            print_table(&["NAME", "MACHINES"], rows);
+            Ok(())
+        }
+        AppsCommand::Destroy { name } => {
+            client.delete_app(&name).await?;
+            if json {
+                print_json(&serde_json::json!({"ok": true}))
+            } else {
+                println!("destroyed app {name}");
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The command line: one module per command family, each with its
+//! subcommands (a clap `Subcommand` enum) and a `run` that calls the API
+//! through [`roost_client::Client`]. [`Command`] is the table of families;
+//! `roost up` itself is the daemon module. A new family gets a module here
+//! and a line in [`Command`] and [`run`]; a new subcommand goes into its
+//! family's module.
+
+mod apps;
+mod images;
+mod machines;
+mod output;
+mod progress;
+mod secrets;
+mod storage;
+mod tokenizer;
+mod volumes;
+
+use crate::up::{up, UpArgs};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use roost_client::Client;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "roost",
+    version,
+    about = "A self-hosted machines platform for robots"
+)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// roost API base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "ROOST_API_URL",
+        default_value = "http://127.0.0.1:4280"
+    )]
+    api_url: String,
+    /// API token; defaults to the admin token in the local data dir.
+    #[arg(long, global = true, env = "ROOST_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the platform (API server and orchestrator) in this process.
+    Up(UpArgs),
+    /// Manage apps.
+    #[command(subcommand)]
+    Apps(apps::AppsCommand),
+    /// Manage local images.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Manage machines.
+    #[command(subcommand, alias = "machines")]
+    Machine(machines::MachineCommand),
+    /// Manage volumes: persistent filesystems with snapshots and forks.
+    #[command(subcommand, alias = "volume")]
+    Volumes(volumes::VolumesCommand),
+    /// Manage object storage: S3 buckets owned by apps, with their key pairs.
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
+    /// Manage app secrets: environment variables of the app's machines, encrypted at rest.
+    #[command(subcommand, alias = "secret")]
+    Secrets(secrets::SecretsCommand),
+    /// The tokenizer: print its seal key, seal secrets for it.
+    #[command(subcommand)]
+    Tokenizer(tokenizer::TokenizerCommand),
+    /// Serve roost's MCP tools on stdin/stdout for a local agent, relayed to
+    /// the API's /mcp endpoint (uses --api-url and --api-token).
+    Mcp,
+}
+
+// The `--app` option of commands about one app's resources (a doc comment
+// here would become the help text of every subcommand that has none).
+#[derive(Debug, clap::Args)]
+struct AppArg {
+    /// The app the machine belongs to.
+    #[arg(short, long, env = "ROOST_APP")]
+    app: String,
+}
+
+/// Runs the command `cli` names.
+pub async fn run(cli: Cli) -> Result<()> {
+    let Cli {
+        json,
+        api_url,
+        api_token,
+        command,
+    } = cli;
+    // The API is reached only by commands that need it, so `tokenizer seal
+    // --key` works without a token.
+    let api = || -> Result<Client> { Ok(Client::new(&api_url, &token(api_token.as_deref())?)) };
+    match command {
+        Command::Up(args) => {
+            init_tracing("info");
+            up(args).await
+        }
+        Command::Apps(cmd) => apps::run(&api()?, cmd, json).await,
+        Command::Image(cmd) => images::run(&api()?, cmd, json).await,
+        Command::Machine(cmd) => machines::run(&api()?, cmd, json).await,
+        Command::Volumes(cmd) => volumes::run(&api()?, cmd, json).await,
+        Command::Storage(cmd) => storage::run(&api()?, cmd, json).await,
+        Command::Secrets(cmd) => secrets::run(&api()?, cmd, json).await,
+        Command::Tokenizer(cmd) => tokenizer::run(&cmd, api, json).await,
+        Command::Mcp => {
+            // stdout carries the protocol; only warnings go to stderr.
+            init_tracing("warn");
+            let token = token(api_token.as_deref())?;
+            Ok(roost_mcp::serve_stdio(&api_url, &token).await?)
+        }
+    }
+}
+
+/// The API token given, or else the admin token in the local data dir.
+fn token(given: Option<&str>) -> Result<String> {
+    if let Some(token) = given {
+        return Ok(token.to_string());
+    }
+    let data_dir = std::env::var("ROOST_DATA_DIR").unwrap_or_else(|_| "/var/lib/roost".into());
+    let path = std::path::Path::new(&data_dir).join("admin-token");
+    let token = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no API token: set ROOST_API_TOKEN or make {} readable",
+            path.display()
+        )
+    })?;
+    Ok(token.trim().to_string())
+}
+
+/// Logs go to stderr at `RUST_LOG` or `default_level`.
+fn init_tracing(default_level: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
