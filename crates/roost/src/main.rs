@@ -2,8 +2,7 @@
 //! whole platform in one process.
 
 mod cli;
-mod proxy;
-mod up;
+mod daemon;
 
 use clap::Parser;
 

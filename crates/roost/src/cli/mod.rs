@@ -15,7 +15,7 @@ mod storage;
 mod tokenizer;
 mod volumes;
 
-use crate::up::{up, UpArgs};
+use crate::daemon::{up, UpArgs};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use roost_client::Client;
