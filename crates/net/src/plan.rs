@@ -34,6 +34,9 @@ pub const GATEWAY_HOST: u32 = 1;
 /// Lowest machine slot in an app's /64 (0 is the subnet-router anycast
 /// address, 1 the gateway).
 pub const FIRST_MACHINE_SLOT: u32 = 2;
+/// Prefix length of an app's network: `fdaa:S:N::/48`, every address of
+/// one app, on any host.
+pub const APP_PREFIX_LEN: u8 = 48;
 /// Prefix length of an app's subnet on this host.
 pub const APP_SUBNET_LEN: u8 = 64;
 /// Prefix length of a site: every address of one roost daemon.

@@ -31,19 +31,7 @@ async fn create(daemon: &Daemon, app: &str) -> Machine {
 
 /// Runs `script` in machine `id` of `app`; returns (exit code, stdout + stderr).
 async fn sh(daemon: &Daemon, app: &str, id: &str, script: &str) -> (i32, String) {
-    let out = daemon
-        .client()
-        .exec(
-            app,
-            id,
-            &roost_types::ExecRequest {
-                command: vec!["sh".into(), "-c".into(), script.into()],
-                timeout: Some(30),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("exec {script:?} in {id}: {e}"));
+    let out = daemon.sh_in(app, id, script).await;
     (out.exit_code, format!("{}{}", out.stdout, out.stderr))
 }
 

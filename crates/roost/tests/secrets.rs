@@ -195,6 +195,8 @@ async fn tokenizer_runs_in_roost_up() {
         &tokenizer,
         "--tokenizer-plain-http-upstream",
         &upstream.to_string(),
+        "--egress-allow-addr",
+        &upstream.to_string(),
     ])
     .await;
     let key = daemon.client().tokenizer_public_key().await.unwrap();
@@ -245,4 +247,117 @@ async fn tokenizer_runs_in_roost_up() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("exactly one auth"));
     assert!(!daemon.log().contains(REAL_TOKEN));
+}
+
+/// Runs `script` under `sh -c` in machine `id` of `app`; stdout + stderr.
+async fn sh_in(daemon: &Daemon, app: &str, id: &str, script: &str) -> String {
+    let out = daemon.sh_in(app, id, script).await;
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+/// Issue 13, item 5: a sealed secret whose allowed host is another app's
+/// machine or a host loopback service must not make the tokenizer dial
+/// it for a machine, after resolution and whatever the secret allows;
+/// the machine's own app stays reachable. On the code before the
+/// destination guard, the tokenizer dialed all three (a TLS ClientHello
+/// arrived).
+#[tokio::test(flavor = "multi_thread")]
+async fn security_tokenizer_dials_no_other_app_and_no_host_service() {
+    let daemon = Daemon::start().await;
+    const OTHER: &str = "e2e-other";
+    daemon.client().create_app(OTHER).await.expect("create app");
+    // A host service on loopback that counts the connections it accepts.
+    let loopback = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let loopback_addr = loopback.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in loopback.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    // Another app's machine records whatever reaches its port 8443.
+    let listener = roost_types::CreateMachineRequest {
+        config: common::sh_config("touch /got; while :; do timeout 3 nc -l -p 8443 >> /got; done"),
+        ..Default::default()
+    };
+    let create = |app: &'static str, request| {
+        let client = daemon.client();
+        async move { client.create_machine(app, &request).await.expect("create") }
+    };
+    let target = create(OTHER, listener.clone()).await;
+    let neighbour = create(OTHER, listener).await;
+    let attacker = create(
+        APP,
+        roost_types::CreateMachineRequest {
+            config: common::sh_config("sleep inf"),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let target_host = format!("[{}]:8443", target.private_ip);
+    let secret = serde_json::json!({
+        "inject_processor": {"token": REAL_TOKEN},
+        "no_auth": {},
+        "allowed_hosts": [target_host, loopback_addr.to_string()],
+    });
+    let sealed = ok(&daemon, &["tokenizer", "seal"], &secret.to_string());
+    let tokenizer = format!("{} 4001", daemon.network().service_address());
+    let through_tokenizer = |host: &str| {
+        format!(
+            // stdin stays open a while: the tokenizer (hyper) drops a
+            // connection whose client half-closed it before the answer.
+            "(printf 'GET http://{host}/ HTTP/1.1\\r\\nProxy-Tokenizer: {}\\r\\nConnection: close\\r\\n\\r\\n'; sleep 2) | timeout 10 nc {tokenizer}",
+            sealed.trim()
+        )
+    };
+    let got = |id: String| {
+        let daemon = &daemon;
+        async move {
+            sh_in(daemon, OTHER, &id, "wc -c < /got")
+                .await
+                .trim()
+                .to_string()
+        }
+    };
+
+    for host in [target_host.as_str(), &loopback_addr.to_string()] {
+        let answer = sh_in(&daemon, APP, &attacker.id, &through_tokenizer(host)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 403") && answer.contains("the tokenizer does not dial"),
+            "{host}: {answer}\n{}",
+            daemon.log()
+        );
+        assert!(!answer.contains(REAL_TOKEN));
+    }
+    assert_eq!(
+        got(target.id.clone()).await,
+        "0",
+        "another app's machine was reached"
+    );
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a host loopback service was reached"
+    );
+
+    // A machine of the same app is let through: the bytes arrive.
+    let own = sh_in(
+        &daemon,
+        OTHER,
+        &neighbour.id,
+        &through_tokenizer(&target_host),
+    )
+    .await;
+    let mut arrived = got(target.id.clone()).await;
+    for _ in 0..50 {
+        if arrived != "0" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        arrived = got(target.id.clone()).await;
+    }
+    assert_ne!(arrived, "0", "the own app's machine was not reached: {own}");
 }

@@ -184,14 +184,19 @@ fn ms(d: Duration) -> f64 {
 const SERVE_TOKENIZER: &str = "--serve-tokenizer";
 
 /// The tokenizer process: serves on a loopback port, prints it, and exits
-/// when its standard input closes (the bench ended or died).
-fn serve_tokenizer(key_file: &str, ca_file: &str) {
+/// when its standard input closes (the bench ended or died). Its guard
+/// lets it reach the loopback upstream at `upstream` only.
+fn serve_tokenizer(key_file: &str, ca_file: &str, upstream: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let key = OpenKey::load_or_create(Path::new(key_file)).expect("key");
         let config = TokenizerConfig {
             extra_ca_files: vec![ca_file.into()],
             plain_http_upstreams: Vec::new(),
+            guard: roost_destination_guard::Guard::new(roost_destination_guard::GuardConfig {
+                site: None,
+                allowed: vec![upstream.parse().expect("upstream address")],
+            }),
         };
         let tokenizer = Tokenizer::new(key, &config).expect("tokenizer");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -221,12 +226,13 @@ struct TokenizerProcess {
 }
 
 impl TokenizerProcess {
-    fn spawn(key_file: &Path, ca_file: &Path, cpus: &[usize]) -> TokenizerProcess {
+    fn spawn(key_file: &Path, upstream: &common::Upstream, cpus: &[usize]) -> TokenizerProcess {
         let mut command = std::process::Command::new(std::env::current_exe().expect("exe"));
         command
             .arg(SERVE_TOKENIZER)
             .arg(key_file)
-            .arg(ca_file)
+            .arg(&upstream.ca_file)
+            .arg(upstream.addr.to_string())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped());
         pin(&mut command, cpu_set(cpus));
@@ -337,7 +343,7 @@ fn placements() -> Vec<Placement> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == SERVE_TOKENIZER) {
-        serve_tokenizer(&args[i + 1], &args[i + 2]);
+        serve_tokenizer(&args[i + 1], &args[i + 2], &args[i + 3]);
         return;
     }
     let options = options();
@@ -378,7 +384,7 @@ async fn measure(
     placement: &Placement,
 ) {
     let upstream = common::tls_upstream().await;
-    let tokenizer = TokenizerProcess::spawn(key_file, &upstream.ca_file, &placement.tokenizer);
+    let tokenizer = TokenizerProcess::spawn(key_file, &upstream, &placement.tokenizer);
     use base64::Engine;
     use sha2::Digest;
     let digest =

@@ -14,6 +14,10 @@ pub enum TokenizerError {
     /// Missing or wrong `Proxy-Authorization` for a secret (407).
     #[error("{0}")]
     ProxyAuth(String),
+    /// A destination the guard never lets egress reach: the host, private
+    /// ranges, metadata addresses, other apps (403).
+    #[error("{0}")]
+    Destination(String),
     /// A method the tokenizer refuses, i.e. CONNECT (405).
     #[error("{0}")]
     Method(String),
@@ -47,6 +51,7 @@ impl TokenizerError {
         match self {
             TokenizerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             TokenizerError::ProxyAuth(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            TokenizerError::Destination(_) => StatusCode::FORBIDDEN,
             TokenizerError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             TokenizerError::Upstream(_) => StatusCode::BAD_GATEWAY,
             TokenizerError::Io { .. } | TokenizerError::Config(_) => {

@@ -12,6 +12,7 @@
 //! Usable alone: [`OpenKey`] keeps the keypair, [`SealKey::seal`] seals on
 //! the client, [`Tokenizer::workers`] serves the proxy on any number of listeners.
 
+mod connect;
 mod error;
 mod header;
 mod inject;

@@ -1,5 +1,6 @@
 //! The proxy itself: checks, injection and a pooled TLS client upstream.
 
+use crate::connect::{refusal_in, GuardedConnector};
 use crate::error::{Result, TokenizerError};
 use crate::header::{proxy_tokens, ProxyTokenizerHeader};
 use crate::inject::{self, Injection};
@@ -11,9 +12,9 @@ use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use roost_destination_guard::{Guard, Origin};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ const MAX_SECRETS_PER_REQUEST: usize = 16;
 /// form: opening costs an X25519 operation per request otherwise. A sealed
 /// token always opens to the same secret, so the cache cannot go stale.
 const SECRET_CACHE_ENTRIES: usize = 4096;
+/// Upstream pools kept per worker, one per client origin; past this many
+/// the worker starts afresh (connections in use keep their pool).
+const POOLS_PER_WORKER: usize = 1024;
 /// Headers that describe one hop, never forwarded either way.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -44,6 +48,7 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 type ProxyBody = Either<Incoming, Full<Bytes>>;
+type UpstreamClient = Client<HttpsConnector<GuardedConnector>, ProxyBody>;
 
 /// Host settings of the tokenizer.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +60,10 @@ pub struct TokenizerConfig {
     /// HTTP instead of TLS. For tests only: a credential sent there crosses
     /// the network in the clear.
     pub plain_http_upstreams: Vec<String>,
+    /// What upstreams may be dialed for a client (roost-destination-guard):
+    /// never the host, private ranges, metadata addresses or other apps'
+    /// machines, unless named as an exception there.
+    pub guard: Guard,
 }
 
 /// The tokenizer proxy. Cheap to clone.
@@ -70,14 +79,25 @@ struct Inner {
     tls: rustls::ClientConfig,
     plain_http: HashSet<String>,
     cache: Mutex<HashMap<[u8; 32], Arc<Secret>>>,
+    guard: Guard,
 }
 
-/// Serves connections on one runtime, with that runtime's pool of
-/// upstream connections (whose tasks run where their requests do).
+/// Serves connections on one runtime, with that runtime's pools of
+/// upstream connections (whose tasks run where their requests do): one
+/// pool per client origin, because the guard allows each origin other
+/// destinations, and a pooled connection must never serve a client the
+/// guard would not have let dial it.
 #[derive(Clone)]
 struct Site {
     inner: Arc<Inner>,
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    pools: Arc<Mutex<HashMap<Origin, UpstreamClient>>>,
+}
+
+/// One client connection's view: the shared state and its origin's pool.
+#[derive(Clone)]
+struct Handler {
+    inner: Arc<Inner>,
+    client: UpstreamClient,
 }
 
 impl Tokenizer {
@@ -118,26 +138,16 @@ impl Tokenizer {
                     .map(|h| h.to_ascii_lowercase())
                     .collect(),
                 cache: Mutex::new(HashMap::new()),
+                guard: config.guard.clone(),
             }),
         })
     }
 
-    /// A site with a new, empty pool of upstream connections.
+    /// A site with no upstream connections yet.
     fn site(&self) -> Site {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(self.inner.tls.clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
         Site {
             inner: self.inner.clone(),
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .build(connector),
+            pools: Arc::default(),
         }
     }
 
@@ -160,11 +170,11 @@ impl Tokenizer {
 
 /// Serves HTTP/1.1 proxy clients.
 impl roost_workers::Worker for Site {
-    fn serve(&self, stream: tokio::net::TcpStream, _peer: std::net::SocketAddr) {
-        let site = self.clone();
+    fn serve(&self, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+        let handler = self.handler(self.inner.guard.origin_of(peer.ip()));
         let service = hyper::service::service_fn(move |req| {
-            let site = site.clone();
-            async move { Ok::<_, std::convert::Infallible>(site.handle(req).await) }
+            let handler = handler.clone();
+            async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(stream), service);
@@ -177,6 +187,36 @@ impl roost_workers::Worker for Site {
 }
 
 impl Site {
+    /// The handler of a client of `origin`, with that origin's pool.
+    fn handler(&self, origin: Origin) -> Handler {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if pools.len() >= POOLS_PER_WORKER && !pools.contains_key(&origin) {
+            pools.clear();
+        }
+        let client = pools
+            .entry(origin)
+            .or_insert_with(|| {
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(self.inner.tls.clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(GuardedConnector {
+                        guard: self.inner.guard.clone(),
+                        origin,
+                    });
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .build(connector)
+            })
+            .clone();
+        Handler {
+            inner: self.inner.clone(),
+            client,
+        }
+    }
+}
+
+impl Handler {
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         // For the log lines: cheap clones of the request line (shared
@@ -294,8 +334,14 @@ impl Site {
             .client
             .request(Request::from_parts(parts, body))
             .await
-            .map_err(|e| {
-                TokenizerError::Upstream(format!("upstream {upstream} failed: {}", error_chain(&e)))
+            .map_err(|e| match refusal_in(&e) {
+                Some(refusal) => {
+                    TokenizerError::Destination(format!("the tokenizer does not dial {refusal}"))
+                }
+                None => TokenizerError::Upstream(format!(
+                    "upstream {upstream} failed: {}",
+                    error_chain(&e)
+                )),
             })?;
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);

@@ -5,6 +5,7 @@
 mod common;
 
 use base64::Engine;
+use roost_destination_guard::{Guard, GuardConfig};
 use roost_tokenizer::{OpenKey, SealKey, Tokenizer, TokenizerConfig};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -17,13 +18,24 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
+/// A tokenizer whose guard lets it reach the loopback upstream.
 async fn setup() -> Setup {
+    setup_allowing(|upstream| vec![upstream.addr]).await
+}
+
+/// A tokenizer whose guard lets through exactly the addresses `allowed`
+/// names (the upstream's, say).
+async fn setup_allowing(allowed: impl FnOnce(&common::Upstream) -> Vec<SocketAddr>) -> Setup {
     let upstream = common::tls_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let key = OpenKey::load_or_create(&dir.path().join("open-key")).unwrap();
     let config = TokenizerConfig {
         extra_ca_files: vec![upstream.ca_file.clone()],
         plain_http_upstreams: Vec::new(),
+        guard: Guard::new(GuardConfig {
+            site: None,
+            allowed: allowed(&upstream),
+        }),
     };
     let tokenizer = Tokenizer::new(key, &config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -438,8 +450,54 @@ async fn malformed_input_is_a_clear_400() {
 }
 
 #[tokio::test]
+async fn the_guard_refuses_the_host_and_private_destinations() {
+    let s = setup_allowing(|_| Vec::new()).await;
+    let port = s.upstream.addr.port();
+    let anywhere = s.seal(serde_json::json!({"inject_processor": {"token": "T"}, "no_auth": {}, "allowed_host_pattern": ".*"}));
+    let cases = [
+        // A name resolving to loopback is refused like the literal.
+        (format!("localhost:{port}"), "is the host's loopback"),
+        (
+            format!("127.0.0.1:{port}"),
+            "127.0.0.1 is the host's loopback",
+        ),
+        (format!("[::1]:{port}"), "::1 is the host's loopback"),
+        (
+            format!("[::ffff:127.0.0.1]:{port}"),
+            "is the host's loopback",
+        ),
+        ("169.254.169.254".into(), "169.254.169.254 is link-local"),
+        ("10.1.2.3:8080".into(), "10.1.2.3 is an IPv4 private range"),
+        (
+            "[fdaa::3]:4280".into(),
+            "fdaa::3 is an IPv6 unique-local address",
+        ),
+    ];
+    for (target, needle) in cases {
+        let before = s.upstream.hits();
+        let reply = raw(
+            s.proxy,
+            format!("GET http://{target}/ HTTP/1.1\r\nConnection: close\r\nProxy-Tokenizer: {anywhere}\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{target}: {}", reply.body);
+        assert!(
+            reply.body.contains("the tokenizer does not dial") && reply.body.contains(needle),
+            "{target}: {needle:?} not in {}",
+            reply.body
+        );
+        assert!(!reply.body.contains("Bearer T"));
+        assert_eq!(s.upstream.hits(), before, "{target} reached the upstream");
+    }
+}
+
+#[tokio::test]
 async fn connect_origin_form_and_dead_upstreams() {
-    let s = setup().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let s = setup_allowing(|upstream| vec![upstream.addr, closed]).await;
     let target = s.target();
     let reply = raw(
         s.proxy,
@@ -457,11 +515,7 @@ async fn connect_origin_form_and_dead_upstreams() {
     assert!(reply.body.contains("absolute-form"), "{}", reply.body);
 
     let sealed = s.seal(serde_json::json!({"inject_processor": {"token": "T"}, "no_auth": {}}));
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = closed.port();
     let reply = raw(
         s.proxy,
         format!("GET http://127.0.0.1:{closed}/ HTTP/1.1\r\nHost: 127.0.0.1:{closed}\r\nConnection: close\r\nProxy-Tokenizer: {sealed}\r\n\r\n"),

@@ -76,6 +76,13 @@ pub struct UpArgs {
         hide = true
     )]
     pub tokenizer_plain_http: Vec<String>,
+    /// Destination `ADDR:PORT` that egress (the tokenizer) may reach even
+    /// though it is one egress never reaches otherwise: the host's
+    /// loopback or own addresses, link-local and metadata addresses, IPv4
+    /// private ranges, unique-local IPv6 and other apps' machines
+    /// (repeatable; exact address and port, after DNS resolution).
+    #[arg(long = "egress-allow-addr", value_name = "ADDR:PORT")]
+    pub egress_allow_addrs: Vec<SocketAddr>,
     /// Site of the machines' private network: the second 16 bits of every
     /// private address (`fdaa:SITE::/32`). 0 puts roost's services at
     /// `fdaa::3`, as on Fly. Two daemons on one host need different sites.
@@ -123,6 +130,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let tokenizer_config = roost_tokenizer::TokenizerConfig {
         extra_ca_files: args.tokenizer_ca,
         plain_http_upstreams: args.tokenizer_plain_http,
+        guard: services::destination_guard(
+            &args.egress_allow_addrs,
+            service.map(|_| args.network_site),
+        ),
     };
     let tokenizer_listens: Vec<String> = [
         Some(args.tokenizer_listen.clone()),

@@ -22,6 +22,31 @@ pub(super) async fn start_dns(machines: &Machines) -> Result<Option<tokio::task:
     Ok(Some(server.serve(resolver)))
 }
 
+/// The rule of what egress never reaches (roost-destination-guard): with
+/// a private network, its site is closed outside each machine's own app.
+pub(super) fn destination_guard(
+    allowed: &[SocketAddr],
+    site: Option<u16>,
+) -> roost_destination_guard::Guard {
+    if !allowed.is_empty() {
+        tracing::warn!(
+            ?allowed,
+            "egress may reach these otherwise forbidden destinations (--egress-allow-addr)"
+        );
+    }
+    let site = site.map(|site| {
+        let (prefix, len) = roost_net::AddressPlan::new(site).site_prefix();
+        roost_destination_guard::Site {
+            prefix: roost_destination_guard::Prefix::new(prefix, len),
+            app_prefix_len: roost_net::plan::APP_PREFIX_LEN,
+        }
+    });
+    roost_destination_guard::Guard::new(roost_destination_guard::GuardConfig {
+        site,
+        allowed: allowed.to_vec(),
+    })
+}
+
 /// Starts the tokenizer on its own listeners with its keypair in
 /// `DATA/tokenizer/open-key`; returns its seal key (hex) and its tasks.
 pub(super) async fn start_tokenizer(

@@ -390,6 +390,22 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("exec {script:?} in {id}: {e}"))
     }
 
+    /// Runs `script` under `sh -c` in machine `id` of `app`, for at most 30 s.
+    pub async fn sh_in(&self, app: &str, id: &str, script: &str) -> roost_types::ExecResponse {
+        self.client()
+            .exec(
+                app,
+                id,
+                &roost_types::ExecRequest {
+                    command: vec!["sh".into(), "-c".into(), script.into()],
+                    timeout: Some(30),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("exec {script:?} in {id} of {app}: {e}"))
+    }
+
     /// The current state of machine `id` of [`APP`].
     pub async fn state(&self, id: &str) -> roost_types::MachineState {
         self.client()
