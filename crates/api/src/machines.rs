@@ -219,10 +219,12 @@ pub(crate) async fn wait(
             roost_types::parse_duration(t)
                 // Whole seconds, rounding a fraction up: "0.5" waits 1 s and
                 // "0" stays 0, which the orchestrator refuses.
-                .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+                .map(|d| d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0)))
                 .ok_or_else(|| {
+                    let range = roost_types::NumberRange::WAIT_TIMEOUT_SECS;
                     ApiError::bad_request(format!(
-                        "timeout={t:?} is invalid: use seconds, e.g. timeout=30"
+                        "timeout={t:?} is invalid: use seconds, e.g. timeout=30 (allowed values are {} to {} seconds)",
+                        range.min, range.max
                     ))
                 })
         })

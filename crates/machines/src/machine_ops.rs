@@ -7,9 +7,10 @@ use crate::{ids, now_rfc3339, spec, Inner, Machines};
 use roost_lifecycle::{Intent, StopOptions, Transition, Update, WAITABLE};
 use roost_store::{AppRecord, MachineRecord};
 use roost_types::{
-    App, CreateAppRequest, CreateLeaseRequest, CreateMachineRequest, ExecRequest, ExecResponse,
-    ImageRef, Lease, ListApp, ListAppsResponse, ListenSocket, Machine, MachineEvent, MachineState,
-    MachineVersion, Organization, ProcessStat, StopRequest, UpdateMachineRequest,
+    App, CreateAppRequest, CreateLeaseRequest, CreateMachineRequest, DurationRange, ExecRequest,
+    ExecResponse, ImageRef, Lease, ListApp, ListAppsResponse, ListenSocket, Machine, MachineEvent,
+    MachineState, MachineVersion, NumberRange, Organization, ProcessStat, StopRequest,
+    UpdateMachineRequest,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,12 +32,10 @@ pub struct StartResponse {
     pub new_host: String,
 }
 
-/// Default and maximum lease lengths, in seconds.
+/// Default lease length, `wait` and exec timeouts, in seconds; the ranges
+/// are [`NumberRange`]'s.
 const DEFAULT_LEASE_TTL: u64 = 30;
-const MAX_LEASE_TTL: u64 = 3600;
-/// Default and maximum `wait` timeouts, in seconds.
 const DEFAULT_WAIT_SECS: u64 = 60;
-const MAX_WAIT_SECS: u64 = 300;
 const DEFAULT_EXEC_SECS: u64 = 30;
 
 fn check_app_name(name: &str) -> Result<()> {
@@ -133,6 +132,9 @@ impl Machines {
         let inner = &self.inner;
         inner.app(app)?;
         spec::validate(&req.config, inner.limits)?;
+        if let Some(ttl) = req.lease_ttl {
+            check_lease_ttl("lease_ttl", ttl)?;
+        }
         let _claim = inner.claim_mounts(app, None, &req.config).await?;
         let runtime = match req.config.guest.as_ref().and_then(|g| g.runtime.as_deref()) {
             Some(name) => inner.runtime_kind(name)?,
@@ -413,12 +415,9 @@ impl Machines {
                 allowed.join(", ")
             )));
         }
-        let secs = timeout_secs.unwrap_or(DEFAULT_WAIT_SECS);
-        if secs == 0 || secs > MAX_WAIT_SECS {
-            return Err(MachineError::Invalid(format!(
-                "timeout = {secs} is invalid: allowed values are 1 to {MAX_WAIT_SECS} seconds"
-            )));
-        }
+        let secs = NumberRange::WAIT_TIMEOUT_SECS
+            .check_unsigned("timeout", timeout_secs.unwrap_or(DEFAULT_WAIT_SECS))
+            .map_err(MachineError::Invalid)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         let mut changes = self.inner.changes.subscribe();
         loop {
@@ -462,12 +461,7 @@ impl Machines {
         nonce: Option<&str>,
     ) -> Result<Lease> {
         let record = self.inner.machine(app, id)?;
-        let ttl = req.ttl.unwrap_or(DEFAULT_LEASE_TTL);
-        if ttl == 0 || ttl > MAX_LEASE_TTL {
-            return Err(MachineError::Invalid(format!(
-                "ttl = {ttl} is invalid: allowed values are 1 to {MAX_LEASE_TTL} seconds"
-            )));
-        }
+        let ttl = check_lease_ttl("ttl", req.ttl.unwrap_or(DEFAULT_LEASE_TTL))?;
         if let Some(current) = self.inner.current_lease(id)? {
             if Some(current.nonce.as_str()) != nonce {
                 return Err(lease_held(id, &current));
@@ -608,12 +602,9 @@ impl Machines {
                 "exec needs a command: `command` (argv array) or `cmd` (string)".into(),
             ));
         }
-        let secs = req.timeout.unwrap_or(DEFAULT_EXEC_SECS);
-        if secs == 0 || secs > MAX_WAIT_SECS {
-            return Err(MachineError::Invalid(format!(
-                "timeout = {secs} is invalid: allowed values are 1 to {MAX_WAIT_SECS} seconds"
-            )));
-        }
+        let secs = NumberRange::EXEC_TIMEOUT_SECS
+            .check_unsigned("timeout", req.timeout.unwrap_or(DEFAULT_EXEC_SECS))
+            .map_err(MachineError::Invalid)?;
         let record = self.inner.machine(app, id)?;
         decide(&record, &Intent::Exec)?;
         let image = self.inner.images.get(&record.machine.image_ref.digest)?;
@@ -688,6 +679,12 @@ pub(crate) fn decide(record: &MachineRecord, intent: &Intent) -> Result<Transiti
     })
 }
 
+fn check_lease_ttl(field: &str, ttl: u64) -> Result<u64> {
+    NumberRange::LEASE_TTL_SECS
+        .check_unsigned(field, ttl)
+        .map_err(MachineError::Invalid)
+}
+
 fn lease_held(id: &str, lease: &Lease) -> MachineError {
     MachineError::LeaseMismatch(format!(
         "machine {id} is leased by {} until {} (unix time); send its nonce in the fly-machine-lease-nonce header or wait",
@@ -712,8 +709,9 @@ fn stop_options(record: &MachineRecord, req: &StopRequest) -> Result<StopOptions
             .transpose()?
             .map(|s| s as i32),
         timeout_ms: timeout
-            .map(|t| spec::parse_timeout("timeout", t))
-            .transpose()?
+            .map(|t| DurationRange::STOP_TIMEOUT.parse("timeout", t))
+            .transpose()
+            .map_err(MachineError::Invalid)?
             .map(|d| d.as_millis() as u64),
     })
 }

@@ -3,7 +3,7 @@
 
 use crate::error::{MachineError, Result};
 use roost_image::Image;
-use roost_types::MachineConfig;
+use roost_types::{DurationRange, MachineConfig, NumberRange};
 use std::collections::BTreeMap;
 
 /// Memory a machine gets when its config names none (Fly's smallest size).
@@ -76,12 +76,19 @@ pub fn validate(config: &MachineConfig, limits: HostLimits) -> Result<Sizing> {
             parse_signal(signal)?;
         }
         if let Some(timeout) = &stop.timeout {
-            parse_timeout("config.stop_config.timeout", timeout)?;
+            DurationRange::STOP_TIMEOUT
+                .parse("config.stop_config.timeout", timeout)
+                .map_err(MachineError::Invalid)?;
         }
     }
     for (i, file) in config.files.iter().enumerate() {
         crate::guest_files::check_guest_path(&file.guest_path)
             .map_err(|why| MachineError::Invalid(format!("config.files[{i}].guest_path: {why}")))?;
+        if let Some(mode) = file.mode {
+            NumberRange::FILE_MODE
+                .check(&format!("config.files[{i}].mode"), i64::from(mode))
+                .map_err(MachineError::Invalid)?;
+        }
         match (&file.raw_value, &file.secret_name) {
             (Some(raw), _) => {
                 decode_base64(raw).map_err(|_| {
@@ -158,14 +165,6 @@ pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal> {
     parsed.ok_or_else(|| {
         MachineError::Invalid(format!(
             "unknown signal '{text}': use a name such as SIGTERM, SIGINT, SIGKILL, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGABRT, SIGALRM, SIGPIPE or a signal number"
-        ))
-    })
-}
-
-pub fn parse_timeout(field: &str, text: &str) -> Result<std::time::Duration> {
-    roost_types::parse_duration(text).ok_or_else(|| {
-        MachineError::Invalid(format!(
-            "{field} = {text:?} is invalid: use seconds (\"10\") or a duration such as \"30s\", \"1m30s\", \"500ms\""
         ))
     })
 }
@@ -330,7 +329,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("SIGTERM"));
-        assert!(parse_timeout("t", "soon").is_err());
         let mut config = config_with_init(MachineInit::default());
         config.files = vec![roost_types::MachineFile {
             guest_path: "relative/path".into(),
@@ -346,5 +344,111 @@ mod tests {
             .contains("base64"));
         config.image = " ".into();
         assert!(validate(&config, LIMITS).is_err());
+    }
+
+    /// A config with every number and duration field set to what the
+    /// strategy drew.
+    fn numbers_config(
+        numbers: &[i64; 9],
+        durations: &[String; 4],
+        mode: u32,
+        idle: u64,
+    ) -> MachineConfig {
+        let service = serde_json::json!({
+            "internal_port": numbers[2],
+            "ports": [{"port": numbers[3], "http_options": {"idle_timeout": idle}},
+                      {"start_port": numbers[4], "end_port": numbers[5]}],
+            "concurrency": {"soft_limit": numbers[6], "hard_limit": numbers[7]},
+            "min_machines_running": numbers[8],
+            "checks": [{"type": "http", "port": numbers[3], "interval": durations[1],
+                        "timeout": durations[2], "grace_period": durations[3]}],
+        });
+        MachineConfig {
+            image: "busybox".into(),
+            guest: Some(MachineGuest {
+                cpus: Some(numbers[0]),
+                memory_mb: Some(numbers[1]),
+                ..Default::default()
+            }),
+            stop_config: Some(roost_types::StopConfig {
+                timeout: Some(durations[0].clone()),
+                ..Default::default()
+            }),
+            files: vec![roost_types::MachineFile {
+                guest_path: "/etc/motd".into(),
+                raw_value: Some("aGk=".into()),
+                mode: Some(mode),
+                ..Default::default()
+            }],
+            services: vec![serde_json::from_value(service).expect("service")],
+            ..Default::default()
+        }
+    }
+
+    /// Mostly values inside `valid`, sometimes any value at all.
+    fn number(valid: std::ops::RangeInclusive<i64>) -> proptest::strategy::BoxedStrategy<i64> {
+        use proptest::prelude::*;
+        prop_oneof![4 => valid, 1 => any::<i64>(), 1 => Just(i64::MAX), 1 => Just(i64::MIN)].boxed()
+    }
+
+    /// Mostly durations inside `valid` (whole seconds), sometimes any text.
+    fn duration(valid: std::ops::RangeInclusive<u64>) -> proptest::strategy::BoxedStrategy<String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => valid.prop_map(|n| format!("{n}s")),
+            1 => any::<f64>().prop_map(|f| f.to_string()),
+            1 => any::<u64>().prop_map(|n| format!("{n}s")),
+            1 => Just("1e300".to_string()),
+            1 => "[0-9.]{1,25}[hms]{0,2}",
+        ]
+        .boxed()
+    }
+
+    proptest::proptest! {
+        /// Whatever numbers and durations a config holds, validation does
+        /// not panic and accepts it exactly when every field lies inside
+        /// its documented range; a refusal names a range.
+        #[test]
+        fn security_every_number_and_duration_field_is_range_checked(
+            numbers in (
+                number(1..=2), number(32..=4096), number(1..=65535), number(1..=65535),
+                number(1..=100), number(100..=65535), number(1..=10), number(10..=1000),
+                number(0..=10),
+            ),
+            durations in (duration(0..=300), duration(1..=600), duration(1..=60), duration(0..=600)),
+            mode in proptest::prop_oneof![4 => 0u32..=0o7777, 1 => proptest::prelude::any::<u32>()],
+            idle in proptest::prop_oneof![4 => 1u64..=86_400, 1 => proptest::prelude::any::<u64>()],
+        ) {
+            let n = [numbers.0, numbers.1, numbers.2, numbers.3, numbers.4, numbers.5, numbers.6,
+                     numbers.7, numbers.8];
+            let d = [durations.0, durations.1, durations.2, durations.3];
+            let config = numbers_config(&n, &d, mode, idle);
+            let port = |v: i64| NumberRange::PORT.check("p", v).is_ok();
+            let limit = |v: i64| NumberRange::CONCURRENCY_LIMIT.check("c", v).is_ok();
+            let in_range = (1..=i64::from(LIMITS.cpus)).contains(&n[0])
+                && (MIN_MEMORY_MB as i64..=LIMITS.memory_mb as i64).contains(&n[1])
+                && port(n[2]) && port(n[3])
+                && (port(n[4]) && port(n[5]) && n[4] <= n[5])
+                && limit(n[6]) && limit(n[7]) && n[6] <= n[7]
+                && NumberRange::MIN_MACHINES_RUNNING.check("m", n[8]).is_ok()
+                && d.iter().zip([
+                    DurationRange::STOP_TIMEOUT, DurationRange::CHECK_INTERVAL,
+                    DurationRange::CHECK_TIMEOUT, DurationRange::CHECK_GRACE_PERIOD,
+                ]).all(|(text, range)| range.parse("d", text).is_ok())
+                && mode <= 0o7777
+                && NumberRange::IDLE_TIMEOUT_SECS.check_unsigned("i", idle).is_ok();
+            match validate(&config, LIMITS) {
+                Ok(_) => proptest::prop_assert!(in_range, "accepted {:?} {:?} {} {}", n, d, mode, idle),
+                Err(err) => {
+                    let message = err.to_string();
+                    proptest::prop_assert!(!in_range, "refused: {}", message);
+                    proptest::prop_assert!(
+                        message.contains("allowed values are") || message.contains("start <= end")
+                            || message.contains("soft_limit must be <= hard_limit"),
+                        "{}", message
+                    );
+                }
+            }
+        }
     }
 }

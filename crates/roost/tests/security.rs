@@ -237,3 +237,132 @@ async fn security_create_with_a_nul_in_env_changes_nothing() {
     let (status, body) = create_machine(&daemon, &config).await;
     assert_refused(status, &body, "config.init.cmd[3]");
 }
+
+/// Finding 7: absurd durations (`1e300`) panicked the request's task in
+/// `Duration::from_secs_f64`; the connection dropped and an MCP call never
+/// answered. Every duration field answers 400 naming the allowed range.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_absurd_durations_and_numbers_get_a_400_naming_the_range() {
+    let daemon = Daemon::start().await;
+    let id = machine_with_secrets(&daemon).await;
+    let on = |path: &str| format!("/v1/apps/{APP}/machines/{id}{path}");
+    let huge = "1e300";
+    let cases: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (
+            Method::GET,
+            on(&format!("/wait?state=stopped&timeout={huge}")),
+            None,
+            "1 to 300 seconds",
+        ),
+        (
+            Method::GET,
+            on("/wait?state=stopped&timeout=99999999999999999999h"),
+            None,
+            "1 to 300 seconds",
+        ),
+        (
+            Method::POST,
+            on("/stop"),
+            Some(json!({"timeout": huge})),
+            "0s to 5m",
+        ),
+        (
+            Method::POST,
+            on("/stop"),
+            Some(json!({"timeout": 1e300})),
+            "0s to 5m",
+        ),
+        (
+            Method::POST,
+            on(&format!("/restart?timeout={huge}")),
+            None,
+            "0s to 5m",
+        ),
+        (
+            Method::POST,
+            on("/exec"),
+            Some(json!({"cmd": "true", "timeout": u64::MAX})),
+            "1 to 300 seconds",
+        ),
+        (
+            Method::POST,
+            on("/lease"),
+            Some(json!({"ttl": u64::MAX})),
+            "1 to 3600 seconds",
+        ),
+    ];
+    for (method, path, body, range) in cases {
+        let (status, answer) = daemon.call(method.clone(), &path, body.clone()).await;
+        assert_refused(status, &answer, range);
+        assert!(
+            answer["error"].as_str().unwrap().contains("timeout")
+                || answer["error"].as_str().unwrap().contains("ttl"),
+            "{method} {path} {body:?}: {answer}"
+        );
+    }
+    for (config, field, range) in [
+        (
+            json!({"stop_config": {"timeout": huge}}),
+            "config.stop_config.timeout",
+            "0s to 5m",
+        ),
+        (
+            json!({"checks": {"alive": {"type": "tcp", "port": 80, "interval": huge}}}),
+            "config.checks.alive.interval",
+            "1s to 24h",
+        ),
+        (
+            json!({"services": [{"internal_port": 80, "checks": [{"grace_period": "99999999999999999999h"}]}]}),
+            "config.services[0].checks[0].grace_period",
+            "0s to 24h",
+        ),
+        (
+            json!({"services": [{"internal_port": 80, "ports": [{"port": 80, "http_options": {"idle_timeout": u64::MAX}}]}]}),
+            "config.services[0].ports[0].http_options.idle_timeout",
+            "1 to 86400 seconds",
+        ),
+        (
+            json!({"files": [{"guest_path": "/x", "raw_value": "aGk=", "mode": u32::MAX}]}),
+            "config.files[0].mode",
+            "0 to 4095",
+        ),
+    ] {
+        let mut full = serde_json::to_value(sh_config("sleep 3600")).unwrap();
+        full.as_object_mut()
+            .unwrap()
+            .extend(config.as_object().unwrap().clone());
+        let (status, answer) = daemon
+            .call(
+                Method::POST,
+                &format!("/v1/apps/{APP}/machines"),
+                Some(json!({ "config": full })),
+            )
+            .await;
+        assert_refused(status, &answer, field);
+        assert_refused(status, &answer, range);
+    }
+    let (status, answer) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{APP}/machines"),
+            Some(json!({"config": sh_config("sleep 3600"), "lease_ttl": u64::MAX})),
+        )
+        .await;
+    assert_refused(status, &answer, "lease_ttl");
+
+    let tool = mcp_call(
+        &daemon,
+        "stop_machine",
+        json!({"app": APP, "machine_id": id, "timeout_seconds": u64::MAX}),
+    )
+    .await;
+    assert_eq!(tool["isError"], true, "{tool}");
+    assert!(tool.to_string().contains("0s to 5m"), "{tool}");
+    let (_, listed) = get(
+        &daemon,
+        &format!("/v1/apps/{APP}/machines?include_deleted=true"),
+    )
+    .await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(daemon.state(&id).await, roost_types::MachineState::Started);
+}

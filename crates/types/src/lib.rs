@@ -12,6 +12,7 @@
 
 mod app;
 mod config;
+mod limits;
 mod machine;
 mod secrets;
 mod services;
@@ -23,6 +24,7 @@ pub use config::{
     MachineConfig, MachineFile, MachineGuest, MachineInit, MachineMount, MachineRestart,
     RestartPolicy, RootfsConfig, RootfsPersist, StopConfig,
 };
+pub use limits::{DurationRange, NumberRange};
 pub use machine::{
     CreateLeaseRequest, CreateMachineRequest, ErrorResponse, ExecRequest, ExecResponse, ImageRef,
     Lease, LeaseResponse, ListenSocket, Machine, MachineEvent, MachineVersion, ProcessStat,
@@ -42,16 +44,16 @@ pub use volume::{
 /// Parses a duration the way Fly's API accepts them: a Go duration string
 /// (`"30s"`, `"1m30s"`, `"500ms"`) or a bare number of seconds (`"10"`).
 ///
-/// Returns `None` for anything else so callers can produce an error message
-/// naming the field.
+/// Returns `None` for anything else, including durations too long for
+/// [`std::time::Duration`], so callers can produce an error message naming
+/// the field and its range ([`DurationRange`]).
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
     if text.is_empty() {
         return None;
     }
     if let Ok(seconds) = text.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0)
-            .then(|| std::time::Duration::from_secs_f64(seconds));
+        return std::time::Duration::try_from_secs_f64(seconds).ok();
     }
     let mut total = 0f64;
     let mut rest = text;
@@ -76,7 +78,7 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         total += value * scale;
         rest = &rest[unit_len..];
     }
-    Some(std::time::Duration::from_secs_f64(total))
+    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]

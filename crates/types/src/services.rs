@@ -8,6 +8,7 @@
 //! `extra`, so a client's config round-trips unchanged.
 
 use crate::config::Extra;
+use crate::{DurationRange, NumberRange};
 use serde::{Deserialize, Serialize};
 
 /// `api.MachineService`: one service the machine offers through the proxy.
@@ -249,6 +250,10 @@ pub fn validate_services(
                     ))
                 }
             }
+            if let Some(idle) = port.http_options.as_ref().and_then(|o| o.idle_timeout) {
+                NumberRange::IDLE_TIMEOUT_SECS
+                    .check_unsigned(&format!("{at}.http_options.idle_timeout"), idle)?;
+            }
             if let Some(h) = port
                 .handlers
                 .iter()
@@ -270,10 +275,8 @@ pub fn validate_services(
                 }
             }
             for (name, value) in [("soft_limit", c.soft_limit), ("hard_limit", c.hard_limit)] {
-                if let Some(v) = value.filter(|v| *v < 1) {
-                    return Err(format!(
-                        "{at}.concurrency.{name} = {v} is invalid: it must be at least 1"
-                    ));
+                if let Some(v) = value {
+                    NumberRange::CONCURRENCY_LIMIT.check(&format!("{at}.concurrency.{name}"), v)?;
                 }
             }
             if let (Some(soft), Some(hard)) = (c.soft_limit, c.hard_limit) {
@@ -284,10 +287,8 @@ pub fn validate_services(
                 }
             }
         }
-        if let Some(n) = service.min_machines_running.filter(|n| *n < 0) {
-            return Err(format!(
-                "{at}.min_machines_running = {n} is invalid: it must be 0 or more"
-            ));
+        if let Some(n) = service.min_machines_running {
+            NumberRange::MIN_MACHINES_RUNNING.check(&format!("{at}.min_machines_running"), n)?;
         }
         for (j, check) in service.checks.iter().enumerate() {
             validate_check(&format!("{at}.checks[{j}]"), check, true)?;
@@ -311,10 +312,8 @@ fn validate_check(at: &str, check: &MachineCheck, in_service: bool) -> Result<()
         }
     }
     match check.port {
-        Some(p) if !(1..=65535).contains(&p) => {
-            return Err(format!(
-                "{at}.port = {p} is invalid: allowed values are 1 to 65535"
-            ))
+        Some(p) => {
+            NumberRange::PORT.check(&format!("{at}.port"), p)?;
         }
         None if !in_service => {
             return Err(format!(
@@ -323,17 +322,17 @@ fn validate_check(at: &str, check: &MachineCheck, in_service: bool) -> Result<()
         }
         _ => {}
     }
-    for (name, value) in [
-        ("interval", &check.interval),
-        ("timeout", &check.timeout),
-        ("grace_period", &check.grace_period),
+    for (name, value, range) in [
+        ("interval", &check.interval, DurationRange::CHECK_INTERVAL),
+        ("timeout", &check.timeout, DurationRange::CHECK_TIMEOUT),
+        (
+            "grace_period",
+            &check.grace_period,
+            DurationRange::CHECK_GRACE_PERIOD,
+        ),
     ] {
         if let Some(text) = value {
-            if crate::parse_duration(text).is_none() {
-                return Err(format!(
-                    "{at}.{name} = {text:?} is invalid: use a duration like \"15s\" or \"500ms\""
-                ));
-            }
+            range.parse(&format!("{at}.{name}"), text)?;
         }
     }
     match check.protocol.as_deref() {
