@@ -18,7 +18,7 @@ mod tokenizer;
 mod volumes;
 
 pub use error::ApiError;
-pub use tokenizer::tokenizer_router;
+pub use tokenizer::tokenizer_routes;
 
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -33,10 +33,12 @@ pub(crate) struct AppState {
     pub machines: Machines,
 }
 
-/// The API router. Every route requires `Authorization: Bearer <token>`,
-/// including `/mcp`, the MCP server (Streamable HTTP) over the same service.
-pub fn router(machines: Machines, token: String, mcp: &roost_mcp::HttpOptions) -> Router {
-    let mcp_service = roost_mcp::http_service(machines.clone(), mcp);
+/// The API router, with `mounted` beside the API's own routes: the binary
+/// mounts there what it serves on the API listener besides the Machines API
+/// (the MCP server at `/mcp`, the tokenizer's key). Every route, `mounted`'s
+/// included, requires `Authorization: Bearer <token>`, so one check guards
+/// them all; paths nothing serves answer the API's JSON 404.
+pub fn router(machines: Machines, token: String, mounted: Router) -> Router {
     let state = AppState { machines };
     let m = "/v1/apps/{app}/machines/{id}";
     Router::new()
@@ -114,9 +116,9 @@ pub fn router(machines: Machines, token: String, mcp: &roost_mcp::HttpOptions) -
         .route("/v1/images/pull", post(images::pull))
         .route("/v1/images/prune", post(images::prune))
         .route("/v1/images/{*reference}", delete(images::remove))
-        .route_service("/mcp", mcp_service)
         .fallback(error::not_found)
         .with_state(state)
+        .merge(mounted)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
             auth::require_token,

@@ -1019,3 +1019,38 @@ async fn config_round_trips_unknown_fields() {
     let shown = get(&daemon, &machine(&id, "")).await;
     assert_eq!(shown["config"]["services"][0]["internal_port"], 8080);
 }
+
+/// What the binary mounts beside the Machines API on its listener (the MCP
+/// server, the tokenizer's key) sits behind the same token check, and a
+/// path nothing serves still gets the API's JSON 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_mounted_beside_the_api_need_the_token_too() {
+    let daemon = Daemon::start().await;
+    for (method, path) in [
+        (Method::GET, "/v1/tokenizer/public-key"),
+        (Method::POST, "/mcp"),
+    ] {
+        let anonymous = reqwest::Client::new()
+            .request(method, format!("{}{path}", daemon.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+        let body: Value = anonymous.json().await.unwrap();
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains("Authorization: Bearer"), "{path}: {body}");
+    }
+    let (status, key) = daemon
+        .call(Method::GET, "/v1/tokenizer/public-key", None)
+        .await;
+    assert_eq!(status, 200, "{key}");
+    assert_eq!(key["public_key"].as_str().map(str::len), Some(64), "{key}");
+    let (status, missing) = daemon.call(Method::GET, "/v1/nothing-here", None).await;
+    assert_eq!(status, 404, "{missing}");
+    assert!(
+        missing["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no such endpoint")),
+        "{missing}"
+    );
+}

@@ -5,6 +5,7 @@
 //! on SIGTERM/SIGINT. Each part's setup lives in its module; a new service
 //! gets a module and a line in [`up`].
 
+mod api;
 mod data_dir;
 mod host;
 mod proxy;
@@ -144,8 +145,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     .collect();
     let tokenizer =
         services::start_tokenizer(&args.data_dir, &tokenizer_listens, &tokenizer_config).await?;
-    let app = roost_api::router(machines, token.clone(), &mcp)
-        .merge(roost_api::tokenizer_router(tokenizer.0, token));
+    let app = api::router(machines, token, &mcp, tokenizer.0);
     // Streamed responses (MCP's SSE, followed logs) arrive in small writes;
     // with Nagle's algorithm each waits for the client's delayed ACK (~40 ms).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
