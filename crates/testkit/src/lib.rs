@@ -13,6 +13,7 @@ pub mod layer;
 pub mod nginx;
 pub mod oci;
 pub mod registry;
+pub mod upstream;
 
 pub use busybox::{busybox_layer, busybox_layout, busybox_rootfs};
 

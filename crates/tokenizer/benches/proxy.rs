@@ -21,8 +21,7 @@
 //!
 //! `cargo bench -p roost-tokenizer --bench proxy [-- --seconds N --clients N]`
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use roost_testkit::upstream::{self, Upstream};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -226,7 +225,7 @@ struct TokenizerProcess {
 }
 
 impl TokenizerProcess {
-    fn spawn(key_file: &Path, upstream: &common::Upstream, cpus: &[usize]) -> TokenizerProcess {
+    fn spawn(key_file: &Path, upstream: &Upstream, cpus: &[usize]) -> TokenizerProcess {
         let mut command = std::process::Command::new(std::env::current_exe().expect("exe"));
         command
             .arg(SERVE_TOKENIZER)
@@ -257,7 +256,7 @@ impl Drop for TokenizerProcess {
 /// into its configuration (a fixed `Authorization` header, no sealed
 /// token, no checks), as a reverse proxy to the TLS upstream with pooled
 /// keep-alive connections, on the tokenizer's CPUs.
-fn start_nginx(dir: &Path, upstream: &common::Upstream, cpus: &[usize]) -> Nginx {
+fn start_nginx(dir: &Path, upstream: &Upstream, cpus: &[usize]) -> Nginx {
     let (up, ca) = (upstream.addr, upstream.ca_file.display());
     let set = cpu_set(cpus);
     Nginx::start(
@@ -383,7 +382,7 @@ async fn measure(
     seal_key: &roost_tokenizer::SealKey,
     placement: &Placement,
 ) {
-    let upstream = common::tls_upstream().await;
+    let upstream = upstream::tls_upstream().await;
     let tokenizer = TokenizerProcess::spawn(key_file, &upstream, &placement.tokenizer);
     use base64::Engine;
     use sha2::Digest;

@@ -24,5 +24,7 @@ mod sigv4;
 pub use error::{Result, TokenizerError};
 pub use header::ProxyTokenizerHeader;
 pub use keys::{OpenKey, SealKey};
-pub use proxy::{Tokenizer, TokenizerConfig};
+pub use proxy::{
+    error_chain, host_header_names, strip_hop_by_hop, Prepared, Tokenizer, TokenizerConfig,
+};
 pub use secret::Secret;

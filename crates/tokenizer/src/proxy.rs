@@ -156,6 +156,24 @@ impl Tokenizer {
         self.inner.key.seal_key()
     }
 
+    /// Checks one request and injects its credentials, sending nothing:
+    /// for a proxy that dials the upstream itself (roost's egress proxy,
+    /// which meters and guards its own connections). The answer says where
+    /// the request goes and whether over TLS ([`Tokenizer::upstream_tls`]).
+    pub async fn prepare<B>(&self, req: Request<B>) -> Result<Prepared<B>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.inner.prepare(req).await
+    }
+
+    /// The TLS settings upstreams are reached with: the system roots plus
+    /// [`TokenizerConfig::extra_ca_files`].
+    pub fn upstream_tls(&self) -> Arc<rustls::ClientConfig> {
+        Arc::new(self.inner.tls.clone())
+    }
+
     /// The proxy's server: `count` worker threads, each serving
     /// connections on a runtime of its own with its own pool of upstream
     /// connections, so a proxied request never wakes another thread (see
@@ -244,6 +262,58 @@ impl Handler {
     }
 
     async fn forward(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>> {
+        let prepared = self.inner.prepare(req).await?;
+        let upstream = prepared.authority();
+        let response =
+            self.client
+                .request(prepared.request)
+                .await
+                .map_err(|e| match refusal_in(&e) {
+                    Some(refusal) => TokenizerError::Destination(format!(
+                        "the tokenizer does not dial {refusal}"
+                    )),
+                    None => TokenizerError::Upstream(format!(
+                        "upstream {upstream} failed: {}",
+                        error_chain(&e)
+                    )),
+                })?;
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, Either::Left(body)))
+    }
+}
+
+/// A request the tokenizer has checked and injected, ready to be sent to
+/// its upstream: its target is absolute (`https://host[:port]/..`, or
+/// `http://` for a plain-HTTP test upstream), its headers are the ones to
+/// send.
+pub struct Prepared<B> {
+    pub request: Request<Either<B, Full<Bytes>>>,
+    /// Whether the upstream is reached over TLS.
+    pub tls: bool,
+    /// The host to dial (and to name in TLS).
+    pub host: String,
+    /// The port to dial.
+    pub port: u16,
+}
+
+impl<B> Prepared<B> {
+    /// `host[:port]` as the tokenizer's messages name the upstream.
+    pub fn authority(&self) -> String {
+        self.request
+            .uri()
+            .authority()
+            .map_or_else(|| self.host.clone(), |a| a.to_string())
+    }
+}
+
+impl Inner {
+    /// Every check and injection of one request, nothing sent.
+    async fn prepare<B>(&self, req: Request<B>) -> Result<Prepared<B>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         if req.method() == Method::CONNECT {
             return Err(TokenizerError::Method(
                 "CONNECT is refused: tunneled traffic cannot be checked or injected; send plain-HTTP absolute-form requests (GET http://host/path) and the tokenizer speaks TLS to the upstream".into(),
@@ -281,12 +351,12 @@ impl Handler {
                 .to_str()
                 .map_err(|_| TokenizerError::bad("Proxy-Tokenizer header is not ASCII"))?;
             let header = ProxyTokenizerHeader::parse(value)?;
-            let secret = self.inner.open(header.sealed)?;
+            let secret = self.open(header.sealed)?;
             secret.authorize(&tokens)?;
             secret.check_host(&target.authority)?;
             injections.push(inject::prepare(&secret, &header.params)?);
         }
-        let (plain, upstream) = self.inner.upstream(&target);
+        let (plain, port, upstream) = self.upstream(&target);
         let (mut parts, body) = req.into_parts();
         let path_and_query = parts
             .uri
@@ -330,26 +400,14 @@ impl Handler {
         parts.uri = format!("{scheme}://{upstream}{path_and_query}")
             .parse::<Uri>()
             .map_err(|e| TokenizerError::bad(format!("bad request target: {e}")))?;
-        let response = self
-            .client
-            .request(Request::from_parts(parts, body))
-            .await
-            .map_err(|e| match refusal_in(&e) {
-                Some(refusal) => {
-                    TokenizerError::Destination(format!("the tokenizer does not dial {refusal}"))
-                }
-                None => TokenizerError::Upstream(format!(
-                    "upstream {upstream} failed: {}",
-                    error_chain(&e)
-                )),
-            })?;
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, Either::Left(body)))
+        Ok(Prepared {
+            request: Request::from_parts(parts, body),
+            tls: !plain,
+            host: target.host,
+            port,
+        })
     }
-}
 
-impl Inner {
     /// Opens a sealed secret, or takes it from the cache.
     fn open(&self, sealed: &str) -> Result<Arc<Secret>> {
         let id: [u8; 32] = Sha256::digest(sealed.as_bytes()).into();
@@ -372,16 +430,17 @@ impl Inner {
         Ok(secret)
     }
 
-    /// Whether the target is a plain-HTTP test upstream, and the authority
-    /// to dial: a target without a port or with port 80 goes to TLS on 443.
-    fn upstream(&self, target: &Target) -> (bool, String) {
+    /// Whether the target is a plain-HTTP test upstream, the port to dial
+    /// and the authority to name: a target without a port or with port 80
+    /// goes to TLS on 443.
+    fn upstream(&self, target: &Target) -> (bool, u16, String) {
         let explicit = format!("{}:{}", target.host, target.port.unwrap_or(80));
         if self.plain_http.contains(&explicit) {
-            return (true, explicit);
+            return (true, target.port.unwrap_or(80), explicit);
         }
         match target.port {
-            None | Some(80) => (false, target.host.clone()),
-            Some(port) => (false, format!("{}:{port}", target.host)),
+            None | Some(80) => (false, 443, target.host.clone()),
+            Some(port) => (false, port, format!("{}:{port}", target.host)),
         }
     }
 }
@@ -446,20 +505,30 @@ impl Target {
     }
 
     fn same_as_host_header(&self, value: &HeaderValue) -> bool {
-        let Some(header) = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse::<http::uri::Authority>().ok())
-        else {
-            return false;
-        };
-        header.host().eq_ignore_ascii_case(&self.host)
-            && header.port_u16().unwrap_or(80) == self.port.unwrap_or(80)
+        host_header_names(value, &self.host, self.port)
     }
 }
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+/// Whether a `Host` header names `host` at `port` (80 when absent on
+/// either side): what a forward proxy checks before dialing the request
+/// target, so that the host an upstream serves is the host that was
+/// checked.
+pub fn host_header_names(value: &HeaderValue, host: &str, port: Option<u16>) -> bool {
+    let Some(header) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse::<http::uri::Authority>().ok())
+    else {
+        return false;
+    };
+    header.host().eq_ignore_ascii_case(host)
+        && header.port_u16().unwrap_or(80) == port.unwrap_or(80)
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header
+/// names, and both proxy headers (`Proxy-Authorization`,
+/// `Proxy-Tokenizer`): what no forward proxy passes on.
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(http::header::CONNECTION)
         .iter()
@@ -475,7 +544,8 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with its causes (hyper keeps the useful part in the chain).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

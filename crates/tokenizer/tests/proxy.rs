@@ -2,7 +2,7 @@
 //! by PyNaCl and by roost, every processor, auth and host rule, and the
 //! refusals (which must never reach the upstream).
 
-mod common;
+use roost_testkit::upstream::{self, Upstream};
 
 use base64::Engine;
 use roost_destination_guard::{Guard, GuardConfig};
@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Setup {
-    upstream: common::Upstream,
+    upstream: Upstream,
     proxy: SocketAddr,
     seal_key: SealKey,
     _dir: tempfile::TempDir,
@@ -25,8 +25,8 @@ async fn setup() -> Setup {
 
 /// A tokenizer whose guard lets through exactly the addresses `allowed`
 /// names (the upstream's, say).
-async fn setup_allowing(allowed: impl FnOnce(&common::Upstream) -> Vec<SocketAddr>) -> Setup {
-    let upstream = common::tls_upstream().await;
+async fn setup_allowing(allowed: impl FnOnce(&Upstream) -> Vec<SocketAddr>) -> Setup {
+    let upstream = upstream::tls_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let key = OpenKey::load_or_create(&dir.path().join("open-key")).unwrap();
     let config = TokenizerConfig {

@@ -12,6 +12,7 @@
 
 mod app;
 mod config;
+mod egress;
 mod limits;
 mod machine;
 mod secrets;
@@ -24,6 +25,7 @@ pub use config::{
     MachineConfig, MachineFile, MachineGuest, MachineInit, MachineMount, MachineRestart,
     RestartPolicy, RootfsConfig, RootfsPersist, StopConfig,
 };
+pub use egress::{EgressDefault, EgressLog, EgressLogEntry, EgressPolicy, MachineEgress};
 pub use limits::{DurationRange, NumberRange};
 pub use machine::{
     CreateLeaseRequest, CreateMachineRequest, ErrorResponse, ExecRequest, ExecResponse, ImageRef,

@@ -1,0 +1,609 @@
+//! The egress proxy end to end on loopback: real HTTP and HTTPS upstreams
+//! reached through the operator's exceptions, clients told apart by their
+//! loopback source address (127.0.0.1 is a machine of app `a`, 127.0.0.2
+//! one of app `b`, 127.0.0.3 no machine), policies changed while clients
+//! are connected, and every refusal the proxy must give.
+
+use roost_destination_guard::{Guard, GuardConfig, Prefix, Site};
+use roost_egress::{Directory, EgressConfig, EgressProxy, Ledger, MachineRef, Policy};
+use roost_testkit::upstream::{self, Upstream};
+use roost_types::{EgressDefault, EgressPolicy};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const A: &str = "127.0.0.1";
+const B: &str = "127.0.0.2";
+const NOBODY: &str = "127.0.0.3";
+
+/// Machines by address and policies by app, changeable while the proxy runs.
+#[derive(Default)]
+struct Table {
+    policies: Mutex<HashMap<String, Arc<Policy>>>,
+}
+
+impl Table {
+    fn set(&self, app: &str, default: EgressDefault, allow: &[&str], deny: &[&str]) {
+        let policy = Policy::compile(&EgressPolicy {
+            default,
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            deny: deny.iter().map(|s| s.to_string()).collect(),
+        })
+        .unwrap();
+        self.policies
+            .lock()
+            .unwrap()
+            .insert(app.to_string(), Arc::new(policy));
+    }
+}
+
+impl Directory for Table {
+    fn machine_at(&self, peer: IpAddr) -> Option<MachineRef> {
+        let (app, id) = match peer.to_string().as_str() {
+            A => ("a", "machine-a"),
+            B => ("b", "machine-b"),
+            _ => return None,
+        };
+        Some(MachineRef {
+            app: app.into(),
+            id: id.into(),
+        })
+    }
+
+    fn policy(&self, app: &str) -> Option<Arc<Policy>> {
+        self.policies.lock().unwrap().get(app).cloned()
+    }
+}
+
+struct Setup {
+    proxy: SocketAddr,
+    table: Arc<Table>,
+    ledger: Arc<Ledger>,
+    http: Upstream,
+    https: Upstream,
+}
+
+/// A proxy whose guard lets through the two upstreams (and `extra`), with
+/// `config` adjusted by `tune`; both apps start with default allow.
+async fn setup_with(
+    extra: &[SocketAddr],
+    tune: impl FnOnce(&mut EgressConfig),
+    tokenizer: Option<roost_tokenizer::Tokenizer>,
+) -> Setup {
+    let http = upstream::http_upstream().await;
+    let https = upstream::tls_upstream().await;
+    let mut allowed = vec![http.addr, https.addr];
+    allowed.extend_from_slice(extra);
+    let mut config = EgressConfig {
+        guard: Guard::new(GuardConfig {
+            site: Some(Site {
+                prefix: Prefix::new("fdaa:7e57::".parse().unwrap(), 32),
+                app_prefix_len: 48,
+            }),
+            allowed,
+        }),
+        tokenizer,
+        ..EgressConfig::default()
+    };
+    tune(&mut config);
+    let table = Arc::new(Table::default());
+    table.set("a", EgressDefault::Allow, &[], &[]);
+    table.set("b", EgressDefault::Allow, &[], &[]);
+    let ledger = Arc::new(Ledger::default());
+    let egress = EgressProxy::new(config, table.clone(), ledger.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let workers = egress.workers(2).unwrap();
+    tokio::spawn(async move { workers.serve(&listener, std::future::pending()).await });
+    Setup {
+        proxy,
+        table,
+        ledger,
+        http,
+        https,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(&[], |_| {}, None).await
+}
+
+/// A connection to the proxy from loopback address `from`.
+async fn connect_from(from: &str, proxy: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(proxy).await.unwrap()
+}
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.head, self.body))
+    }
+}
+
+/// Reads one answer: the head, then a Content-Length body (or until close).
+async fn read_reply(stream: &mut TcpStream) -> Reply {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(usize::MAX);
+            if body.len() >= length {
+                return reply(head, body);
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, stream.read(&mut chunk))
+            .await
+            .expect("no answer within 20 s")
+            .unwrap_or(0);
+        if n == 0 {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            return reply(head, body);
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn reply(head: &str, body: &str) -> Reply {
+    Reply {
+        status: head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// Sends `request` from `from` on a new connection and reads the answer.
+async fn send(from: &str, proxy: SocketAddr, request: &str) -> Reply {
+    let mut stream = connect_from(from, proxy).await;
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_reply(&mut stream).await
+}
+
+fn get(target: &str) -> String {
+    let host = target
+        .strip_prefix("http://")
+        .and_then(|t| t.split('/').next())
+        .unwrap_or("");
+    format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: Basic c2VjcmV0\r\nConnection: close\r\n\r\n")
+}
+
+fn connect(authority: &str) -> String {
+    format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n")
+}
+
+/// Asserts a 403 whose body names `host`, a rule starting with
+/// `rule` and a way to allow it mentioning `allow_with`.
+fn assert_refused(reply: &Reply, host: &str, rule: &str, allow_with: &str) {
+    assert_eq!(reply.status, 403, "{} {}", reply.head, reply.body);
+    let body = reply.json();
+    assert_eq!(body["host"], host, "{body}");
+    let got_rule = body["rule"].as_str().unwrap();
+    assert!(
+        got_rule.starts_with(rule),
+        "rule {got_rule:?}, wanted {rule:?}: {body}"
+    );
+    let how = body["allow_with"].as_str().unwrap();
+    assert!(how.contains(allow_with), "{allow_with:?} not in {how:?}");
+    assert!(body["error"].as_str().unwrap().contains(host), "{body}");
+}
+
+#[tokio::test]
+async fn plain_http_and_connect_reach_allowed_upstreams() {
+    let s = setup().await;
+    let target = format!("http://{}/path?q=1", s.http.addr);
+    let reply = send(A, s.proxy, &get(&target)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let echo = reply.json();
+    assert_eq!(echo["path"], "/path?q=1");
+    assert_eq!(echo["headers"]["host"][0], s.http.addr.to_string());
+    assert!(
+        echo["headers"].get("proxy-authorization").is_none(),
+        "{echo}"
+    );
+
+    // CONNECT, then TLS to the HTTPS upstream through the tunnel.
+    let mut stream = connect_from(A, s.proxy).await;
+    stream
+        .write_all(connect(&format!("localhost:{}", s.https.addr.port())).as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let body = tls_get(stream, &s.https, "/over-tls").await;
+    assert!(body.contains("\"path\":\"/over-tls\""), "{body}");
+
+    let log = s.ledger.log("a").entries;
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        (
+            log[0].method.as_str(),
+            log[0].decision.as_str(),
+            log[0].rule.as_str()
+        ),
+        ("GET", "allowed", "default allow")
+    );
+    assert_eq!(
+        (log[1].method.as_str(), log[1].host.as_str()),
+        ("CONNECT", "localhost")
+    );
+    assert!(
+        log.iter().all(|e| e.bytes_sent > 0 && e.bytes_received > 0),
+        "{log:?}"
+    );
+    let counters = s.ledger.machine("machine-a").unwrap();
+    assert_eq!(counters.allowed, 2);
+    assert_eq!(
+        counters.bytes_received,
+        log.iter().map(|e| e.bytes_received).sum::<u64>()
+    );
+}
+
+/// GET `path` over TLS on `stream` (a tunnel to `upstream`); the body.
+async fn tls_get(stream: TcpStream, upstream: &Upstream, path: &str) -> String {
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(upstream.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, stream).await.unwrap();
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn every_destination_class_is_refused_whatever_the_policy() {
+    let s = setup().await;
+    let port = s.http.addr.port();
+    let cases = [
+        // Resolves to the host's loopback (no exception for this port).
+        ("localhost".to_string(), port + 1, "is the host's loopback"),
+        ("127.0.0.1".into(), port + 1, "is the host's loopback"),
+        ("::1".into(), 80, "is the host's loopback"),
+        ("0.0.0.0".into(), 80, "unspecified"),
+        ("169.254.169.254".into(), 80, "link-local"),
+        ("fe80::1".into(), 80, "link-local"),
+        ("10.0.0.1".into(), 80, "IPv4 private range"),
+        ("172.16.0.1".into(), 80, "IPv4 private range"),
+        ("192.168.0.1".into(), 80, "IPv4 private range"),
+        ("100.100.100.200".into(), 80, "shared address space"),
+        (
+            "fdaa:7e57:2::2".into(),
+            80,
+            "roost's private network outside",
+        ),
+        (
+            "fdaa:7e57::3".into(),
+            4280,
+            "roost's private network outside",
+        ),
+        ("fd00:ec2::254".into(), 80, "unique-local"),
+    ];
+    for (host, port, class) in cases {
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        for request in [get(&format!("http://{authority}/")), connect(&authority)] {
+            let reply = send(A, s.proxy, &request).await;
+            assert_refused(&reply, &host, "guard: ", "--egress-allow-addr");
+            let body = reply.json();
+            assert!(
+                body["rule"].as_str().unwrap().contains(class),
+                "{class:?}: {body}"
+            );
+        }
+    }
+    assert_eq!(s.http.hits(), 0);
+    let log = s.ledger.log("a").entries;
+    assert!(log
+        .iter()
+        .all(|e| e.decision == "refused" && e.rule.starts_with("guard: ")));
+    assert_eq!(
+        s.ledger.machine("machine-a").unwrap().refused,
+        log.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_is_refused_unless_its_address_is_an_exception() {
+    let s = setup().await;
+    let by_name = format!("http://localhost:{}/", s.http.addr.port());
+    // The upstream listens on 127.0.0.1, the exception: localhost reaches it.
+    let reply = send(A, s.proxy, &get(&by_name)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Without the exception, the same name is refused after resolution.
+    let closed = setup_with(&[], |c| c.guard = Guard::default(), None).await;
+    let by_name = format!("http://localhost:{}/", closed.http.addr.port());
+    let reply = send(A, closed.proxy, &get(&by_name)).await;
+    assert_refused(&reply, "localhost", "guard: ", "--egress-allow-addr");
+    assert_eq!(closed.http.hits(), 0);
+}
+
+#[tokio::test]
+async fn policy_changes_apply_to_the_next_request_and_apps_keep_their_own() {
+    let s = setup().await;
+    let authority = s.http.addr.to_string();
+    let pattern = authority.clone();
+    s.table.set("a", EgressDefault::Deny, &[], &[]);
+    // One keep-alive connection of app a across three policies.
+    let mut stream = connect_from(A, s.proxy).await;
+    let keep_alive = format!("GET http://{authority}/ HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    stream.write_all(keep_alive.as_bytes()).await.unwrap();
+    let reply = read_reply(&mut stream).await;
+    assert_refused(
+        &reply,
+        "127.0.0.1",
+        "default deny",
+        &format!("roost egress allow -a a {pattern}"),
+    );
+    s.table.set("a", EgressDefault::Deny, &[&pattern], &[]);
+    stream.write_all(keep_alive.as_bytes()).await.unwrap();
+    assert_eq!(read_reply(&mut stream).await.status, 200);
+    s.table
+        .set("a", EgressDefault::Deny, &[&pattern], &["127.0.0.1"]);
+    stream.write_all(keep_alive.as_bytes()).await.unwrap();
+    let reply = read_reply(&mut stream).await;
+    assert_refused(
+        &reply,
+        "127.0.0.1",
+        "deny 127.0.0.1",
+        "remove \"127.0.0.1\" from the app's deny list",
+    );
+
+    // App b is untouched by a's policy; a's log holds only a's decisions.
+    assert_eq!(
+        send(B, s.proxy, &get(&format!("http://{authority}/")))
+            .await
+            .status,
+        200
+    );
+    s.table.set("b", EgressDefault::Deny, &[], &[]);
+    let reply = send(B, s.proxy, &connect(&authority)).await;
+    assert_refused(
+        &reply,
+        "127.0.0.1",
+        "default deny",
+        "roost egress allow -a b",
+    );
+    let a_log = s.ledger.log("a").entries;
+    let rules: Vec<&str> = a_log.iter().map(|e| e.rule.as_str()).collect();
+    assert_eq!(
+        rules,
+        [
+            "default deny",
+            &format!("allow {pattern}"),
+            "deny 127.0.0.1"
+        ]
+    );
+    assert!(a_log.iter().all(|e| e.machine_id == "machine-a"));
+    let b_log = s.ledger.log("b").entries;
+    assert_eq!(b_log.len(), 2);
+    assert!(b_log.iter().all(|e| e.machine_id == "machine-b"));
+    assert_eq!(b_log[1].decision, "refused");
+    // A client that is no machine gets nothing.
+    let reply = send(NOBODY, s.proxy, &get(&format!("http://{authority}/"))).await;
+    assert_eq!(reply.status, 403);
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("no machine's address"));
+    assert_eq!(s.http.hits(), 2);
+}
+
+#[tokio::test]
+async fn tokenizer_requests_get_their_credential_and_leave_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = roost_tokenizer::OpenKey::load_or_create(&dir.path().join("key")).unwrap();
+    let https = upstream::tls_upstream().await;
+    let tokenizer = roost_tokenizer::Tokenizer::new(
+        key,
+        &roost_tokenizer::TokenizerConfig {
+            extra_ca_files: vec![https.ca_file.clone()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let seal = tokenizer.seal_key();
+    let s = setup_with(&[https.addr], |_| {}, Some(tokenizer)).await;
+    let target = format!("localhost:{}", https.addr.port());
+    let secret = serde_json::json!({"inject_processor": {"token": "real-token"}, "no_auth": {}, "allowed_hosts": [target]});
+    let sealed = seal.seal(secret.to_string().as_bytes()).unwrap();
+    let request = format!(
+        "GET http://{target}/api HTTP/1.1\r\nHost: {target}\r\nProxy-Tokenizer: {sealed}\r\nConnection: close\r\n\r\n"
+    );
+    let reply = send(A, s.proxy, &request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let echo = reply.json();
+    assert_eq!(echo["headers"]["authorization"][0], "Bearer real-token");
+    assert!(echo["headers"].get("proxy-tokenizer").is_none());
+    assert_eq!(https.hits(), 1);
+    let entry = s.ledger.log("a").entries.pop().unwrap();
+    assert!(
+        entry.tokenizer && entry.decision == "allowed" && entry.bytes_received > 0,
+        "{entry:?}"
+    );
+
+    // The app's policy governs tokenizer requests too; the tokenizer's
+    // own refusals keep their status.
+    s.table.set("a", EgressDefault::Deny, &[], &[]);
+    let reply = send(A, s.proxy, &request).await;
+    assert_refused(
+        &reply,
+        "localhost",
+        "default deny",
+        "roost egress allow -a a localhost:",
+    );
+    let forged = request.replace(&sealed, "not-a-token");
+    assert_eq!(send(A, s.proxy, &forged).await.status, 400);
+    assert_eq!(https.hits(), 1);
+}
+
+#[tokio::test]
+async fn machines_are_held_to_their_connection_limit() {
+    let s = setup_with(&[], |c| c.max_connections_per_machine = 2, None).await;
+    let target = format!("http://{}/", s.http.addr);
+    let _first = connect_from(A, s.proxy).await;
+    let _second = connect_from(A, s.proxy).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reply = send(A, s.proxy, &get(&target)).await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("its limit"));
+    // Another machine is not affected; closing one gives a slot back.
+    assert_eq!(send(B, s.proxy, &get(&target)).await.status, 200);
+    drop(_first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(send(A, s.proxy, &get(&target)).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(s.ledger.machine("machine-a").unwrap().open_connections, 1);
+
+    // An open tunnel holds its slot after the CONNECT has been answered.
+    let mut tunnel = connect_from(A, s.proxy).await;
+    tunnel
+        .write_all(connect(&s.http.addr.to_string()).as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tunnel.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(s.ledger.machine("machine-a").unwrap().open_connections, 2);
+    assert_eq!(send(A, s.proxy, &get(&target)).await.status, 429);
+    drop(tunnel);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(send(A, s.proxy, &get(&target)).await.status, 200);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_answer_or_a_bounded_close() {
+    let s = setup_with(&[], |c| c.header_timeout = Duration::from_secs(1), None).await;
+    let authority = s.http.addr.to_string();
+    s.table.set("a", EgressDefault::Allow, &[], &["*:25"]);
+    let cases = [
+        (
+            "GET /origin-form HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+            400,
+            "absolute-form",
+        ),
+        (
+            format!("GET http://{authority}/ HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n"),
+            400,
+            "Host header disagrees",
+        ),
+        (
+            "GET http://user@example.com/ HTTP/1.1\r\n\r\n".into(),
+            400,
+            "without user info",
+        ),
+        (
+            "GET https://example.com/ HTTP/1.1\r\n\r\n".into(),
+            400,
+            "CONNECT host:port for TLS",
+        ),
+        (
+            "CONNECT example.com HTTP/1.1\r\n\r\n".into(),
+            400,
+            "needs a port",
+        ),
+        ("CONNECT bad_host!:443 HTTP/1.1\r\n\r\n".into(), 400, ""),
+        (connect("mail.example.com:25"), 403, "deny *:25"),
+    ];
+    for (request, status, needle) in cases {
+        let reply = send(A, s.proxy, &request).await;
+        assert_eq!(
+            reply.status, status,
+            "{request:?}: {} {}",
+            reply.head, reply.body
+        );
+        assert!(
+            reply.body.contains(needle),
+            "{request:?}: {needle:?} not in {}",
+            reply.body
+        );
+    }
+    // A head larger than the proxy takes, and garbage.
+    let huge = format!(
+        "GET http://{authority}/ HTTP/1.1\r\nHost: {}\r\n\r\n",
+        "h".repeat(100_000)
+    );
+    let too_large = send(A, s.proxy, &huge).await.status;
+    assert!(matches!(too_large, 400 | 431), "{too_large}");
+    assert_eq!(
+        send(A, s.proxy, "\x16\x03\x01 not http\r\n\r\n")
+            .await
+            .status,
+        400
+    );
+
+    // A slowloris client is cut off within the header timeout, and meanwhile
+    // another request is answered at once.
+    let mut slow = connect_from(A, s.proxy).await;
+    slow.write_all(b"GET http://example.com/ HTTP/1.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let fast = send(B, s.proxy, &get(&format!("http://{authority}/"))).await;
+    assert_eq!(fast.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the slow client was not cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
