@@ -56,8 +56,10 @@ pub fn router(machines: Machines, token: String, mounted: Router) -> Router {
         )
         .route(
             m,
+            // flaude, a Fly client, updates with PUT; Fly's spec says POST.
             get(machines::get_machine)
                 .post(machines::update_machine)
+                .put(machines::update_machine)
                 .delete(machines::destroy_machine),
         )
         .route(&format!("{m}/start"), post(machines::start))

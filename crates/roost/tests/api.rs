@@ -1054,3 +1054,41 @@ async fn routes_mounted_beside_the_api_need_the_token_too() {
         "{missing}"
     );
 }
+
+/// flaude, a real Fly client, updates a machine with `PUT` where Fly's
+/// spec says `POST`; both are the same update.
+#[tokio::test(flavor = "multi_thread")]
+async fn put_updates_a_machine_as_post_does() {
+    let daemon = Daemon::start().await;
+    let id = create_sh(&daemon, BOOTS).await;
+    let before = get(&daemon, &machine(&id, "")).await;
+    let mut config = serde_json::to_value(sh_config(BOOTS)).unwrap();
+    config["env"] = json!({"UPDATED_BY": "put"});
+    let (status, updated) = daemon
+        .call(
+            Method::PUT,
+            &machine(&id, ""),
+            Some(json!({"config": config, "current_version": before["instance_id"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["state"], "started", "{updated}");
+    assert_eq!(updated["config"]["env"]["UPDATED_BY"], "put");
+    assert_ne!(updated["instance_id"], before["instance_id"]);
+    assert_eq!(daemon.sh(&id, "echo $UPDATED_BY").await.stdout, "put\n");
+    assert_eq!(boots_settled(&daemon, &id, 2).await, 2);
+    assert!(event_kinds(&daemon, &id)
+        .await
+        .contains(&"update:started".to_string()));
+    // A refused PUT is refused as a POST is.
+    let (status, refused) = daemon
+        .call(Method::PUT, &machine(&id, ""), Some(json!({"config": {}})))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("config.image is required")),
+        "{refused}"
+    );
+}
