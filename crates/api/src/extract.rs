@@ -6,14 +6,20 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-/// `Json<T>` that answers malformed bodies with 400 `{"error": ...}`.
+/// A JSON body, whatever `Content-Type` the client sent (plain `curl -d`
+/// says `application/x-www-form-urlencoded`): the body must parse as JSON,
+/// and one that does not is answered with 400 `{"error": ...}`, as
+/// `Json<T>` would.
 pub(crate) struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_error(e.into()))?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Body(value)),
             Err(rejection) => Err(json_error(rejection)),
         }
@@ -40,13 +46,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
 }
 
 fn json_error(rejection: JsonRejection) -> ApiError {
-    let message = match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            "the body must be JSON with `Content-Type: application/json`".to_string()
-        }
-        other => format!("invalid JSON body: {}", other.body_text()),
-    };
-    ApiError::bad_request(message)
+    ApiError::bad_request(format!("invalid JSON body: {}", rejection.body_text()))
 }
 
 /// `Query<T>` that answers bad query strings with 400 `{"error": ...}`.

@@ -1092,3 +1092,112 @@ async fn put_updates_a_machine_as_post_does() {
         "{refused}"
     );
 }
+
+/// Sends `body` as `curl -d` does: JSON text under
+/// `Content-Type: application/x-www-form-urlencoded`. Returns the status
+/// and the JSON answer (`null` when there is none).
+async fn form(daemon: &Daemon, method: Method, path: &str, body: Value) -> (u16, Value) {
+    let response = daemon
+        .http(method, path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("roost reachable");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("response body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Every route that takes a JSON body reads it whatever `Content-Type` the
+/// client sent, so plain `curl -d` works.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_bodies_are_read_whatever_their_content_type() {
+    let scratch = tempfile::tempdir().unwrap();
+    let registry = roost_testkit::registry::Registry::start(scratch.path());
+    let busybox = roost_testkit::busybox_layout(scratch.path());
+    registry.push(&busybox, "latest", "busybox", "latest", &[]);
+    let daemon = Daemon::start_with_args(&["--insecure-registry", &registry.addr]).await;
+    let sends = |method: Method, path: String, body: Value, expected: u16| {
+        let daemon = &daemon;
+        async move {
+            let (status, answer) = form(daemon, method.clone(), &path, body).await;
+            assert_eq!(status, expected, "{method} {path}: {answer}");
+            answer
+        }
+    };
+    sends(
+        Method::POST,
+        "/v1/apps".into(),
+        json!({"app_name": "curled"}),
+        201,
+    )
+    .await;
+    let layout = busybox.to_string_lossy().into_owned();
+    let image = json!({"path": layout, "name": "curled:latest"});
+    sends(Method::POST, "/v1/images".into(), image, 201).await;
+    let pull = json!({"image": format!("{}/busybox:latest", registry.addr)});
+    sends(Method::POST, "/v1/images/pull".into(), pull, 201).await;
+
+    let mut config = serde_json::to_value(sh_config("trap '' HUP; exec sleep 1000")).unwrap();
+    let created = sends(Method::POST, machines(""), json!({"config": config}), 200).await;
+    let id = created["id"].as_str().expect("machine id").to_string();
+    config["env"] = json!({"CURLED": "yes"});
+    sends(
+        Method::POST,
+        machine(&id, ""),
+        json!({"config": config}),
+        200,
+    )
+    .await;
+    let metadata = json!({"value": "web"});
+    sends(Method::POST, machine(&id, "/metadata/role"), metadata, 204).await;
+    let exec = json!({"command": ["sh", "-c", "echo $CURLED"]});
+    let ran = sends(Method::POST, machine(&id, "/exec"), exec, 200).await;
+    assert_eq!(ran["stdout"], "yes\n", "{ran}");
+    let signal = json!({"signal": "SIGHUP"});
+    sends(Method::POST, machine(&id, "/signal"), signal, 200).await;
+    let lease = sends(
+        Method::POST,
+        machine(&id, "/lease"),
+        json!({"ttl": 30}),
+        200,
+    )
+    .await;
+    assert!(lease["data"]["nonce"].is_string(), "{lease}");
+    let released = daemon
+        .http(Method::DELETE, &machine(&id, "/lease"))
+        .header(
+            "fly-machine-lease-nonce",
+            lease["data"]["nonce"].as_str().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(released.status(), 200);
+    sends(
+        Method::POST,
+        machine(&id, "/stop"),
+        json!({"timeout": "2s"}),
+        200,
+    )
+    .await;
+
+    let secrets = format!("/v1/apps/{APP}/secrets");
+    let values = json!({"values": {"A_SECRET": "one"}});
+    sends(Method::POST, secrets.clone(), values, 200).await;
+    let value = json!({"value": "two"});
+    sends(Method::POST, format!("{secrets}/B_SECRET"), value, 200).await;
+
+    let volumes = format!("/v1/apps/{APP}/volumes");
+    let volume = json!({"name": "curled", "size_gb": 1});
+    let volume = sends(Method::POST, volumes.clone(), volume, 200).await;
+    let volume = format!("{volumes}/{}", volume["id"].as_str().expect("volume id"));
+    let retention = json!({"snapshot_retention": 3});
+    sends(Method::POST, volume.clone(), retention, 200).await;
+    let size = json!({"size_gb": 2});
+    sends(Method::PUT, format!("{volume}/extend"), size, 200).await;
+
+    let bucket = json!({"name": "curled-bucket"});
+    sends(Method::POST, format!("/v1/apps/{APP}/storage"), bucket, 200).await;
+}
