@@ -6,13 +6,28 @@ mod common;
 use common::{Daemon, APP, IMAGE};
 use std::process::{Command, Output};
 
-fn roost(daemon: &Daemon, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roost"))
+fn command(daemon: &Daemon, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roost"));
+    command
         .args(args)
         .env("ROOST_API_URL", &daemon.url)
         .env("ROOST_DATA_DIR", daemon.data_dir())
         .env_remove("ROOST_API_TOKEN")
-        .env_remove("ROOST_APP")
+        .env_remove("ROOST_APP");
+    command
+}
+
+fn roost(daemon: &Daemon, args: &[&str]) -> Output {
+    command(daemon, args).output().expect("run roost")
+}
+
+/// Runs roost with stdout a pipe whose reader is already gone, as in
+/// `roost machine list | head -0`: every write to it fails with EPIPE.
+fn roost_into_closed_pipe(daemon: &Daemon, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    command(daemon, args)
+        .stdout(writer)
         .output()
         .expect("run roost")
 }
@@ -111,6 +126,26 @@ async fn cli_drives_the_whole_lifecycle() {
     ok(&daemon, &["machine", "destroy", id, "-a", APP, "--force"]);
     ok(&daemon, &["apps", "destroy", APP]);
     assert!(!ok(&daemon, &["apps", "list"]).contains(APP));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_stdout_ends_quietly() {
+    let daemon = Daemon::start().await;
+    for args in [
+        &["apps", "list"][..],
+        &["image", "list"],
+        &["image", "list", "--json"],
+        &["machine", "list", "-a", APP],
+        &["--help"],
+    ] {
+        let out = roost_into_closed_pipe(&daemon, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "roost {args:?} into a closed pipe: {:?}, stderr: {stderr}",
+            out.status
+        );
+    }
 }
 
 #[test]

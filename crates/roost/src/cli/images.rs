@@ -1,6 +1,6 @@
 //! `roost image`: the local image store (import, registry pull, remove, prune).
 
-use super::output::{done, print_json, print_table};
+use super::output::{done, print_json, print_table, show};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use roost_client::Client;
@@ -15,6 +15,7 @@ pub enum ImageCommand {
         #[arg(long)]
         name: String,
     },
+    /// List local images with their digests and sizes.
     List,
     /// Pull an image from its registry (`HOST[:PORT]/REPO[:TAG]` or `...@sha256:...`).
     Pull {
@@ -31,9 +32,7 @@ pub enum ImageCommand {
         password: Option<String>,
     },
     /// Remove an image (refused while a machine uses it); `prune` frees its layers.
-    Rm {
-        reference: String,
-    },
+    Rm { reference: String },
     /// Delete layers and blobs no image or machine references.
     Prune,
 }
@@ -44,16 +43,12 @@ pub async fn run(client: &Client, cmd: ImageCommand, json: bool) -> Result<()> {
             let path = std::fs::canonicalize(&path)
                 .with_context(|| format!("cannot find {}", path.display()))?;
             let image = client.import_image(&path.to_string_lossy(), &name).await?;
-            if json {
-                print_json(&image)
-            } else {
-                println!(
-                    "{} {}",
-                    image["reference"].as_str().unwrap_or(&name),
-                    image["digest"].as_str().unwrap_or("")
-                );
-                Ok(())
-            }
+            let text = format!(
+                "{} {}",
+                image["reference"].as_str().unwrap_or(&name),
+                image["digest"].as_str().unwrap_or("")
+            );
+            show(json, &image, &text)
         }
         ImageCommand::List => {
             let images = client.list_images().await?;
@@ -73,8 +68,7 @@ pub async fn run(client: &Client, cmd: ImageCommand, json: bool) -> Result<()> {
                     ]
                 })
                 .collect();
-            print_table(&["REFERENCE", "DIGEST", "SIZE", "IMPORTED"], rows);
-            Ok(())
+            print_table(&["REFERENCE", "DIGEST", "SIZE", "IMPORTED"], rows)
         }
         ImageCommand::Pull {
             reference,
@@ -90,15 +84,12 @@ pub async fn run(client: &Client, cmd: ImageCommand, json: bool) -> Result<()> {
                 let stream = client.pull_image_stream(&reference, auth.as_ref()).await?;
                 super::progress::show_pull(stream).await?
             };
-            if json {
-                return print_json(&image);
-            }
-            println!(
+            let text = format!(
                 "{} {}",
                 image["reference"].as_str().unwrap_or(&reference),
                 image["digest"].as_str().unwrap_or("")
             );
-            Ok(())
+            show(json, &image, &text)
         }
         ImageCommand::Rm { reference } => {
             let image = client.remove_image(&reference).await?;
@@ -107,14 +98,11 @@ pub async fn run(client: &Client, cmd: ImageCommand, json: bool) -> Result<()> {
         }
         ImageCommand::Prune => {
             let report = client.prune_images().await?;
-            if json {
-                return print_json(&report);
-            }
-            println!(
+            let text = format!(
                 "removed {} layers and {} blobs ({} bytes)",
                 report["layers"], report["blobs"], report["bytes"]
             );
-            Ok(())
+            show(json, &report, &text)
         }
     }
 }

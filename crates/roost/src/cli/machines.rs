@@ -1,6 +1,6 @@
 //! `roost machine`: the lifecycle of machines, exec, logs and waiting.
 
-use super::output::{done, print_json, print_table};
+use super::output::{done, print_json, print_line, print_table, show, write_stdout};
 use super::AppArg;
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -9,7 +9,6 @@ use roost_client::Client;
 use roost_types::{
     CreateMachineRequest, ExecRequest, MachineConfig, MachineGuest, MachineInit, StopRequest,
 };
-use std::io::Write;
 
 #[derive(Debug, Subcommand)]
 pub enum MachineCommand {
@@ -40,20 +39,24 @@ pub enum MachineCommand {
         #[arg(last = true)]
         cmd: Vec<String>,
     },
+    /// List the app's machines.
     List {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Show a machine and its latest events.
     Status {
         id: String,
         #[command(flatten)]
         app: AppArg,
     },
+    /// Start a created or stopped machine.
     Start {
         id: String,
         #[command(flatten)]
         app: AppArg,
     },
+    /// Stop a machine: the signal, then SIGKILL after the timeout.
     Stop {
         id: String,
         #[command(flatten)]
@@ -64,11 +67,13 @@ pub enum MachineCommand {
         #[arg(long)]
         timeout: Option<String>,
     },
+    /// Stop a machine and start it again.
     Restart {
         id: String,
         #[command(flatten)]
         app: AppArg,
     },
+    /// Destroy a machine and its filesystem.
     Destroy {
         id: String,
         #[command(flatten)]
@@ -87,6 +92,7 @@ pub enum MachineCommand {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Print a machine's output (stdout and stderr).
     Logs {
         id: String,
         #[command(flatten)]
@@ -175,20 +181,14 @@ pub async fn run(client: &Client, cmd: MachineCommand, json: bool) -> Result<()>
                 ..Default::default()
             };
             let machine = client.create_machine(&app.app, &req).await?;
-            if json {
-                print_json(&machine)
-            } else {
-                println!("{}", machine.id);
-                Ok(())
-            }
+            show(json, &machine, &machine.id)
         }
         MachineCommand::List { app } => {
             let machines = client.list_machines(&app.app).await?;
             if json {
                 return print_json(&machines);
             }
-            print_table(&MACHINE_HEADER, machine_rows(&machines));
-            Ok(())
+            print_table(&MACHINE_HEADER, machine_rows(&machines))
         }
         MachineCommand::Status { id, app } => {
             let machine = client.get_machine(&app.app, &id).await?;
@@ -198,8 +198,8 @@ pub async fn run(client: &Client, cmd: MachineCommand, json: bool) -> Result<()>
             print_table(
                 &MACHINE_HEADER,
                 machine_rows(std::slice::from_ref(&machine)),
-            );
-            println!();
+            )?;
+            print_line("")?;
             let rows = machine
                 .events
                 .iter()
@@ -213,17 +213,11 @@ pub async fn run(client: &Client, cmd: MachineCommand, json: bool) -> Result<()>
                     ]
                 })
                 .collect();
-            print_table(&["TIMESTAMP", "EVENT", "STATUS", "SOURCE"], rows);
-            Ok(())
+            print_table(&["TIMESTAMP", "EVENT", "STATUS", "SOURCE"], rows)
         }
         MachineCommand::Start { id, app } => {
             let body = client.start_machine(&app.app, &id).await?;
-            if json {
-                print_json(&body)
-            } else {
-                println!("started {id}");
-                Ok(())
-            }
+            show(json, &body, &format!("started {id}"))
         }
         MachineCommand::Stop {
             id,
@@ -259,7 +253,7 @@ pub async fn run(client: &Client, cmd: MachineCommand, json: bool) -> Result<()>
             if json {
                 return print_json(&out);
             }
-            print!("{}", out.stdout);
+            write_stdout(out.stdout.as_bytes())?;
             eprint!("{}", out.stderr);
             if out.exit_code != 0 {
                 anyhow::bail!("command exited with code {}", out.exit_code);
@@ -269,10 +263,8 @@ pub async fn run(client: &Client, cmd: MachineCommand, json: bool) -> Result<()>
         MachineCommand::Logs { id, app, follow } => {
             let response = client.logs(&app.app, &id, follow).await?;
             let mut stream = response.bytes_stream();
-            let mut stdout = std::io::stdout();
             while let Some(chunk) = stream.next().await {
-                stdout.write_all(&chunk.context("log stream broke")?)?;
-                stdout.flush()?;
+                write_stdout(&chunk.context("log stream broke")?)?;
             }
             Ok(())
         }

@@ -15,6 +15,8 @@ mod storage;
 mod tokenizer;
 mod volumes;
 
+pub use output::is_stdout_closed;
+
 use crate::daemon::{up, UpArgs};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -141,4 +143,27 @@ fn init_tracing(default_level: &str) {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    fn without_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for sub in command.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            without_help(sub, &path, missing);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_has_a_help_line() {
+        let mut missing = Vec::new();
+        without_help(&Cli::command(), "roost", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 }

@@ -1,9 +1,11 @@
 //! Showing a streamed image pull: one progress bar per layer on a terminal, one plain line
 //! per layer state change otherwise (logs, CI), so both stay readable.
 
+use super::output::{print_line, write_stdout};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use std::io::{IsTerminal, Write};
+use std::fmt::Write;
+use std::io::IsTerminal;
 
 const BAR_WIDTH: usize = 30;
 
@@ -82,22 +84,21 @@ impl Display {
         };
         let changed = self.layers[index].status != progress.status;
         self.layers[index] = progress;
-        let mut out = std::io::stdout().lock();
         if !self.terminal {
             if changed {
-                writeln!(out, "{}", plain_line(&self.layers[index]))?;
+                print_line(plain_line(&self.layers[index]))?;
             }
             return Ok(());
         }
+        let mut frame = String::new();
         if self.drawn > 0 {
-            write!(out, "\x1b[{}A", self.drawn)?;
+            write!(frame, "\x1b[{}A", self.drawn)?;
         }
         for layer in &self.layers {
-            writeln!(out, "\x1b[2K{}", bar_line(layer))?;
+            writeln!(frame, "\x1b[2K{}", bar_line(layer))?;
         }
         self.drawn = self.layers.len();
-        out.flush()?;
-        Ok(())
+        write_stdout(frame.as_bytes())
     }
 }
 

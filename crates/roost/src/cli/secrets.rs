@@ -79,6 +79,5 @@ fn print_listing(listing: &AppSecrets, json: bool) -> Result<()> {
             .iter()
             .map(|s| vec![s.name.clone(), s.digest.clone(), s.updated_at.clone()])
             .collect(),
-    );
-    Ok(())
+    )
 }

@@ -1,6 +1,6 @@
 //! `roost storage`: S3 buckets owned by apps, like `fly storage` (Tigris).
 
-use super::output::{print_json, print_table};
+use super::output::{print_json, print_line, print_table, show};
 use super::AppArg;
 use anyhow::Result;
 use clap::Subcommand;
@@ -58,7 +58,7 @@ pub async fn run(client: &Client, cmd: StorageCommand, json: bool) -> Result<()>
                 ("AWS_REGION", "region"),
                 ("BUCKET_NAME", "name"),
             ] {
-                println!("{var}={}", field(&created, key));
+                print_line(format!("{var}={}", field(&created, key)))?;
             }
             Ok(())
         }
@@ -75,18 +75,13 @@ pub async fn run(client: &Client, cmd: StorageCommand, json: bool) -> Result<()>
                 .iter()
                 .map(|b| vec![field(b, "name"), field(b, "app"), field(b, "created_at")])
                 .collect();
-            print_table(&["NAME", "APP", "CREATED"], rows);
-            Ok(())
+            print_table(&["NAME", "APP", "CREATED"], rows)
         }
         StorageCommand::Destroy { name, app } => {
             let done: Value = client
                 .delete(&format!("/v1/apps/{}/storage/{name}", app.app))
                 .await?;
-            if json {
-                return print_json(&done);
-            }
-            println!("destroyed bucket {name}");
-            Ok(())
+            show(json, &done, &format!("destroyed bucket {name}"))
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `roost tokenizer`: the seal key, and sealing secrets on this machine.
 
-use super::output::print_json;
+use super::output::show;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use roost_client::Client;
@@ -31,12 +31,7 @@ pub async fn run(
     match cmd {
         TokenizerCommand::PublicKey => {
             let key = client()?.tokenizer_public_key().await?;
-            if json {
-                print_json(&serde_json::json!({ "public_key": key }))
-            } else {
-                println!("{key}");
-                Ok(())
-            }
+            show(json, &serde_json::json!({ "public_key": key }), &key)
         }
         TokenizerCommand::Seal { file, key } => {
             let plaintext = zeroize::Zeroizing::new(match file.as_deref() {
@@ -58,12 +53,7 @@ pub async fn run(
             };
             let seal_key: roost_tokenizer::SealKey = key.parse()?;
             let token = seal_key.seal(&plaintext)?;
-            if json {
-                print_json(&serde_json::json!({ "token": token }))
-            } else {
-                println!("{token}");
-                Ok(())
-            }
+            show(json, &serde_json::json!({ "token": token }), &token)
         }
     }
 }

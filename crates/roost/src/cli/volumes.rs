@@ -1,6 +1,6 @@
 //! `roost volumes`: persistent volumes, their snapshots and forks.
 
-use super::output::{print_json, print_table, show};
+use super::output::{print_json, print_line, print_table, show};
 use super::AppArg;
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -30,10 +30,12 @@ pub enum VolumesCommand {
         #[arg(long)]
         fstype: Option<String>,
     },
+    /// List the app's volumes.
     List {
         #[command(flatten)]
         app: AppArg,
     },
+    /// Show a volume, with its free space and snapshot settings.
     Show {
         id: String,
         #[command(flatten)]
@@ -66,12 +68,14 @@ pub enum VolumesCommand {
         #[arg(long)]
         size: Option<u64>,
     },
+    /// List or take a volume's snapshots.
     #[command(subcommand)]
     Snapshots(SnapshotsCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotsCommand {
+    /// List a volume's snapshots.
     List {
         volume: String,
         #[command(flatten)]
@@ -163,16 +167,15 @@ pub async fn run(client: &Client, cmd: VolumesCommand, json: bool) -> Result<()>
             if json {
                 return print_json(&volumes);
             }
-            print_table(&HEADER, rows(&volumes));
-            Ok(())
+            print_table(&HEADER, rows(&volumes))
         }
         VolumesCommand::Show { id, app } => {
             let volume = client.get_volume(&app.app, &id).await?;
             if json {
                 return print_json(&volume);
             }
-            print_table(&HEADER, rows(std::slice::from_ref(&volume)));
-            println!(
+            print_table(&HEADER, rows(std::slice::from_ref(&volume)))?;
+            print_line(format!(
                 "\n{} of {} blocks of {} bytes free; snapshots kept {} days, daily snapshots {}",
                 volume.blocks_avail,
                 volume.blocks,
@@ -183,8 +186,7 @@ pub async fn run(client: &Client, cmd: VolumesCommand, json: bool) -> Result<()>
                 } else {
                     "off"
                 }
-            );
-            Ok(())
+            ))
         }
         VolumesCommand::Extend { id, app, size } => {
             let response = client.extend_volume(&app.app, &id, size).await?;
@@ -226,8 +228,7 @@ pub async fn run(client: &Client, cmd: VolumesCommand, json: bool) -> Result<()>
             print_table(
                 &["ID", "TYPE", "SIZE", "CREATED"],
                 snapshot_rows(&snapshots),
-            );
-            Ok(())
+            )
         }
         VolumesCommand::Snapshots(SnapshotsCommand::Create { volume, app }) => {
             let snapshot = client.create_volume_snapshot(&app.app, &volume).await?;
