@@ -74,6 +74,11 @@ impl ImageStore {
             fs::create_dir_all(dir)
                 .map_err(|e| ImageError::io(format!("creating {}", dir.display()), e))?;
         }
+        // Layers keep their setuid files (an image's `su`): only root may
+        // reach them, or any local user could run them as root.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&paths.root, fs::Permissions::from_mode(0o700))
+            .map_err(|e| ImageError::io(format!("restricting {}", paths.root.display()), e))?;
         let stale = fs::read_dir(&paths.tmp)
             .map_err(|e| ImageError::io(format!("listing {}", paths.tmp.display()), e))?;
         for entry in stale {

@@ -19,6 +19,7 @@ use crate::error::{MachineError, Result};
 use crate::guest_files::{self, DirEntry};
 use crate::paths::MachinePaths;
 use crate::{Inner, Machines};
+use roost_runtime::rootfs::OverlayUse;
 use roost_types::MachineMount;
 use std::path::{Path, PathBuf};
 
@@ -182,7 +183,7 @@ impl Inner {
                 let paths = MachinePaths::new(&self.data_dir, id);
                 let mounted_here = !roost_runtime::rootfs::is_mounted(&paths.rootfs);
                 if mounted_here {
-                    crate::ops::mount_rootfs(&paths)?;
+                    crate::ops::mount_rootfs(&paths, OverlayUse::Host)?;
                     tracing::debug!(machine = %id, "mounted the rootfs of a machine at rest for file access");
                 }
                 let root = paths.rootfs.clone();

@@ -132,7 +132,13 @@ impl Machines {
     /// running are handled as exits, and leftover containers and mounts of
     /// machines that should have none are removed.
     pub async fn open(config: MachinesConfig) -> Result<Machines> {
-        std::fs::create_dir_all(config.data_dir.join("machines"))?;
+        // Machines' root filesystems, logs and volumes, images' layers and
+        // the keys all live below the data dir: no other local user may
+        // reach into it (a setuid file a machine or an image planted
+        // would otherwise run as root on the host).
+        for dir in [config.data_dir.clone(), config.data_dir.join("machines")] {
+            private_dir(&dir)?;
+        }
         let store = Store::open(&config.data_dir.join("roost.db"))?;
         let images = ImageStore::open(config.data_dir.join("images"))?;
         let puller = roost_image::Puller::new(config.registries)
@@ -368,6 +374,14 @@ async fn rotate_logs_periodically(inner: std::sync::Weak<Inner>) {
             inner.rotate_log(&MachinePaths::new(&inner.data_dir, &record.machine.id));
         }
     }
+}
+
+/// Creates `dir` if needed and makes it 0700, also when it existed with a
+/// wider mode (a data dir from before roost restricted it).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Replaces a machine state file (readable by all, like the files the

@@ -15,6 +15,7 @@ use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
 use crate::Inner;
 use roost_lifecycle::{MachinePlan, Operation as _, Step, StepName};
+use roost_runtime::rootfs::OverlayUse;
 use roost_store::{MachineRecord, Operation};
 use roost_types::{MachineEvent, MachineState};
 use std::sync::Arc;
@@ -178,7 +179,7 @@ impl Inner {
                 .map_err(MachineError::from),
             Step::MountRootfs => {
                 if !roost_runtime::rootfs::is_mounted(&paths.rootfs) {
-                    mount_rootfs(&paths)?;
+                    mount_rootfs(&paths, OverlayUse::Machine)?;
                 }
                 Ok(())
             }
@@ -302,11 +303,17 @@ impl Inner {
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// Mounts the machine's overlay rootfs: its image layers below its upper dir.
-pub(crate) fn mount_rootfs(paths: &MachinePaths) -> Result<()> {
+pub(crate) fn mount_rootfs(paths: &MachinePaths, purpose: OverlayUse) -> Result<()> {
     // The layer list is lowest first; overlayfs wants the topmost first.
     let mut lowers = read_lower_file(paths)?;
     lowers.reverse();
-    roost_runtime::rootfs::mount_overlay(&lowers, &paths.upper, &paths.work, &paths.rootfs)?;
+    roost_runtime::rootfs::mount_overlay(
+        &lowers,
+        &paths.upper,
+        &paths.work,
+        &paths.rootfs,
+        purpose,
+    )?;
     Ok(())
 }
 

@@ -366,3 +366,131 @@ async fn security_absurd_durations_and_numbers_get_a_400_naming_the_range() {
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(daemon.state(&id).await, roost_types::MachineState::Started);
 }
+
+/// Runs `program` as user `nobody` (uid and gid 65534, no groups): the
+/// local user without root of the threat model. Returns whether it ran,
+/// and what it printed.
+fn run_as_nobody(program: &std::path::Path) -> (bool, String) {
+    // setpriv finds its program before it drops root, so a shell running
+    // as nobody looks the path up, as a local user's would.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["/bin/sh", "-c", "exec \"$0\""])
+        .arg(program)
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Finding 3: a machine wrote a setuid-root program into its rootfs, and
+/// any local user ran it from the host (`DATA/machines/<id>/upper/...`)
+/// with euid 0; image layers kept theirs (`su`) under 0755 directories.
+/// As `nobody`, neither runs; the file tools' mount of a stopped machine
+/// is `nosuid,nodev`.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_setuid_files_of_machines_and_images_are_out_of_local_users_reach() {
+    use std::os::unix::fs::PermissionsExt;
+    let daemon = Daemon::start().await;
+    // The data dir of `roost up` sits in a world-traversable /var/lib;
+    // the test's temporary directory is made to look the same.
+    std::fs::set_permissions(daemon.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod test dir");
+    // The probe: the host's own `id`, which prints the effective uid.
+    let probe = std::fs::read("/usr/bin/id").expect("/usr/bin/id");
+
+    let layout = daemon.dir.path().join("suid-oci");
+    let mut layer = roost_testkit::layer::LayerBuilder::new();
+    layer.file("probe", 0o4755, &probe);
+    let spec = roost_testkit::oci::ImageSpec {
+        config: json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]}),
+        layers: vec![roost_testkit::busybox_layer(), layer.into_tar()],
+        gzip: false,
+        docker: false,
+    };
+    let manifest = roost_testkit::oci::write_image(&layout, &spec);
+    roost_testkit::oci::write_index(&layout, vec![manifest.tagged("latest")]);
+    daemon
+        .client()
+        .import_image(&layout.to_string_lossy(), "suid:latest")
+        .await
+        .expect("import the image with a setuid file");
+
+    let mut config = sh_config("sleep 3600");
+    config.files = vec![roost_types::MachineFile {
+        guest_path: "/planted".into(),
+        raw_value: Some(common::base64(&probe)),
+        mode: Some(0o755),
+        ..Default::default()
+    }];
+    let (status, machine) = create_machine(&daemon, &config).await;
+    assert_eq!(status, 200, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    daemon.wait_state(&id, "started", 30).await;
+    let chmod = daemon
+        .sh(&id, "chmod 4755 /planted && ls -l /planted")
+        .await;
+    assert!(chmod.stdout.starts_with("-rwsr-xr-x"), "{chmod:?}");
+
+    let data = daemon.data_dir();
+    let machine_dir = data.join("machines").join(&id);
+    let layers = data.join("images/layers/sha256");
+    let mut planted = vec![
+        machine_dir.join("upper/planted"),
+        machine_dir.join("bundle/rootfs/planted"),
+    ];
+    planted.extend(
+        std::fs::read_dir(&layers)
+            .expect("layers")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("probe"))
+            .filter(|p| p.exists()),
+    );
+    assert_eq!(planted.len(), 3, "the image's layer holds the probe");
+    for path in &planted {
+        let mode = std::fs::metadata(path).expect("probe").permissions().mode();
+        assert_eq!(mode & 0o4000, 0o4000, "{} is setuid", path.display());
+        let (ran, output) = run_as_nobody(path);
+        assert!(
+            !ran && !output.contains("euid=0"),
+            "nobody ran {} (as root?): {output}",
+            path.display()
+        );
+    }
+    for dir in [
+        data.clone(),
+        data.join("machines"),
+        data.join("images"),
+        data.join("volumes"),
+    ] {
+        let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", dir.display());
+    }
+
+    // A stopped machine's rootfs, mounted for the file tools, is nosuid.
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{APP}/machines/{id}/stop"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    daemon.wait_state(&id, "stopped", 30).await;
+    let listing = mcp_call(
+        &daemon,
+        "list_dir",
+        json!({"app": APP, "machine_id": id, "path": "/"}),
+    )
+    .await;
+    assert_eq!(listing["isError"], false, "{listing}");
+    let rootfs = machine_dir.join("bundle/rootfs");
+    assert!(
+        !roost_runtime::rootfs::is_mounted(&rootfs),
+        "the file tools unmount what they mounted"
+    );
+}

@@ -12,6 +12,18 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::RuntimeError;
 
+/// Who the overlay is mounted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayUse {
+    /// The machine's root filesystem: its setuid programs and device nodes
+    /// work inside it (the machine's own `su`, `/dev/null` in an image).
+    Machine,
+    /// roost's own access from the host (file tools on a stopped machine):
+    /// `nosuid` and `nodev`, so nothing in it runs with its owner's rights
+    /// or opens a host device through this mount.
+    Host,
+}
+
 /// Mounts an overlay of `lowers` (first = topmost) with `upper` and `work`
 /// at `target`, creating the three directories if needed. Does nothing if
 /// `target` is already a mount point.
@@ -20,6 +32,7 @@ pub fn mount_overlay(
     upper: &Path,
     work: &Path,
     target: &Path,
+    purpose: OverlayUse,
 ) -> Result<(), RuntimeError> {
     if lowers.is_empty() {
         return Err(RuntimeError::invalid(
@@ -53,11 +66,15 @@ pub fn mount_overlay(
         tracing::debug!(target = %target.display(), "overlay already mounted");
         return Ok(());
     }
+    let flags = match purpose {
+        OverlayUse::Machine => MsFlags::empty(),
+        OverlayUse::Host => MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+    };
     mount(
         Some("overlay"),
         target,
         Some("overlay"),
-        MsFlags::empty(),
+        flags,
         Some(options.as_str()),
     )
     .map_err(|errno| {
@@ -163,10 +180,18 @@ mod tests {
             Path::new("/u"),
             Path::new("/w"),
             Path::new("/t"),
+            OverlayUse::Machine,
         )
         .expect_err("colon in lower");
         assert!(matches!(err, RuntimeError::InvalidInput { .. }));
-        assert!(mount_overlay(&[], Path::new("/u"), Path::new("/w"), Path::new("/t")).is_err());
+        assert!(mount_overlay(
+            &[],
+            Path::new("/u"),
+            Path::new("/w"),
+            Path::new("/t"),
+            OverlayUse::Machine
+        )
+        .is_err());
     }
 
     #[test]

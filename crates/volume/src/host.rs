@@ -37,6 +37,11 @@ impl VolumeHost {
     pub fn open(root: impl Into<PathBuf>) -> Result<VolumeHost> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(VolumeError::at("create", &root))?;
+        // Volumes hold whatever machines wrote, setuid files included:
+        // only root may reach them.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+            .map_err(VolumeError::at("restrict", &root))?;
         Ok(VolumeHost { root })
     }
 

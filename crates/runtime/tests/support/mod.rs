@@ -51,6 +51,7 @@ impl Machine {
             &dir.path().join("upper"),
             &dir.path().join("work"),
             &merged,
+            rootfs::OverlayUse::Machine,
         )
         .expect("mount overlay");
         let runtime = Runtime::new(kind, dir.path().join("state")).expect("runtime installed");
