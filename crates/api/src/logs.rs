@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -51,19 +52,22 @@ pub(crate) async fn logs(
         return Ok((headers, history).into_response());
     }
     let current = roost_machines::MachinePaths::new(s.machines.data_dir(), &id).log;
-    let offset = tokio::fs::metadata(&current)
+    let position = tokio::fs::metadata(&current)
         .await
-        .map(|m| m.len())
-        .unwrap_or(0);
+        .map(|m| Position {
+            file: m.ino(),
+            offset: m.len(),
+        })
+        .unwrap_or_default();
     let machines = s.machines.clone();
     let stream =
-        futures_util::stream::unfold((Some(history), offset), move |(first, mut offset)| {
+        futures_util::stream::unfold((Some(history), position), move |(first, mut position)| {
             let current = current.clone();
             let machines = machines.clone();
             let (app, id) = (app.clone(), id.clone());
             async move {
                 if let Some(history) = first {
-                    return Some((Ok::<_, std::io::Error>(history), (None, offset)));
+                    return Some((Ok::<_, std::io::Error>(history), (None, position)));
                 }
                 loop {
                     tokio::time::sleep(FOLLOW_INTERVAL).await;
@@ -74,9 +78,9 @@ pub(crate) async fn logs(
                     if gone {
                         return None;
                     }
-                    let chunk = read_from(&current, &mut offset).await;
+                    let chunk = read_from(&current, &mut position).await;
                     if !chunk.is_empty() {
-                        return Some((Ok(chunk), (None, offset)));
+                        return Some((Ok(chunk), (None, position)));
                     }
                 }
             }
@@ -84,20 +88,38 @@ pub(crate) async fn logs(
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 
-/// Reads what was appended to `path` since `offset`. A file shorter than
-/// `offset` was rotated (copy-truncate): start again from its beginning.
-async fn read_from(path: &std::path::Path, offset: &mut u64) -> Vec<u8> {
+/// How far a follower has read: which file (inode) and how much of it.
+#[derive(Clone, Copy, Default)]
+struct Position {
+    file: u64,
+    offset: u64,
+}
+
+/// Reads what was appended to `path` since `position`. Another file at
+/// `path` means the log was rotated (renamed to `log.1`, a new one begun):
+/// start again from the new file's beginning.
+async fn read_from(path: &std::path::Path, position: &mut Position) -> Vec<u8> {
     let Ok(mut file) = tokio::fs::File::open(path).await else {
         return Vec::new();
     };
-    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    if len < *offset {
-        *offset = 0;
+    let Ok(meta) = file.metadata().await else {
+        return Vec::new();
+    };
+    if meta.ino() != position.file {
+        *position = Position {
+            file: meta.ino(),
+            offset: 0,
+        };
     }
+    // The relay bounds the file, so this read is bounded too.
     let mut chunk = Vec::new();
-    if file.seek(std::io::SeekFrom::Start(*offset)).await.is_ok() {
+    if file
+        .seek(std::io::SeekFrom::Start(position.offset))
+        .await
+        .is_ok()
+    {
         let _ = file.read_to_end(&mut chunk).await;
     }
-    *offset += chunk.len() as u64;
+    position.offset += chunk.len() as u64;
     chunk
 }

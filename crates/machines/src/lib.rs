@@ -52,7 +52,8 @@ use std::sync::{Arc, Mutex};
 /// How long a stop waits for the main process after the stop signal before
 /// killing it, when neither the request nor `stop_config` says.
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 5_000;
-/// Size at which a machine's log is rotated (one rotated file is kept).
+/// Size at which a machine's log is rotated (one rotated file is kept), so
+/// a machine's logs take at most twice this on disk.
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Host configuration of the orchestrator.
@@ -65,7 +66,10 @@ pub struct MachinesConfig {
     pub region: String,
     /// `ROOST_CRASH_AT` value; see [`CRASH_AT_ENV`].
     pub crash_at: Option<String>,
-    pub log_max_bytes: u64,
+    /// The program that writes machines' output into their logs, and the
+    /// logs' bound: a process of its own, so logging goes on while the
+    /// service restarts.
+    pub log_relay: roost_runtime::LogRelay,
     /// Registries images may be pulled from: insecure hosts, extra CA, credentials.
     pub registries: RegistryConfig,
     /// Interval of scheduled volume snapshots, and the unit of their
@@ -79,13 +83,13 @@ pub struct MachinesConfig {
 }
 
 impl MachinesConfig {
-    pub fn new(data_dir: impl Into<PathBuf>) -> MachinesConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, log_relay: roost_runtime::LogRelay) -> MachinesConfig {
         MachinesConfig {
             data_dir: data_dir.into(),
             default_runtime: OciRuntimeKind::Crun,
             region: "local".into(),
             crash_at: None,
-            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            log_relay,
             registries: RegistryConfig::default(),
             volume_snapshot_day: std::time::Duration::from_secs(24 * 3600),
             storage: StorageConfig::default(),
@@ -111,7 +115,7 @@ pub(crate) struct Inner {
     region: String,
     limits: HostLimits,
     crash_at: Option<String>,
-    log_max_bytes: u64,
+    log_relay: roost_runtime::LogRelay,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bumped on every machine state change; waiters re-read the store.
     changes: tokio::sync::watch::Sender<u64>,
@@ -191,7 +195,7 @@ impl Machines {
             region: config.region,
             limits: HostLimits::detect(),
             crash_at: config.crash_at,
-            log_max_bytes: config.log_max_bytes,
+            log_relay: config.log_relay,
             locks: Mutex::new(HashMap::new()),
             changes: tokio::sync::watch::Sender::new(0),
             volumes,
@@ -202,7 +206,6 @@ impl Machines {
         inner.recover_volume_operations().await?;
         inner.recover().await?;
         inner.converge_volume_mounts().await?;
-        tokio::spawn(rotate_logs_periodically(Arc::downgrade(&inner)));
         tokio::spawn(volumes::snapshot_periodically(
             Arc::downgrade(&inner),
             volume_day,
@@ -319,13 +322,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Rotates a machine's log once it passes the size limit (one old file is kept).
-    pub(crate) fn rotate_log(&self, paths: &MachinePaths) {
-        if let Err(err) = roost_runtime::logs::rotate_if_needed(&paths.log, self.log_max_bytes, 1) {
-            tracing::warn!(log = %paths.log.display(), error = %err, "log rotation failed");
-        }
-    }
-
     /// The main process's environment: image, then config, then app
     /// secrets, then the platform's variables.
     pub(crate) fn machine_env(&self, record: &MachineRecord, image: &Image) -> Result<Vec<String>> {
@@ -348,31 +344,6 @@ impl Inner {
         }
         let env = spec::environment(&m.config, image, &vars);
         Ok(self.add_storage_env(env, &m.config.env, &record.app))
-    }
-}
-
-/// How often running machines' logs are checked against the size limit.
-const LOG_ROTATION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Keeps the logs of started machines bounded for as long as the service
-/// lives. (Stopped machines write nothing; start rotates before running.)
-async fn rotate_logs_periodically(inner: std::sync::Weak<Inner>) {
-    loop {
-        tokio::time::sleep(LOG_ROTATION_INTERVAL).await;
-        let Some(inner) = inner.upgrade() else { return };
-        let started = match inner
-            .store
-            .machines_in_state(roost_types::MachineState::Started)
-        {
-            Ok(records) => records,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot list machines for log rotation");
-                continue;
-            }
-        };
-        for record in started {
-            inner.rotate_log(&MachinePaths::new(&inner.data_dir, &record.machine.id));
-        }
     }
 }
 

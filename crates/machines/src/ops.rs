@@ -206,6 +206,9 @@ impl Inner {
             Step::SignalStop => self.signal_stop(record, plan).await,
             Step::DeleteContainer => {
                 self.runtime_for(record)?.delete(&id, true).await?;
+                if !roost_runtime::logs::wait_for_relay(&paths.log, LOG_RELAY_GRACE).await {
+                    tracing::warn!(machine = %id, "the log relay still runs after the container was deleted");
+                }
                 Ok(())
             }
             Step::AttachVolumes => self.attach_volumes(record).await,
@@ -239,11 +242,12 @@ impl Inner {
             }
             runtime.delete(id, true).await?;
         }
-        self.rotate_log(paths);
         self.ensure_network(record).await?;
         // create + start rather than `run --detach`: measured faster with
         // crun 1.8, whose `run` waits for the container's process to start.
-        let pid = runtime.create(id, &paths.bundle, &paths.log).await?;
+        let pid = runtime
+            .create(id, &paths.bundle, &paths.log, &self.log_relay)
+            .await?;
         runtime.start(id).await?;
         record.init_pid = Some(pid);
         Ok(())
@@ -301,6 +305,11 @@ impl Inner {
 
 /// How long a SIGKILLed machine may take to exit before stop reports an error.
 const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// How long deleting a container waits for its log relay to write the last
+/// output and end (milliseconds, unless something outside the container
+/// still holds the machine's output pipe).
+const LOG_RELAY_GRACE: Duration = Duration::from_secs(2);
 
 /// Mounts the machine's overlay rootfs: its image layers below its upper dir.
 pub(crate) fn mount_rootfs(paths: &MachinePaths, purpose: OverlayUse) -> Result<()> {

@@ -39,6 +39,6 @@ impl MachinePaths {
 
     /// The rotated log that precedes `log`.
     pub fn rotated_log(&self) -> PathBuf {
-        self.dir.join("log.1")
+        roost_runtime::logs::rotated_path(&self.log)
     }
 }

@@ -7,7 +7,10 @@ mod daemon;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
+    let mut args = cli::Cli::parse();
+    if let Some(relay_args) = args.log_relay_args() {
+        return roost_runtime::logs::relay_main(relay_args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -494,3 +494,105 @@ async fn security_setuid_files_of_machines_and_images_are_out_of_local_users_rea
         "the file tools unmount what they mounted"
     );
 }
+
+/// Resident memory of process `pid`, in bytes (`VmRSS`).
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// Which file is at `path` (its inode) and how big it is; zeros if none.
+fn file_at(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| (m.ino(), m.len()))
+        .unwrap_or((0, 0))
+}
+
+/// Finding 4: a machine running `yes` grew its log to 9.7 GB in 20 s;
+/// rotation read the whole file into memory (the daemon reached 9.5 GB)
+/// and a GET of the machine took 11.8 s. Flooded for 20 s, the log and
+/// its rotated copy stay within their bound all along, the daemon within
+/// 100 MB of its idle memory, the API answers quickly, and the log goes
+/// on being written while roost is down.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_a_flooding_machine_bounds_its_log_not_the_daemon() {
+    const FLOOD: Duration = Duration::from_secs(20);
+    // The relay rotates before a write would pass the bound: each file
+    // stays within it (plus one read, 64 KiB, for a bound below a read).
+    let bound = roost_machines::DEFAULT_LOG_MAX_BYTES + 64 * 1024;
+    let mut daemon = Daemon::start().await;
+    let idle = resident_bytes(daemon.pid());
+    let (status, machine) = create_machine(&daemon, &sh_config("exec yes flood-line")).await;
+    assert_eq!(status, 200, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    daemon.wait_state(&id, "started", 30).await;
+    let log = daemon.data_dir().join("machines").join(&id).join("log");
+    let rotated = roost_runtime::logs::rotated_path(&log);
+
+    let flood_started = Instant::now();
+    let (mut slowest, mut peak, mut rotations) = (Duration::ZERO, idle, 0);
+    let mut last_rotated = file_at(&rotated).0;
+    while flood_started.elapsed() < FLOOD {
+        let asked = Instant::now();
+        let (status, body) = get(&daemon, &format!("/v1/apps/{APP}/machines/{id}")).await;
+        slowest = slowest.max(asked.elapsed());
+        assert_eq!(status, 200, "{body}");
+        for file in [&log, &rotated] {
+            let size = file_at(file).1;
+            assert!(
+                size <= bound,
+                "{} is {size} bytes after {:?} (bound {bound})",
+                file.display(),
+                flood_started.elapsed()
+            );
+        }
+        let now_rotated = file_at(&rotated).0;
+        rotations += usize::from(now_rotated != last_rotated);
+        last_rotated = now_rotated;
+        peak = peak.max(resident_bytes(daemon.pid()));
+        assert!(
+            peak < idle + 100 * 1024 * 1024,
+            "the daemon grew from {idle} to {peak} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "flood: slowest GET {slowest:?}, daemon {idle} -> {peak} bytes, {rotations} rotations seen"
+    );
+    assert!(rotations > 1, "the flood never passed the bound");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a GET of the machine took {slowest:?}"
+    );
+    let tail = std::fs::read_to_string(&log).expect("log");
+    assert!(tail.contains("flood-line\n"), "{:.100}", tail);
+
+    // The relay is not the daemon's: with roost killed, the log moves on.
+    daemon.kill();
+    let before = file_at(&log);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_ne!(
+        file_at(&log),
+        before,
+        "nothing was logged while roost was down"
+    );
+    daemon.spawn(None).await;
+    let (status, body) = daemon
+        .call(
+            Method::DELETE,
+            &format!("/v1/apps/{APP}/machines/{id}?force=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        common::processes_mentioning(&id).is_empty(),
+        "the relay outlived its destroyed machine"
+    );
+}

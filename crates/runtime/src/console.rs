@@ -3,23 +3,20 @@
 //! With `process.terminal = true` the OCI runtime allocates a pseudo
 //! terminal inside the container and hands its master side to whoever
 //! listens on `--console-socket`, as an `SCM_RIGHTS` message. roost gives
-//! that master to a relay process (`cat` from coreutils) whose only job is
-//! to copy the terminal's output into the machine's log. The relay is its
-//! own process group, not a thread of the daemon, so a machine's terminal
-//! stays open while roost restarts; it exits on its own when the last
-//! process holding the terminal's slave side exits.
+//! that master to the machine's log relay ([`crate::logs`]), which copies
+//! the terminal's output into the machine's log. The relay is its own
+//! process, so a machine's terminal stays open while roost restarts; it
+//! exits on its own when the last process holding the terminal's slave
+//! side exits.
 
-use std::fs::File;
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use tokio::net::UnixListener;
 
-use crate::host;
 use crate::RuntimeError;
 
 /// How long the runtime has to send the terminal after it finished `create`.
@@ -107,21 +104,4 @@ fn receive_fd(socket: std::os::fd::RawFd) -> nix::Result<Option<OwnedFd>> {
         }
     }
     Ok(None)
-}
-
-/// Starts the relay copying the terminal `master` into `log`.
-pub(crate) fn relay_to_log(master: OwnedFd, log: File) -> Result<(), RuntimeError> {
-    let cat = host::find_program("cat", "coreutils")?;
-    let mut relay = tokio::process::Command::new(cat);
-    relay
-        .stdin(Stdio::from(master))
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(false);
-    // Dropping the handle leaves the relay running; tokio reaps it when it exits.
-    relay
-        .spawn()
-        .map(drop)
-        .map_err(|err| RuntimeError::io("cannot start the terminal relay", err))
 }

@@ -4,7 +4,7 @@
 //! process tree": the overlay root filesystem ([`rootfs`]), the hardened
 //! OCI `config.json` ([`write_bundle`]), the runtime driver ([`Runtime`]),
 //! exec, process inspection for `ps`, exit tracking ([`wait_for_exit`]) and
-//! log rotation ([`logs`]). It keeps no state of its own: the runtime's
+//! the log relay that keeps logs bounded ([`logs`]). It keeps no state of its own: the runtime's
 //! state directory and the kernel are the source of truth, so a restarted
 //! daemon picks up exactly where the old one stopped.
 //!
@@ -27,5 +27,6 @@ pub use bundle::{write_bundle, BindMount, BundleConfig, INIT_PATH};
 pub use error::RuntimeError;
 pub use exec::{ExecOutput, ExecRequest};
 pub use host::{cgroup_mode, CgroupMode};
+pub use logs::LogRelay;
 pub use process::{processes, set_child_subreaper, wait_for_exit, ProcessInfo};
 pub use runtime::{ContainerState, ContainerStatus, OciRuntimeKind, Runtime};

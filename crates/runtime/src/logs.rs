@@ -1,108 +1,298 @@
-//! Size-based rotation of machine logs.
+//! Machine logs, bounded while they are written.
 //!
-//! Machines write their log through an `O_APPEND` descriptor they inherited
-//! at create and keep for their lifetime, so the file cannot be renamed away
-//! from them. Rotation therefore copies the file and truncates it in place
-//! (copytruncate): appending writers continue at the new, zero end. Lines
-//! written between the copy and the truncate are lost; at machine log rates
-//! that window is microseconds.
+//! A machine's main process writes its stdout and stderr (or its terminal)
+//! into a pipe whose reader is a relay: a process of its own, in its own
+//! process group, not a thread of the daemon. So the log keeps being
+//! written while roost restarts, and the relay ends by itself at end of
+//! file, when the machine's last process holding the pipe is gone.
+//!
+//! The relay appends what it reads to `log`. When the next write would
+//! take `log` past the bound, it renames `log` to `log.1` (replacing the
+//! older one) and starts a new `log`: a machine's logs take at most twice
+//! the bound on disk, nothing is ever read back, and the daemon's memory
+//! does not depend on what machines print. A machine that prints faster
+//! than the relay writes is slowed down by the full pipe, never buffered.
+//!
+//! While it runs, the relay holds an exclusive `flock` on the log's
+//! directory: a relay for the next run of the machine waits until the
+//! previous one has written everything, and [`wait_for_relay`] learns that
+//! a stopped machine's relay has ended, whichever process started it.
 
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::bundle::write_atomically;
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::RuntimeError;
 
-/// Rotates `path` if it is larger than `max_bytes`, keeping `keep` old
-/// copies as `path.1` (newest) to `path.<keep>`. Returns whether it rotated.
-/// A missing log is not an error.
-pub fn rotate_if_needed(path: &Path, max_bytes: u64, keep: usize) -> Result<bool, RuntimeError> {
-    let size = match fs::metadata(path) {
-        Ok(meta) => meta.len(),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(err) => {
-            return Err(RuntimeError::io(
-                format!("cannot stat {}", path.display()),
-                err,
-            ))
-        }
-    };
-    if size <= max_bytes {
-        return Ok(false);
-    }
-    for n in (1..keep).rev() {
-        let from = numbered(path, n);
-        match fs::rename(&from, numbered(path, n + 1)) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(RuntimeError::io(
-                    format!("cannot rotate {}", from.display()),
-                    err,
-                ))
-            }
-        }
-    }
-    if keep > 0 {
-        let contents = fs::read(path)
-            .map_err(|err| RuntimeError::io(format!("cannot read {}", path.display()), err))?;
-        write_atomically(&numbered(path, 1), &contents)?;
-    }
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|file| file.set_len(0))
-        .map_err(|err| RuntimeError::io(format!("cannot truncate {}", path.display()), err))?;
-    tracing::debug!(log = %path.display(), size, keep, "rotated log");
-    Ok(true)
+/// Size of one read from the machine's output: the relay's only buffer.
+const CHUNK: usize = 64 * 1024;
+
+/// The program that relays machines' output into their logs, and the
+/// bound it keeps them to.
+///
+/// The program is run as `program args... LOG MAX_BYTES` with the
+/// machine's output as its stdin, and must do what [`relay_main`] does
+/// (the `roost` binary and this crate's `roost-log-relay` call it).
+#[derive(Debug, Clone)]
+pub struct LogRelay {
+    program: PathBuf,
+    args: Vec<OsString>,
+    max_bytes: u64,
 }
 
-fn numbered(path: &Path, n: usize) -> PathBuf {
-    let mut name = OsString::from(path.as_os_str());
-    name.push(format!(".{n}"));
+impl LogRelay {
+    /// A relay run as `program args...`, rotating logs at `max_bytes`.
+    pub fn new(
+        program: impl Into<PathBuf>,
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+        max_bytes: u64,
+    ) -> LogRelay {
+        LogRelay {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            max_bytes,
+        }
+    }
+
+    /// Starts the relay copying `input` into `log` and leaves it running:
+    /// it outlives the caller. tokio reaps it if it exits while the caller
+    /// still runs.
+    pub(crate) fn spawn(&self, input: impl Into<Stdio>, log: &Path) -> Result<(), RuntimeError> {
+        let mut relay = tokio::process::Command::new(&self.program);
+        relay
+            .args(&self.args)
+            .arg(log)
+            .arg(self.max_bytes.to_string())
+            .stdin(input)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false);
+        relay.spawn().map(drop).map_err(|err| {
+            RuntimeError::io(
+                format!("cannot start the log relay {}", self.program.display()),
+                err,
+            )
+        })
+    }
+}
+
+/// The rotated log that precedes `log`: `log.1`.
+pub fn rotated_path(log: &Path) -> PathBuf {
+    let mut name = OsString::from(log.as_os_str());
+    name.push(".1");
     PathBuf::from(name)
+}
+
+/// Waits until the relay writing `log` has ended (its machine's processes
+/// are gone and it has written their last output), for at most `timeout`.
+/// Returns whether it ended; true when there is no relay or no directory.
+pub async fn wait_for_relay(log: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let Ok(mut dir) = File::open(log_dir(log)) else {
+        return true;
+    };
+    loop {
+        match Flock::lock(dir, FlockArg::LockSharedNonblock) {
+            Ok(_unlocked_on_drop) => return true,
+            Err((unlocked, _held_by_a_relay)) => dir = unlocked,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The directory holding `log`, which its relay locks.
+fn log_dir(log: &Path) -> &Path {
+    match log.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// The relay program's main: `LOG MAX_BYTES` as arguments, the machine's
+/// output on stdin. Runs until end of file.
+pub fn relay_main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let parsed = match args.as_slice() {
+        [log, max] => max
+            .to_str()
+            .and_then(|max| max.parse::<u64>().ok())
+            .map(|max| (Path::new(log), max)),
+        _ => None,
+    };
+    let Some((log, max_bytes)) = parsed else {
+        eprintln!("usage: LOG MAX_BYTES, with the output to relay on stdin");
+        return ExitCode::from(2);
+    };
+    match relay(&mut io::stdin().lock(), log, max_bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cannot relay into {}: {err}", log.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Copies `input` into `log` until end of file, rotating `log` to
+/// `log.1` before it would pass `max_bytes`. A terminal whose last
+/// holder closed it (EIO) is end of file. Output that cannot be written
+/// (a full disk) is dropped, so the machine is never blocked by its log.
+pub fn relay(input: &mut impl Read, log: &Path, max_bytes: u64) -> io::Result<()> {
+    let dir = File::open(log_dir(log))?;
+    let _held_until_the_relay_ends =
+        Flock::lock(dir, FlockArg::LockExclusive).map_err(|(_, errno)| io::Error::from(errno))?;
+    let mut current = BoundedLog::open(log, max_bytes)?;
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) if err.raw_os_error() == Some(libc::EIO) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        current.write(&chunk[..n]);
+    }
+}
+
+/// The log being written, with its size.
+struct BoundedLog<'a> {
+    path: &'a Path,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+}
+
+impl<'a> BoundedLog<'a> {
+    /// Opens `path` for appending, rotating it first if it is at the bound
+    /// already (a log left by the machine's previous run).
+    fn open(path: &'a Path, max_bytes: u64) -> io::Result<BoundedLog<'a>> {
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        let mut log = BoundedLog {
+            path,
+            file,
+            size,
+            max_bytes,
+        };
+        if log.size >= max_bytes {
+            log.rotate()?;
+        }
+        Ok(log)
+    }
+
+    /// Appends `bytes`, rotating first if they would pass the bound. A
+    /// failed write or rotation drops `bytes` (there is no one to tell:
+    /// the relay's own output goes nowhere); the next write tries again.
+    /// A failed write may have written part of `bytes`, so they count
+    /// towards the bound whatever happened.
+    fn write(&mut self, bytes: &[u8]) {
+        let len = bytes.len() as u64;
+        if self.size > 0 && self.size.saturating_add(len) > self.max_bytes && self.rotate().is_err()
+        {
+            return;
+        }
+        let _dropped_on_error = self.file.write_all(bytes);
+        self.size = self.size.saturating_add(len);
+    }
+
+    /// Renames the log to `log.1` and continues in a new, empty `log`.
+    fn rotate(&mut self) -> io::Result<()> {
+        fs::rename(self.path, rotated_path(self.path))?;
+        self.file = open_append(self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// Opens `path` for appending, creating it readable by its group only.
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
-    #[test]
-    fn rotates_by_copy_and_truncate_and_keeps_appending_writers_working() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("machine.log");
-        let mut writer = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&log)
-            .expect("open");
-        writer.write_all(b"first generation\n").expect("write");
-
-        assert!(!rotate_if_needed(&log, 1024, 2).expect("small log"));
-        assert!(rotate_if_needed(&log, 4, 2).expect("rotate"));
-        writer.write_all(b"second\n").expect("write");
-        assert!(rotate_if_needed(&log, 4, 2).expect("rotate again"));
-        writer.write_all(b"third\n").expect("write");
-        assert!(rotate_if_needed(&log, 4, 2).expect("rotate a third time"));
-
-        assert_eq!(fs::read_to_string(&log).expect("log"), "");
-        assert_eq!(
-            fs::read_to_string(numbered(&log, 1)).expect("log.1"),
-            "third\n"
-        );
-        assert_eq!(
-            fs::read_to_string(numbered(&log, 2)).expect("log.2"),
-            "second\n"
-        );
-        assert!(!numbered(&log, 3).exists(), "only `keep` copies survive");
+    fn size(path: &Path) -> u64 {
+        fs::metadata(path).map(|m| m.len()).unwrap_or(0)
     }
 
     #[test]
-    fn missing_log_is_not_rotated() {
+    fn security_log_stays_bounded_and_keeps_the_newest_output() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(!rotate_if_needed(&dir.path().join("none"), 0, 3).expect("missing"));
+        let log = dir.path().join("log");
+        // 10 MiB of numbered lines through a 64 KiB bound.
+        let text: String = (0..1_000_000).map(|i| format!("line {i:06}\n")).collect();
+        relay(&mut text.as_bytes(), &log, 64 * 1024).expect("relay");
+        assert!(size(&log) <= 64 * 1024, "log is {} bytes", size(&log));
+        assert!(size(&rotated_path(&log)) <= 64 * 1024);
+        let newest = fs::read_to_string(&log).expect("log");
+        assert!(newest.ends_with("line 999999\n"), "{newest:.100}");
+        let older = fs::read_to_string(rotated_path(&log)).expect("log.1");
+        assert_eq!(
+            format!("{older}{newest}"),
+            text[text.len() - older.len() - newest.len()..],
+            "log.1 then log are the last output, in order"
+        );
+    }
+
+    #[test]
+    fn a_log_at_the_bound_is_rotated_before_the_next_run_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        fs::write(&log, "previous run\n").expect("write");
+        relay(&mut &b"this run\n"[..], &log, 8).expect("relay");
+        assert_eq!(fs::read_to_string(&log).expect("log"), "this run\n");
+        assert_eq!(
+            fs::read_to_string(rotated_path(&log)).expect("log.1"),
+            "previous run\n"
+        );
+        relay(&mut &b"appended\n"[..], &log, 1024).expect("relay");
+        assert_eq!(
+            fs::read_to_string(&log).expect("log"),
+            "this run\nappended\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_relay_is_waited_for_until_it_has_written_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        assert!(wait_for_relay(&log, Duration::ZERO).await, "no relay");
+        let (mut output, mut writer) = io::pipe().expect("pipe");
+        let relaying = {
+            let log = log.clone();
+            std::thread::spawn(move || relay(&mut output, &log, 1024))
+        };
+        writer.write_all(b"last words\n").expect("write");
+        while !log.exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!wait_for_relay(&log, Duration::from_millis(50)).await);
+        drop(writer);
+        assert!(wait_for_relay(&log, Duration::from_secs(10)).await);
+        assert_eq!(fs::read_to_string(&log).expect("log"), "last words\n");
+        relaying.join().expect("relay thread").expect("relay");
+    }
+
+    #[test]
+    fn relay_main_refuses_arguments_it_cannot_use() {
+        assert_eq!(relay_main([]), ExitCode::from(2));
+        let bad = [OsString::from("/tmp/log"), OsString::from("lots")];
+        assert_eq!(relay_main(bad), ExitCode::from(2));
     }
 }

@@ -8,8 +8,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::str::FromStr;
@@ -21,6 +21,7 @@ use tokio::process::Command;
 
 use crate::console;
 use crate::host::{self, CgroupMode};
+use crate::logs::LogRelay;
 use crate::RuntimeError;
 
 /// Upper bound for one lifecycle command. crun and runc finish in tens of
@@ -166,28 +167,18 @@ impl Runtime {
 
     /// Creates container `id` from `bundle` without starting its process.
     ///
-    /// The main process gets stdin from `/dev/null` and stdout and stderr
-    /// appended to `log_path` (created 0640 if missing): it writes its log
-    /// directly and keeps working if the roost daemon dies. Returns the host
-    /// pid of the container's init.
+    /// The main process gets stdin from `/dev/null`; its stdout and stderr
+    /// (or its terminal) go to a `relay` process that writes them to
+    /// `log_path`, bounded (see [`crate::logs`]), and keeps doing so if the
+    /// roost daemon dies. Returns the host pid of the container's init.
     pub async fn create(
         &self,
         id: &str,
         bundle: &Path,
         log_path: &Path,
+        relay: &LogRelay,
     ) -> Result<u32, RuntimeError> {
         validate_id(id)?;
-        let log = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(log_path)
-            .map_err(|err| {
-                RuntimeError::io(format!("cannot open log {}", log_path.display()), err)
-            })?;
-        let log_err = log.try_clone().map_err(|err| {
-            RuntimeError::io(format!("cannot open log {}", log_path.display()), err)
-        })?;
         let scratch = scratch_dir("create")?;
         let pid_file = scratch.path().join("pid");
         let runtime_log = scratch.path().join("runtime.log");
@@ -213,14 +204,20 @@ impl Runtime {
         }
         args.push(id.as_ref());
         let mut cmd = self.command(&args);
-        let terminal_log = console
-            .as_ref()
-            .map(|_| log.try_clone())
-            .transpose()
-            .map_err(|err| {
-                RuntimeError::io(format!("cannot open log {}", log_path.display()), err)
-            })?;
-        cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log_err));
+        if console.is_none() {
+            // The container inherits the writing end; the relay ends when
+            // the last process holding it does (or at once if create fails).
+            let (output, writer) = std::io::pipe()
+                .map_err(|err| RuntimeError::io("cannot create the log pipe", err))?;
+            relay.spawn(output, log_path)?;
+            let writer_err = writer
+                .try_clone()
+                .map_err(|err| RuntimeError::io("cannot create the log pipe", err))?;
+            cmd.stdout(Stdio::from(writer))
+                .stderr(Stdio::from(writer_err));
+        } else {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
         let started = Instant::now();
         let handoff = console.map(|socket| tokio::spawn(socket.receive_master()));
         let status = self.wait(cmd, &args).await?.status;
@@ -234,12 +231,12 @@ impl Runtime {
                 stderr: runtime_log_errors(&runtime_log),
             });
         }
-        if let (Some(handoff), Some(terminal_log)) = (handoff, terminal_log) {
+        if let Some(handoff) = handoff {
             let master = handoff.await.map_err(|err| RuntimeError::BadOutput {
                 command: self.describe(&args),
                 reason: format!("terminal handoff failed: {err}"),
             })??;
-            console::relay_to_log(master, terminal_log)?;
+            relay.spawn(master, log_path)?;
         }
         let pid = read_pid_file(&pid_file)?.ok_or_else(|| RuntimeError::BadOutput {
             command: self.describe(&args),

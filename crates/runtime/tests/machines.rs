@@ -12,7 +12,7 @@ use roost_runtime::{
     cgroup_mode, processes, wait_for_exit, CgroupMode, ContainerStatus, ExecRequest,
     OciRuntimeKind, Runtime, RuntimeError,
 };
-use support::{request, Machine, KINDS};
+use support::{log_relay, request, Machine, KINDS, LOG_MAX_BYTES};
 
 #[tokio::test]
 async fn lifecycle_with_both_runtimes() {
@@ -112,16 +112,38 @@ async fn exit_code_and_output_reach_the_caller_and_the_log() {
         );
         let pid = m.create_and_start().await;
         assert_eq!(wait_for_exit(pid).await.expect("wait"), Some(42), "{kind}");
-        let log = fs::read_to_string(&m.log).expect("log");
-        assert!(
-            log.contains("to-stdout") && log.contains("to-stderr"),
-            "{kind}: {log:?}"
-        );
+        m.log_with(&["to-stdout", "to-stderr"]).await;
         let mode = fs::metadata(&m.log).expect("log").permissions();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o640
         );
+        m.runtime.delete(&m.id, false).await.expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn security_output_past_the_bound_rotates_the_log_and_keeps_the_newest() {
+    for kind in KINDS {
+        // 1 MB of output, then a last line, through a 64 KiB bound.
+        let mut m = Machine::new(
+            kind,
+            &["sh", "-c", "yes | head -c 1000000; echo last-line"],
+            |_| {},
+        );
+        let pid = m.create_and_start().await;
+        assert_eq!(wait_for_exit(pid).await.expect("wait"), Some(0), "{kind}");
+        let log = m.log_with(&["last-line"]).await;
+        assert!(log.ends_with("y\nlast-line\n"), "{kind}: {log:.80}");
+        let rotated = roost_runtime::logs::rotated_path(&m.log);
+        for file in [&m.log, &rotated] {
+            let size = fs::metadata(file).expect("log file").len();
+            assert!(
+                size <= LOG_MAX_BYTES,
+                "{kind}: {} is {size} bytes",
+                file.display()
+            );
+        }
         m.runtime.delete(&m.id, false).await.expect("delete");
     }
 }
@@ -425,7 +447,7 @@ async fn error_paths_are_reported_clearly() {
         let empty_bundle = tempfile::tempdir().expect("tempdir");
         let log = empty_bundle.path().join("log");
         let create = runtime
-            .create("badbundle", empty_bundle.path(), &log)
+            .create("badbundle", empty_bundle.path(), &log, &log_relay())
             .await
             .expect_err("no config.json");
         match &create {

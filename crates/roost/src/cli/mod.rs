@@ -75,6 +75,31 @@ enum Command {
     /// Serve roost's MCP tools on stdin/stdout for a local agent, relayed to
     /// the API's /mcp endpoint (uses --api-url and --api-token).
     Mcp,
+    /// (internal) Write a machine's output, read from stdin, into its
+    /// bounded log: `roost up` runs one per running machine.
+    #[command(hide = true)]
+    LogRelay {
+        #[arg(num_args = 0.., allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// The program and arguments `roost up` runs as machines' log relays: this
+/// binary (by `/proc/self/exe`, which stays valid if the file is replaced)
+/// with the hidden `log-relay` command.
+pub fn log_relay(max_bytes: u64) -> roost_runtime::LogRelay {
+    roost_runtime::LogRelay::new("/proc/self/exe", ["log-relay"], max_bytes)
+}
+
+impl Cli {
+    /// The arguments of `log-relay`, which `main` runs without an async
+    /// runtime and its threads (one relay runs per running machine).
+    pub fn log_relay_args(&mut self) -> Option<Vec<std::ffi::OsString>> {
+        match &mut self.command {
+            Command::LogRelay { args } => Some(std::mem::take(args)),
+            _ => None,
+        }
+    }
 }
 
 // The `--app` option of commands about one app's resources (a doc comment
@@ -114,6 +139,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             init_tracing("warn");
             let token = token(api_token.as_deref())?;
             Ok(roost_mcp::serve_stdio(&api_url, &token).await?)
+        }
+        Command::LogRelay { .. } => {
+            anyhow::bail!("log-relay runs before the async runtime starts (see main)")
         }
     }
 }

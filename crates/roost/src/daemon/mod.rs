@@ -189,7 +189,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
 /// `ROOST_CRASH_AT`; `service` is the private network's service address,
 /// `None` without a private network.
 fn machines_config(args: &UpArgs, service: Option<IpAddr>) -> Result<MachinesConfig> {
-    let mut config = MachinesConfig::new(&args.data_dir);
+    let mut config = MachinesConfig::new(
+        &args.data_dir,
+        crate::cli::log_relay(roost_machines::DEFAULT_LOG_MAX_BYTES),
+    );
     config.registries = data_dir::registry_config(args)?;
     config.default_runtime = args.runtime;
     config.region = args.region.clone();

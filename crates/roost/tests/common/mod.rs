@@ -155,6 +155,11 @@ impl Daemon {
         Client::new(&self.url, &self.token)
     }
 
+    /// The pid of the running roost process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("roost.log")).unwrap_or_default()
     }

@@ -11,10 +11,22 @@ use std::time::Duration;
 
 use roost_runtime::{
     rootfs, set_child_subreaper, wait_for_exit, write_bundle, BundleConfig, ExecOutput,
-    ExecRequest, OciRuntimeKind, Runtime,
+    ExecRequest, LogRelay, OciRuntimeKind, Runtime,
 };
 
 pub const KINDS: [OciRuntimeKind; 2] = [OciRuntimeKind::Crun, OciRuntimeKind::Runc];
+
+/// Bound of the test machines' logs.
+pub const LOG_MAX_BYTES: u64 = 64 * 1024;
+
+/// This crate's own relay program, bounding logs at [`LOG_MAX_BYTES`].
+pub fn log_relay() -> LogRelay {
+    LogRelay::new(
+        env!("CARGO_BIN_EXE_roost-log-relay"),
+        [""; 0],
+        LOG_MAX_BYTES,
+    )
+}
 
 /// A prepared (not yet created) machine.
 pub struct Machine {
@@ -88,11 +100,28 @@ impl Machine {
     pub async fn create(&mut self) -> u32 {
         let pid = self
             .runtime
-            .create(&self.id, &self.bundle, &self.log)
+            .create(&self.id, &self.bundle, &self.log, &log_relay())
             .await
             .expect("create");
         self.init_pid = Some(pid);
         pid
+    }
+
+    /// The machine's log once it holds every one of `needles`: the relay
+    /// writes it shortly after the machine printed. Panics after 10 s.
+    pub async fn log_with(&self, needles: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            if needles.iter().all(|needle| log.contains(needle)) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needles:?} not in the log after 10 s: {log:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn create_and_start(&mut self) -> u32 {
