@@ -313,7 +313,7 @@ impl Inner {
             memory_mb: Some(sizing.memory_mb),
             cpus: Some(sizing.cpus),
             rootfs: paths.rootfs.clone(),
-            cgroup_name: format!("roost/{}", machine.id),
+            cgroup_name: paths::cgroup_name(&machine.id),
             terminal: machine.config.init.as_ref().is_some_and(|init| init.tty),
             mounts,
             netns: self.net.as_ref().map(|net| net.netns_path(&machine.id)),

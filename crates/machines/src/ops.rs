@@ -205,6 +205,10 @@ impl Inner {
             Step::Run => self.run_container(record, &paths).await,
             Step::SignalStop => self.signal_stop(record, plan).await,
             Step::DeleteContainer => {
+                // Whatever the machine forked dies with it, so the runtime
+                // can remove its cgroups.
+                roost_runtime::cgroup::kill_all(&crate::paths::cgroup_name(&id), KILL_GRACE)
+                    .await?;
                 self.runtime_for(record)?.delete(&id, true).await?;
                 if !roost_runtime::logs::wait_for_relay(&paths.log, LOG_RELAY_GRACE).await {
                     tracing::warn!(machine = %id, "the log relay still runs after the container was deleted");
@@ -274,8 +278,8 @@ impl Inner {
             .stop_signal
             .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
             .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-        runtime.kill(id, signal).await?;
         if signal != nix::sys::signal::Signal::SIGKILL {
+            runtime.kill(id, signal).await?;
             let timeout = Duration::from_millis(
                 plan.stop_timeout_ms
                     .unwrap_or(crate::DEFAULT_STOP_TIMEOUT_MS),
@@ -290,8 +294,10 @@ impl Inner {
                 machine = id,
                 "main process ignored {signal} for {timeout:?}; killing it"
             );
-            runtime.kill(id, nix::sys::signal::Signal::SIGKILL).await?;
         }
+        // Through the cgroup: SIGKILL to the init alone leaves a fork bomb
+        // racing the teardown of its pid namespace.
+        roost_runtime::cgroup::kill_all(&crate::paths::cgroup_name(id), KILL_GRACE).await?;
         tokio::time::timeout(KILL_GRACE, roost_runtime::wait_for_exit(pid))
             .await
             .map_err(|_| {
@@ -303,7 +309,8 @@ impl Inner {
     }
 }
 
-/// How long a SIGKILLed machine may take to exit before stop reports an error.
+/// How long a SIGKILLed machine's processes may take to exit (each of the
+/// cgroup kill and the init's exit) before stop reports an error.
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// How long deleting a container waits for its log relay to write the last

@@ -42,3 +42,9 @@ impl MachinePaths {
         roost_runtime::logs::rotated_path(&self.log)
     }
 }
+
+/// The machine's cgroup, relative to the cgroup root: its bundle's
+/// `cgroupsPath`, and what is killed to stop every process it forked.
+pub(crate) fn cgroup_name(id: &str) -> String {
+    format!("roost/{id}")
+}

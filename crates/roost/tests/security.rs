@@ -48,6 +48,18 @@ async fn create_machine(daemon: &Daemon, config: &roost_types::MachineConfig) ->
         .await
 }
 
+/// `method` on machine `id` of [`APP`] (`suffix` after its path, such as
+/// `/stop`), without a body: the status and the answer.
+async fn on_machine(daemon: &Daemon, method: Method, id: &str, suffix: &str) -> (u16, Value) {
+    daemon
+        .call(
+            method,
+            &format!("/v1/apps/{APP}/machines/{id}{suffix}"),
+            None,
+        )
+        .await
+}
+
 /// `GET path`: the status and the answer.
 async fn get(daemon: &Daemon, path: &str) -> (u16, Value) {
     daemon.call(Method::GET, path, None).await
@@ -472,13 +484,7 @@ async fn security_setuid_files_of_machines_and_images_are_out_of_local_users_rea
     }
 
     // A stopped machine's rootfs, mounted for the file tools, is nosuid.
-    let (status, body) = daemon
-        .call(
-            Method::POST,
-            &format!("/v1/apps/{APP}/machines/{id}/stop"),
-            None,
-        )
-        .await;
+    let (status, body) = on_machine(&daemon, Method::POST, &id, "/stop").await;
     assert_eq!(status, 200, "{body}");
     daemon.wait_state(&id, "stopped", 30).await;
     let listing = mcp_call(
@@ -583,16 +589,90 @@ async fn security_a_flooding_machine_bounds_its_log_not_the_daemon() {
         "nothing was logged while roost was down"
     );
     daemon.spawn(None).await;
-    let (status, body) = daemon
-        .call(
-            Method::DELETE,
-            &format!("/v1/apps/{APP}/machines/{id}?force=true"),
-            None,
-        )
-        .await;
+    let (status, body) = on_machine(&daemon, Method::DELETE, &id, "?force=true").await;
     assert_eq!(status, 200, "{body}");
     assert!(
         common::processes_mentioning(&id).is_empty(),
         "the relay outlived its destroyed machine"
     );
+}
+
+/// Kills whatever is left in a machine's cgroup and removes its cgroup
+/// directories when dropped, so a failing fork-bomb test leaves nothing
+/// running on the host.
+struct CgroupSweep(String);
+
+impl Drop for CgroupSweep {
+    fn drop(&mut self) {
+        let name = format!("roost/{}", self.0);
+        // Drop runs inside the test's runtime: sweep from a thread of our own.
+        let swept = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("runtime")
+                .block_on(roost_runtime::cgroup::kill_all(
+                    &name,
+                    Duration::from_secs(30),
+                ))
+        })
+        .join();
+        if !matches!(swept, Ok(Ok(()))) {
+            eprintln!("cannot sweep the cgroup of {}: {swept:?}", self.0);
+        }
+        for dir in common::cgroups_of(&self.0) {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// How many processes cgroup `roost/<id>` holds (its pids controller).
+fn pids_in(id: &str) -> usize {
+    std::fs::read_to_string(format!("/sys/fs/cgroup/pids/roost/{id}/pids.current"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/roost/{id}/pids.current")))
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Finding 8: a machine limited to 128 MB ran a fork bomb; `DELETE
+/// ?force=true` answered 500 ("did not exit 10s after SIGKILL") and left
+/// it `failed`, and a second DELETE said `destroyed` while 1,620
+/// processes ran on in cgroups left in nine controllers. Destroy kills
+/// through the cgroup: it succeeds within 10 s and leaves no process and
+/// no cgroup. The bomb is bounded by the machine's pids limit (4096) and
+/// memory (128 MB).
+#[tokio::test(flavor = "multi_thread")]
+async fn security_a_fork_bomb_dies_with_its_destroyed_machine() {
+    let daemon = Daemon::start().await;
+    let mut config = sh_config("sleep 1; bomb() { bomb | bomb & }; bomb; exec sleep 3600");
+    config.guest = Some(roost_types::MachineGuest {
+        memory_mb: Some(128),
+        ..Default::default()
+    });
+    let (status, machine) = create_machine(&daemon, &config).await;
+    assert_eq!(status, 200, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    let _sweep = CgroupSweep(id.clone());
+    daemon.wait_state(&id, "started", 30).await;
+    let bombing = Instant::now();
+    while pids_in(&id) < 1000 && bombing.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bombers = pids_in(&id);
+    assert!(bombers >= 500, "the bomb reached only {bombers} processes");
+
+    let destroying = Instant::now();
+    let (status, body) = on_machine(&daemon, Method::DELETE, &id, "?force=true").await;
+    let took = destroying.elapsed();
+    eprintln!("destroyed a machine of {bombers} processes in {took:?}");
+    assert_eq!(status, 200, "{body}");
+    assert!(took < Duration::from_secs(10), "destroy took {took:?}");
+    assert_eq!(
+        daemon.state(&id).await,
+        roost_types::MachineState::Destroyed
+    );
+    assert_eq!(pids_in(&id), 0, "processes outlived their machine");
+    let left = common::cgroups_of(&id);
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }

@@ -63,6 +63,16 @@ pub enum RuntimeError {
         /// What was wrong with it.
         reason: String,
     },
+    /// Processes of a machine survived being killed through its cgroup.
+    #[error("{left} processes of cgroup {cgroup} still run {waited:?} after they were killed")]
+    Unkillable {
+        /// The cgroup, relative to the cgroup root.
+        cgroup: String,
+        /// How many processes were left.
+        left: usize,
+        /// How long they were given.
+        waited: Duration,
+    },
     /// A filesystem or system-call operation failed.
     #[error("{context}: {source}")]
     Io {

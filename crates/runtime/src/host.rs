@@ -94,7 +94,7 @@ impl fmt::Display for CgroupMode {
     }
 }
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Where systemd mounts the v2 hierarchy on hybrid hosts. A C string because
 /// [`detach_unified_hierarchy`] runs between fork and exec and must not

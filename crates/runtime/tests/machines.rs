@@ -149,6 +149,55 @@ async fn security_output_past_the_bound_rotates_the_log_and_keeps_the_newest() {
 }
 
 #[tokio::test]
+async fn security_kill_all_ends_a_fork_bomb_and_its_cgroups() {
+    for kind in KINDS {
+        let mut m = Machine::new(
+            kind,
+            &[
+                "sh",
+                "-c",
+                "bomb() { bomb | bomb & }; bomb; exec sleep 1000",
+            ],
+            |_| {},
+        );
+        m.create_and_start().await;
+        let cgroup = m.cfg.cgroup_name.clone();
+        // The pids controller's copy: v1 (legacy, hybrid) or the v2 tree.
+        let procs = [
+            PathBuf::from("/sys/fs/cgroup/pids"),
+            PathBuf::from("/sys/fs/cgroup"),
+        ]
+        .iter()
+        .map(|root| root.join(&cgroup).join("cgroup.procs"))
+        .find(|procs| procs.exists())
+        .expect("the machine's cgroup");
+        let count = || {
+            fs::read_to_string(&procs)
+                .map(|p| p.lines().count())
+                .unwrap_or(0)
+        };
+        let bombing = Instant::now();
+        while count() < 200 && bombing.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            count() >= 200,
+            "{kind}: the bomb reached only {} processes",
+            count()
+        );
+        // Frozen, a SIGKILL to the init alone never takes effect; through
+        // the cgroup it does (and the cgroup is thawed after).
+        m.runtime.pause(&m.id).await.expect("pause");
+        roost_runtime::cgroup::kill_all(&cgroup, Duration::from_secs(10))
+            .await
+            .expect("kill every process");
+        assert_eq!(count(), 0, "{kind}: processes left");
+        m.runtime.delete(&m.id, true).await.expect("delete");
+        assert!(!procs.exists(), "{kind}: the cgroup was removed");
+    }
+}
+
+#[tokio::test]
 async fn exec_runs_commands_inside_the_machine() {
     for kind in KINDS {
         let mut m = Machine::new(kind, &["sleep", "1000"], |_| {});

@@ -174,6 +174,7 @@ impl Drop for Machine {
         let runtime = self.runtime.clone();
         let id = self.id.clone();
         let init_pid = self.init_pid;
+        let cgroup = self.cfg.cgroup_name.clone();
         // Drop may run inside a tokio runtime (a panicking async test), where
         // a nested runtime cannot block; a plain thread can.
         let cleanup = std::thread::spawn(move || {
@@ -190,8 +191,11 @@ impl Drop for Machine {
                             tokio::time::timeout(Duration::from_secs(15), wait_for_exit(pid)).await;
                     }
                 };
-                let (deleted, ()) = tokio::join!(runtime.delete(&id, true), reap);
-                if let Err(err) = deleted {
+                // Everything the machine forked goes first, so the runtime
+                // can remove the cgroups.
+                let killed = roost_runtime::cgroup::kill_all(&cgroup, Duration::from_secs(15));
+                let (killed, ()) = tokio::join!(killed, reap);
+                if let Err(err) = killed.and(runtime.delete(&id, true).await) {
                     eprintln!("cleanup of {id} failed: {err}");
                 }
             });
