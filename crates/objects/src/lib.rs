@@ -1,6 +1,8 @@
 //! roost's S3-compatible object store: buckets and objects on the local
 //! filesystem, served over the S3 protocol by [`s3s`] (routing, SigV4 header
-//! and presigned auth, aws-chunked bodies, XML).
+//! and presigned auth, aws-chunked bodies, XML), behind [`S3Endpoint`],
+//! which adds what s3s lacks (CORS preflights, streamed browser uploads,
+//! chunked bodies without a length, request ids).
 //!
 //! Layout of the store directory:
 //!
@@ -38,6 +40,7 @@
 //! the reopened store.
 
 mod access;
+mod endpoint;
 mod error;
 mod index;
 mod record;
@@ -45,6 +48,7 @@ mod s3;
 mod store;
 
 pub use access::{AccessKey, KeyLookup, Principal};
+pub use endpoint::S3Endpoint;
 pub use error::{Error, Result};
 pub use record::BucketInfo;
 pub use store::{is_valid_bucket_name, ObjectStore, CRASH_POINTS};
@@ -71,20 +75,21 @@ impl ObjectStore {
         admin_key(&self.inner.root.join(ADMIN_KEY_FILE))
     }
 
-    /// The S3 service over this store.
-    pub fn service(&self, options: ServiceOptions) -> Result<s3s::service::S3Service> {
+    /// The S3 endpoint over this store.
+    pub fn service(&self, options: ServiceOptions) -> Result<S3Endpoint> {
         let keys = access::Keys {
             admin: self.admin_key()?,
             apps: options.apps,
             store: self.clone(),
         };
+        let domain = options.domain.map(access::Domain);
         let mut builder = s3s::service::S3ServiceBuilder::new(self.clone());
         builder.set_auth(keys.clone());
-        builder.set_access(keys);
-        if let Some(domain) = options.domain {
-            builder.set_host(access::Domain(domain));
+        builder.set_access(keys.clone());
+        if let Some(domain) = &domain {
+            builder.set_host(domain.clone());
         }
-        Ok(builder.build())
+        Ok(S3Endpoint::new(builder.build(), self.clone(), keys, domain))
     }
 }
 
@@ -103,7 +108,7 @@ fn admin_key(path: &Path) -> Result<AccessKey> {
 /// Serves `service` on `listener` (HTTP/1.1) until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    service: s3s::service::S3Service,
+    service: S3Endpoint,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
@@ -120,8 +125,8 @@ pub async fn serve(
     }
 }
 
-/// s3s's answer to `req`; an error answer to a request that carries a body
-/// closes the connection.
+/// The endpoint's answer to `req`; an error answer to a request that
+/// carries a body closes the connection.
 ///
 /// Why: an operation refused before it reads the body (AccessDenied,
 /// NoSuchBucket, a bad signature) leaves the body unread, and a client that
@@ -132,12 +137,12 @@ pub async fn serve(
 /// read as `ET`, hence SignatureDoesNotMatch). A server that does not read
 /// a body must close the connection instead (RFC 9110, 10.1.1).
 async fn answer(
-    service: s3s::service::S3Service,
+    service: S3Endpoint,
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<s3s::HttpResponse, s3s::HttpError> {
     use hyper::body::Body as _;
     let has_body = !req.body().is_end_stream();
-    let mut response = hyper::service::Service::call(&service, req).await?;
+    let mut response = service.call(req.map(s3s::Body::from)).await?;
     let status = response.status();
     if has_body && (status.is_client_error() || status.is_server_error()) {
         response.headers_mut().insert(

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::index::{self, buckets, Index};
-use crate::record::{Body, BucketInfo};
+use crate::record::{Body, BucketConfig, BucketInfo, CannedAcl};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use s3s::checksum::ChecksumHasher;
@@ -51,19 +51,27 @@ pub(crate) struct StoreInner {
 ///   not yet removed;
 /// - `object_part:body_durable`: UploadPart/UploadPartCopy, the part file
 ///   is durable, not yet recorded;
+/// - `object_part:recorded`: the part is recorded, the file of the part it
+///   replaced (an earlier upload of its number) not yet removed;
 /// - `object_complete:assembled`: CompleteMultipartUpload, the concatenated
 ///   body is durable, not yet recorded;
 /// - `object_complete:recorded`: the object is recorded and the upload gone,
 ///   the part files not yet removed;
-/// - `object_delete:recorded`: DeleteObject(s) or a purging bucket delete
-///   committed, the bodies not yet removed.
+/// - `object_delete:recorded`: DeleteObject(s) (of a key, of a version, or
+///   adding a delete marker) or a purging bucket delete committed, the
+///   bodies not yet removed;
+/// - `object_meta:uncommitted`: PutObjectTagging/PutObjectAcl and friends,
+///   the metadata row rewritten inside the write's transaction, not yet
+///   committed.
 pub const CRASH_POINTS: &[&str] = &[
     "object_write:body_durable",
     "object_write:recorded",
     "object_part:body_durable",
+    "object_part:recorded",
     "object_complete:assembled",
     "object_complete:recorded",
     "object_delete:recorded",
+    "object_meta:uncommitted",
 ];
 
 pub(crate) fn now_ms() -> i64 {
@@ -169,6 +177,17 @@ impl ObjectStore {
 
     /// Creates a bucket owned by `owner` (an app name; `None`: admin only).
     pub async fn create_bucket(&self, name: &str, owner: Option<&str>) -> Result<BucketInfo> {
+        self.create_bucket_with_acl(name, owner, CannedAcl::Private)
+            .await
+    }
+
+    /// [`ObjectStore::create_bucket`] with a canned ACL.
+    pub(crate) async fn create_bucket_with_acl(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+        acl: CannedAcl,
+    ) -> Result<BucketInfo> {
         if !is_valid_bucket_name(name) {
             return Err(Error::InvalidBucketName(name.to_string()));
         }
@@ -180,7 +199,7 @@ impl ObjectStore {
         let record = info.clone();
         self.inner
             .index
-            .write(move |conn| buckets::create(conn, &record))
+            .write(move |conn| buckets::create(conn, &record, acl))
             .await?;
         tracing::info!(bucket = name, owner = ?owner, "bucket created");
         Ok(info)
@@ -210,6 +229,16 @@ impl ObjectStore {
     /// Names of the buckets `owner` owns, oldest first (a point read).
     pub fn bucket_names_of(&self, owner: &str) -> Result<Vec<String>> {
         self.inner.index.read(|conn| buckets::names_of(conn, owner))
+    }
+
+    /// The bucket's configuration (owner, versioning, ACL, CORS, tags), if
+    /// it exists.
+    pub(crate) async fn bucket_config(&self, name: &str) -> Result<Option<BucketConfig>> {
+        let name = name.to_string();
+        self.inner
+            .index
+            .read_async(move |conn| buckets::config(conn, &name))
+            .await
     }
 
     /// The bucket's record, if it exists.
@@ -408,6 +437,40 @@ impl ObjectStore {
         .map_err(|e| Error::Internal(format!("concatenation failed: {e}")))?
     }
 
+    /// Reads `body` (at most `max` bytes) into a temp file that is unlinked
+    /// at once, so that nothing of it outlives the request, even a crash;
+    /// returns the file, rewound, and the body's length.
+    pub(crate) async fn spool(
+        &self,
+        mut body: s3s::Body,
+        max: u64,
+    ) -> std::result::Result<(std::fs::File, u64), s3s::S3Error> {
+        use std::io::Seek;
+        use tokio::io::AsyncWriteExt;
+        let path = self.inner.root.join("tmp").join(random_id());
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(Error::from)?;
+        std::fs::remove_file(&path).map_err(Error::from)?;
+        let mut file = tokio::fs::File::from_std(file);
+        let mut len: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(body_error)?;
+            len += chunk.len() as u64;
+            if len > max {
+                return Err(body_error(Box::new(BodySizeError::TooLarge { max })));
+            }
+            file.write_all(&chunk).await.map_err(Error::from)?;
+        }
+        file.flush().await.map_err(Error::from)?;
+        let mut file = file.into_std().await;
+        file.rewind().map_err(Error::from)?;
+        Ok((file, len))
+    }
+
     /// Drops a received body that will not be recorded.
     pub(crate) async fn discard(&self, body: &Body) {
         if let Body::File(id) = body {
@@ -440,11 +503,28 @@ impl ObjectStore {
     }
 }
 
+/// A body outside the sizes its request allows, as a body stream reports
+/// it (so that the receiving operation stops and answers EntityTooLarge or
+/// EntityTooSmall).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodySizeError {
+    #[error("the body is larger than the {max} bytes allowed")]
+    TooLarge { max: u64 },
+    #[error("the body is smaller than the {min} bytes required")]
+    TooSmall { min: u64 },
+}
+
 /// The S3 error for a request body that failed while being read. A chunk
 /// of an aws-chunked body whose signature does not verify is S3's
 /// SignatureDoesNotMatch; s3s does not export its decoder's error type, so
 /// the case is told by its message (s3s is pinned).
 fn body_error(err: s3s::StdError) -> s3s::S3Error {
+    if let Some(size) = err.downcast_ref::<BodySizeError>() {
+        return match size {
+            BodySizeError::TooLarge { .. } => s3_error!(EntityTooLarge, "{size}"),
+            BodySizeError::TooSmall { .. } => s3_error!(EntityTooSmall, "{size}"),
+        };
+    }
     if err.to_string().contains("SignatureMismatch") {
         s3_error!(
             SignatureDoesNotMatch,

@@ -22,6 +22,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 const BUCKET: &str = "crash";
+/// A bucket with versioning enabled, holding one version of `v`.
+const VERSIONED: &str = "crash-versioned";
 const MIB: usize = 1024 * 1024;
 
 fn old_big() -> Bytes {
@@ -33,6 +35,16 @@ fn new_big() -> Bytes {
 fn part(n: u64) -> Bytes {
     pattern(10 + n, if n == 1 { 5 * MIB } else { MIB })
 }
+/// Part 1 uploaded again, with other content.
+fn part_again() -> Bytes {
+    pattern(20, 5 * MIB)
+}
+fn old_version() -> Bytes {
+    pattern(4, 2 * MIB)
+}
+fn new_version() -> Bytes {
+    pattern(5, 2 * MIB)
+}
 
 /// What the bucket holds, key by key.
 #[derive(Debug, PartialEq)]
@@ -42,6 +54,11 @@ struct State {
     gone: Option<Bytes>,
     copy: Option<Bytes>,
     mp: Option<Bytes>,
+    /// The tag keys of `small`.
+    small_tags: Vec<String>,
+    /// The history of `v` in [`VERSIONED`], newest first: each version's
+    /// body, `None` for a delete marker.
+    versions: Vec<Option<Bytes>>,
 }
 
 impl State {
@@ -52,6 +69,8 @@ impl State {
             gone: Some(pattern(3, 200 * 1024)),
             copy: None,
             mp: None,
+            small_tags: Vec::new(),
+            versions: vec![Some(old_version())],
         }
     }
 
@@ -62,8 +81,52 @@ impl State {
             gone: h.get(BUCKET, "gone").await,
             copy: h.get(BUCKET, "copy").await,
             mp: h.get(BUCKET, "mp").await,
+            small_tags: h
+                .ok(Req::new(Method::GET, Some(BUCKET), Some("small")).query("tagging", ""))
+                .await
+                .tags("Key"),
+            versions: read_versions(h).await,
         }
     }
+}
+
+/// The versions of `v` in [`VERSIONED`], newest first, as ListObjectVersions
+/// lists them: `(version id, whether it is a delete marker)`.
+async fn versions_listed(h: &Harness) -> Vec<(String, bool)> {
+    let listing = h
+        .ok(Req::bucket(Method::GET, VERSIONED).query("versions", ""))
+        .await
+        .text();
+    let mut out = Vec::new();
+    let mut rest = listing.as_str();
+    loop {
+        let next = [("<Version>", false), ("<DeleteMarker>", true)]
+            .into_iter()
+            .filter_map(|(open, marker)| Some((rest.find(open)?, open, marker)))
+            .min();
+        let Some((at, open, marker)) = next else {
+            return out;
+        };
+        rest = &rest[at + open.len()..];
+        let id = tags(rest, "VersionId").remove(0);
+        out.push((id, marker));
+    }
+}
+
+async fn read_versions(h: &Harness) -> Vec<Option<Bytes>> {
+    let mut out = Vec::new();
+    for (id, marker) in versions_listed(h).await {
+        if marker {
+            out.push(None);
+            continue;
+        }
+        let body = h
+            .ok(Req::get(VERSIONED, "v").query("versionId", &id))
+            .await
+            .body;
+        out.push(Some(body));
+    }
+    out
 }
 
 fn completion() -> String {
@@ -82,14 +145,32 @@ fn upload_req(method: Method, upload: &str) -> Req {
     Req::new(method, Some(BUCKET), Some("mp")).query("uploadId", upload)
 }
 
-/// Seeds `root`; returns the id of the unfinished upload of `mp`.
-async fn seed(root: &Path) -> String {
+/// What a seeded store holds that the writes name.
+struct Seeded {
+    /// The unfinished upload of `mp`.
+    upload: String,
+    /// The one version of `v` in [`VERSIONED`].
+    version: String,
+}
+
+/// Seeds `root`.
+async fn seed(root: &Path) -> Seeded {
     let h = Harness::open(root, None, &[]);
     h.ok(Req::bucket(Method::PUT, BUCKET)).await;
     let seeded = State::seeded();
     h.ok(Req::put(BUCKET, "big", seeded.big.unwrap())).await;
     h.ok(Req::put(BUCKET, "small", seeded.small.unwrap())).await;
     h.ok(Req::put(BUCKET, "gone", seeded.gone.unwrap())).await;
+    h.ok(Req::bucket(Method::PUT, VERSIONED)).await;
+    h.ok(Req::bucket(Method::PUT, VERSIONED)
+        .query("versioning", "")
+        .body("<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"))
+        .await;
+    let version = h
+        .ok(Req::put(VERSIONED, "v", old_version()))
+        .await
+        .header("x-amz-version-id")
+        .expect("a version id");
     let upload = h
         .ok(Req::new(Method::POST, Some(BUCKET), Some("mp")).query("uploads", ""))
         .await
@@ -101,7 +182,7 @@ async fn seed(root: &Path) -> String {
             .body(part(n)))
             .await;
     }
-    upload
+    Seeded { upload, version }
 }
 
 /// The write a case runs in the child.
@@ -111,8 +192,20 @@ enum Write {
     PutSmall,
     Copy,
     Part,
+    /// Part 1 of `mp` uploaded again, with other content.
+    PartAgain,
     Complete,
     Delete,
+    /// PUT of `big` if its ETag is still the seeded one.
+    PutIfMatch,
+    /// PutObjectTagging of `small`.
+    Tagging,
+    /// PUT of a new version of `v` into the versioned bucket.
+    PutVersion,
+    /// DELETE of `v` in the versioned bucket: a delete marker.
+    DeleteMarker,
+    /// DELETE of the seeded version of `v` in the versioned bucket.
+    DeleteVersion,
     /// PUT of `big` whose body kills the process once part of it is on disk.
     TornBody,
 }
@@ -124,8 +217,14 @@ impl Write {
             Write::PutSmall,
             Write::Copy,
             Write::Part,
+            Write::PartAgain,
             Write::Complete,
             Write::Delete,
+            Write::PutIfMatch,
+            Write::Tagging,
+            Write::PutVersion,
+            Write::DeleteMarker,
+            Write::DeleteVersion,
             Write::TornBody,
         ]
         .into_iter()
@@ -133,7 +232,8 @@ impl Write {
         .unwrap_or_else(|| panic!("unknown write {name}"))
     }
 
-    fn request(self, root: &Path, upload: &str) -> Req {
+    fn request(self, root: &Path, seeded: &Seeded) -> Req {
+        let upload = seeded.upload.as_str();
         match self {
             Write::PutBig => Req::put(BUCKET, "big", new_big()),
             Write::PutSmall => Req::put(BUCKET, "small", "new small"),
@@ -142,8 +242,22 @@ impl Write {
             Write::Part => upload_req(Method::PUT, upload)
                 .query("partNumber", "3")
                 .body(part(3)),
+            Write::PartAgain => upload_req(Method::PUT, upload)
+                .query("partNumber", "1")
+                .body(part_again()),
             Write::Complete => upload_req(Method::POST, upload).body(completion()),
             Write::Delete => Req::new(Method::DELETE, Some(BUCKET), Some("gone")),
+            Write::PutIfMatch => Req::put(BUCKET, "big", new_big())
+                .header("if-match", &format!("\"{}\"", md5_hex(&old_big()))),
+            Write::Tagging => Req::new(Method::PUT, Some(BUCKET), Some("small"))
+                .query("tagging", "")
+                .body(
+                    "<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tagging>",
+                ),
+            Write::PutVersion => Req::put(VERSIONED, "v", new_version()),
+            Write::DeleteMarker => Req::new(Method::DELETE, Some(VERSIONED), Some("v")),
+            Write::DeleteVersion => Req::new(Method::DELETE, Some(VERSIONED), Some("v"))
+                .query("versionId", &seeded.version),
             Write::TornBody => Req::new(Method::PUT, Some(BUCKET), Some("big")).stream(
                 Box::pin(DiesHalfway {
                     body: new_big(),
@@ -201,11 +315,14 @@ async fn crash_child() {
     };
     let root = PathBuf::from(root);
     let point = std::env::var("OBJECTS_CRASH_POINT").unwrap();
-    let upload = std::env::var("OBJECTS_CRASH_UPLOAD").unwrap();
+    let seeded = Seeded {
+        upload: std::env::var("OBJECTS_CRASH_UPLOAD").unwrap(),
+        version: std::env::var("OBJECTS_CRASH_VERSION").unwrap(),
+    };
     let write = Write::from_name(&std::env::var("OBJECTS_CRASH_WRITE").unwrap());
     let h = Harness::open(&root, (!point.is_empty()).then_some(point.as_str()), &[]);
     let resp = h
-        .send(Some(&h.admin.clone()), write.request(&root, &upload))
+        .send(Some(&h.admin.clone()), write.request(&root, &seeded))
         .await;
     // Reaching this line means the process did not die where it should.
     println!("the write finished: {} {}", resp.status, resp.text());
@@ -241,15 +358,20 @@ async fn check_consistent(h: &Harness) {
         "body files no record names (or the reverse)"
     );
     let mut stmt = conn
-        .prepare("SELECT key, size, etag FROM objects WHERE bucket = ?1")
+        .prepare("SELECT bucket, key, version, size, etag FROM objects WHERE marker = 0")
         .unwrap();
-    let rows: Vec<(String, i64, String)> = stmt
-        .query_map([BUCKET], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let rows: Vec<(String, String, String, i64, String)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    for (key, size, etag) in rows {
-        let body = h.get(BUCKET, &key).await.expect("a recorded object reads");
+    for (bucket, key, version, size, etag) in rows {
+        let body = h
+            .ok(Req::get(&bucket, &key).query("versionId", &version))
+            .await
+            .body;
         assert_eq!(
             body.len() as i64,
             size,
@@ -265,12 +387,18 @@ async fn check_consistent(h: &Harness) {
     }
 }
 
-async fn parts_listed(h: &Harness, upload: &str) -> Option<Vec<String>> {
+/// The parts of `upload` as ListParts lists them: `(number, ETag)`.
+async fn parts_listed(h: &Harness, upload: &str) -> Option<Vec<(String, String)>> {
     let resp = h
         .send(Some(&h.admin.clone()), upload_req(Method::GET, upload))
         .await;
     match resp.status {
-        200 => Some(tags(&resp.text(), "PartNumber")),
+        200 => Some(
+            resp.tags("PartNumber")
+                .into_iter()
+                .zip(resp.tags("ETag"))
+                .collect(),
+        ),
         404 => {
             assert_eq!(resp.code(), "NoSuchUpload");
             None
@@ -295,9 +423,18 @@ async fn crash_points() {
         (Write::Copy, "object_write:body_durable", false),
         (Write::Copy, "object_write:recorded", true),
         (Write::Part, "object_part:body_durable", false),
+        (Write::PartAgain, "object_part:body_durable", false),
+        (Write::PartAgain, "object_part:recorded", true),
         (Write::Complete, "object_complete:assembled", false),
         (Write::Complete, "object_complete:recorded", true),
         (Write::Delete, "object_delete:recorded", true),
+        (Write::PutIfMatch, "object_write:body_durable", false),
+        (Write::PutIfMatch, "object_write:recorded", true),
+        (Write::Tagging, "object_meta:uncommitted", false),
+        (Write::PutVersion, "object_write:body_durable", false),
+        (Write::PutVersion, "object_write:recorded", true),
+        (Write::DeleteMarker, "object_delete:recorded", true),
+        (Write::DeleteVersion, "object_delete:recorded", true),
         (Write::TornBody, "", false),
     ];
     let mut points_used: BTreeSet<&str> = BTreeSet::new();
@@ -306,7 +443,8 @@ async fn crash_points() {
         points_used.insert(point);
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("store");
-        let upload = seed(&root).await;
+        let seeded = seed(&root).await;
+        let upload = seeded.upload.clone();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "crash_child",
@@ -318,6 +456,7 @@ async fn crash_points() {
             .env("OBJECTS_CRASH_ROOT", &root)
             .env("OBJECTS_CRASH_POINT", point)
             .env("OBJECTS_CRASH_UPLOAD", &upload)
+            .env("OBJECTS_CRASH_VERSION", &seeded.version)
             .env("OBJECTS_CRASH_WRITE", format!("{write:?}"))
             .output()
             .unwrap();
@@ -339,14 +478,19 @@ async fn crash_points() {
         let h = Harness::open(&root, None, &[]);
         check_consistent(&h).await;
         let mut want = State::seeded();
+        let mut want_parts = [(1, part(1)), (2, part(2))];
         if applied {
             match write {
-                Write::PutBig => want.big = Some(new_big()),
+                Write::PutBig | Write::PutIfMatch => want.big = Some(new_big()),
                 Write::PutSmall => want.small = Some(Bytes::from_static(b"new small")),
                 Write::Copy => want.copy = Some(old_big()),
+                Write::PartAgain => want_parts[0] = (1, part_again()),
                 Write::Complete => want.mp = joined(),
                 Write::Delete => want.gone = None,
-                Write::Part | Write::TornBody => unreachable!(),
+                Write::PutVersion => want.versions.insert(0, Some(new_version())),
+                Write::DeleteMarker => want.versions.insert(0, None),
+                Write::DeleteVersion => want.versions.clear(),
+                Write::Part | Write::Tagging | Write::TornBody => unreachable!(),
             }
         }
         assert!(
@@ -354,9 +498,13 @@ async fn crash_points() {
             "{case}: not the expected objects"
         );
         let listed = parts_listed(&h, &upload).await;
+        let want_parts: Vec<(String, String)> = want_parts
+            .iter()
+            .map(|(n, body)| (n.to_string(), format!("\"{}\"", md5_hex(body))))
+            .collect();
         match (write, applied) {
             (Write::Complete, true) => assert_eq!(listed, None, "{case}"),
-            _ => assert_eq!(listed, Some(vec!["1".into(), "2".into()]), "{case}"),
+            _ => assert_eq!(listed, Some(want_parts), "{case}"),
         }
         if matches!(write, Write::Complete) && !applied {
             // The interrupted completion can simply be repeated.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Harness;
+use common::{Harness, Req};
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -27,7 +27,8 @@ fn exchange(addr: std::net::SocketAddr, head: &str) -> (String, bool) {
     (String::from_utf8_lossy(&received).into_owned(), closed)
 }
 
-/// A PUT refused before its body is read (here: unsigned, so AccessDenied)
+/// A PUT refused before its body is read (here: unsigned, to a private
+/// bucket, so AccessDenied)
 /// must not leave the connection open: the client, which asked for
 /// `100-continue`, never sends the body, and the server would otherwise
 /// take the start of the next request for it.
@@ -35,6 +36,7 @@ fn exchange(addr: std::net::SocketAddr, head: &str) -> (String, bool) {
 async fn an_error_before_the_body_is_read_closes_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let harness = Harness::open(dir.path(), None, &[]);
+    harness.ok(Req::bucket(http::Method::PUT, "bucket")).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(roost_objects::serve(

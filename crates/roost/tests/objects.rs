@@ -1,6 +1,8 @@
 //! Object storage end to end: `roost storage` through the API, then real S3
 //! clients (boto3, awscli, plain HTTP for presigned URLs) against the S3
-//! endpoint of a real `roost up` (script: `tests/s3/client.py`); the
+//! endpoint of a real `roost up` (scripts: `tests/s3/client.py` for the
+//! core operations, `tests/s3/conformance.py` for versioning, tagging,
+//! attributes, conditional writes, CORS, form uploads and ACLs); the
 //! storage variables in machines' environments; an app's storage going
 //! with the app.
 
@@ -122,6 +124,42 @@ async fn real_s3_clients_work_against_app_buckets() {
         .expect("destroy");
     let left: Vec<Value> = client.get("/v1/apps/other/storage").await.expect("list");
     assert!(left.is_empty());
+}
+
+/// Versioning, tagging, object attributes, checksum types, conditional
+/// writes, listing edge cases, CORS, presigned POST and canned ACLs, with
+/// boto3, awscli and browser-like plain HTTP (`tests/s3/conformance.py`).
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_conformance_with_real_clients() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let daemon = Daemon::start_with_args(&["--s3-listen", &listen]).await;
+    daemon
+        .client()
+        .create_app("other")
+        .await
+        .expect("create app");
+    let mine = create_storage(&daemon, APP, None).await;
+    let theirs = create_storage(&daemon, "other", None).await;
+    let s = |v: &Value, k: &str| v[k].as_str().expect(k).to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3/conformance.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(format!("http://{listen}"))
+        .args([
+            s(&mine, "access_key_id"),
+            s(&mine, "secret_access_key"),
+            s(&theirs, "access_key_id"),
+            s(&theirs, "secret_access_key"),
+        ])
+        .output()
+        .await
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "conformance.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,8 +1,9 @@
 //! Bucket rows.
 
 use crate::error::{Error, Result};
-use crate::record::BucketInfo;
+use crate::record::{BucketConfig, BucketInfo, CannedAcl, Versioning};
 use rusqlite::{params, Connection, OptionalExtension};
+use s3s::s3_error;
 
 pub(crate) fn exists(conn: &Connection, bucket: &str) -> Result<bool> {
     Ok(conn
@@ -15,15 +16,107 @@ pub(crate) fn exists(conn: &Connection, bucket: &str) -> Result<bool> {
         .is_some())
 }
 
-/// Records a new bucket; refuses a name already taken.
-pub(crate) fn create(conn: &Connection, record: &BucketInfo) -> Result<()> {
+/// Records a new bucket with `acl`; refuses a name already taken.
+pub(crate) fn create(conn: &Connection, record: &BucketInfo, acl: CannedAcl) -> Result<()> {
     if exists(conn, &record.name)? {
         return Err(Error::BucketExists(record.name.clone()));
     }
     conn.execute(
-        "INSERT INTO buckets (name, owner, created_ms) VALUES (?1, ?2, ?3)",
-        params![record.name, record.owner, record.created_ms],
+        "INSERT INTO buckets (name, owner, created_ms, acl) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            record.name,
+            record.owner,
+            record.created_ms,
+            (!acl.is_private()).then_some(acl.as_str())
+        ],
     )?;
+    Ok(())
+}
+
+/// A bucket's configuration, if it exists.
+pub(crate) fn config(conn: &Connection, name: &str) -> Result<Option<BucketConfig>> {
+    let row = conn
+        .query_row(
+            "SELECT owner, versioning, acl, cors, tags FROM buckets WHERE name = ?1",
+            [name],
+            |row| {
+                Ok((
+                    row.get::<_, Option<String>>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((owner, versioning, acl, cors, tags)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(BucketConfig {
+        owner,
+        versioning: Versioning::from_column(versioning.as_deref()),
+        acl: acl
+            .as_deref()
+            .and_then(CannedAcl::parse)
+            .unwrap_or_default(),
+        cors: cors.map(|c| serde_json::from_str(&c)).transpose()?,
+        tags: tags.map(|t| serde_json::from_str(&t)).transpose()?,
+    }))
+}
+
+/// The versioning state of `bucket`, which must exist (NoSuchBucket).
+pub(crate) fn versioning(conn: &Connection, bucket: &str) -> Result<Versioning> {
+    let state: Option<Option<String>> = conn
+        .query_row(
+            "SELECT versioning FROM buckets WHERE name = ?1",
+            [bucket],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match state {
+        Some(state) => Ok(Versioning::from_column(state.as_deref())),
+        None => Err(s3_error!(NoSuchBucket).into()),
+    }
+}
+
+/// A bucket setting that PutBucket* operations replace as a whole.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Setting {
+    Versioning,
+    Acl,
+    Cors,
+    Tags,
+}
+
+impl Setting {
+    fn column(self) -> &'static str {
+        match self {
+            Setting::Versioning => "versioning",
+            Setting::Acl => "acl",
+            Setting::Cors => "cors",
+            Setting::Tags => "tags",
+        }
+    }
+}
+
+/// Sets (`Some`) or clears (`None`) `setting` of `bucket`, which must exist.
+pub(crate) fn set(
+    conn: &Connection,
+    bucket: &str,
+    setting: Setting,
+    value: Option<&str>,
+) -> Result<()> {
+    let changed = conn.execute(
+        &format!(
+            "UPDATE buckets SET {} = ?1 WHERE name = ?2",
+            setting.column()
+        ),
+        params![value, bucket],
+    )?;
+    if changed == 0 {
+        return Err(s3_error!(NoSuchBucket).into());
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@
 pub(crate) mod buckets;
 pub(crate) mod listing;
 pub(crate) mod objects;
+mod schema;
 pub(crate) mod uploads;
 
 use crate::error::{Error, Result};
@@ -21,43 +22,6 @@ use rusqlite::{Connection, OpenFlags};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS buckets (
-    name TEXT PRIMARY KEY,
-    owner TEXT,
-    created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS objects (
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    etag TEXT NOT NULL,
-    modified_ms INTEGER NOT NULL,
-    meta TEXT NOT NULL,
-    file TEXT,
-    inline BLOB,
-    PRIMARY KEY (bucket, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS uploads (
-    id TEXT PRIMARY KEY,
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    initiated_ms INTEGER NOT NULL,
-    meta TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, id);
-CREATE TABLE IF NOT EXISTS parts (
-    upload TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    etag TEXT NOT NULL,
-    modified_ms INTEGER NOT NULL,
-    checksums TEXT NOT NULL,
-    file TEXT NOT NULL,
-    PRIMARY KEY (upload, number)
-) WITHOUT ROWID;
-";
 
 type Finish = Box<dyn FnOnce(Option<&Error>) + Send>;
 /// A write: given the connection (inside the batch's transaction) or
@@ -87,7 +51,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
 impl Index {
     pub(crate) fn open(path: &Path) -> Result<Index> {
         let conn = open_connection(path)?;
-        conn.execute_batch(SCHEMA)?;
+        schema::upgrade(&conn)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("objects-index".into())

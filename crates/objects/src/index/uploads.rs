@@ -2,9 +2,12 @@
 
 use super::buckets;
 use crate::error::Result;
-use crate::record::{Checksums, ObjectMeta};
+use crate::record::{Checksums, Completion, UploadMeta};
 use rusqlite::{params, Connection, OptionalExtension};
 use s3s::s3_error;
+
+/// How long a completed upload's answer is kept for a repeated completion.
+const COMPLETED_RETENTION_MS: i64 = 60 * 60 * 1000;
 
 /// A part as the index records it.
 pub(crate) struct PartRow {
@@ -64,11 +67,11 @@ pub(crate) fn parts(conn: &Connection, upload: &str) -> Result<Vec<PartRow>> {
     Ok(parts)
 }
 
-/// An upload's record: (bucket, key, meta).
-pub(crate) fn read(conn: &Connection, id: &str) -> Result<Option<(String, String, ObjectMeta)>> {
+/// An open upload's record: (bucket, key, meta).
+pub(crate) fn read(conn: &Connection, id: &str) -> Result<Option<(String, String, UploadMeta)>> {
     let row = conn
         .query_row(
-            "SELECT bucket, key, meta FROM uploads WHERE id = ?1",
+            "SELECT bucket, key, meta FROM uploads WHERE id = ?1 AND completed IS NULL",
             [id],
             |row| {
                 Ok((
@@ -88,14 +91,53 @@ pub(crate) fn read(conn: &Connection, id: &str) -> Result<Option<(String, String
 /// The headers of `found` if it is an upload of `bucket/key`; NoSuchUpload
 /// otherwise.
 pub(crate) fn upload_of(
-    found: Option<(String, String, ObjectMeta)>,
+    found: Option<(String, String, UploadMeta)>,
     bucket: &str,
     key: &str,
-) -> Result<ObjectMeta> {
+) -> Result<UploadMeta> {
     match found {
         Some((b, k, meta)) if b == bucket && k == key => Ok(meta),
         _ => Err(s3_error!(NoSuchUpload).into()),
     }
+}
+
+/// The answer of a completed upload of `bucket/key`, if it is still kept.
+pub(crate) fn completion(
+    conn: &Connection,
+    id: &str,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Completion>> {
+    let completed: Option<String> = conn
+        .query_row(
+            "SELECT completed FROM uploads WHERE id = ?1 AND bucket = ?2 AND key = ?3 AND completed IS NOT NULL",
+            params![id, bucket, key],
+            |row| row.get(0),
+        )
+        .optional()?;
+    completed
+        .map(|c| serde_json::from_str(&c).map_err(Into::into))
+        .transpose()
+}
+
+/// Marks an upload completed with its answer and drops its part rows (not
+/// their files); forgets completions older than the retention.
+pub(crate) fn complete(
+    conn: &Connection,
+    upload: &str,
+    completion: &Completion,
+    now_ms: i64,
+) -> Result<()> {
+    conn.execute("DELETE FROM parts WHERE upload = ?1", [upload])?;
+    conn.execute(
+        "UPDATE uploads SET completed = ?1, completed_ms = ?2 WHERE id = ?3",
+        params![serde_json::to_string(completion)?, now_ms, upload],
+    )?;
+    conn.execute(
+        "DELETE FROM uploads WHERE completed_ms < ?1",
+        [now_ms - COMPLETED_RETENTION_MS],
+    )?;
+    Ok(())
 }
 
 /// Removes an upload and its part rows (not their files).
@@ -133,8 +175,17 @@ pub(crate) fn put_part(
     Ok(old)
 }
 
-/// Up to `max + 1` uploads of `bucket` under `prefix` after the marker
-/// (key, upload id), as (key, id, initiated_ms).
+/// An open upload in a listing.
+#[derive(Debug, Clone)]
+pub(crate) struct UploadRow {
+    pub key: String,
+    pub id: String,
+    pub initiated_ms: i64,
+    pub meta: UploadMeta,
+}
+
+/// Up to `max + 1` open uploads of `bucket` under `prefix` after the
+/// marker (key, upload id).
 pub(crate) fn list(
     conn: &Connection,
     bucket: &str,
@@ -142,13 +193,14 @@ pub(crate) fn list(
     key_marker: &str,
     id_marker: &str,
     max: usize,
-) -> Result<Vec<(String, String, i64)>> {
+) -> Result<Vec<UploadRow>> {
     if !buckets::exists(conn, bucket)? {
         return Err(s3_error!(NoSuchBucket).into());
     }
     let mut stmt = conn.prepare(
-        "SELECT key, id, initiated_ms FROM uploads WHERE bucket = ?1 AND key >= ?2
-         AND (key > ?3 OR (key = ?3 AND id > ?4)) ORDER BY key, id LIMIT ?5",
+        "SELECT key, id, initiated_ms, meta FROM uploads WHERE bucket = ?1 AND key >= ?2
+         AND (key > ?3 OR (key = ?3 AND id > ?4)) AND completed IS NULL
+         ORDER BY key, id LIMIT ?5",
     )?;
     let rows = stmt.query_map(
         params![
@@ -163,16 +215,22 @@ pub(crate) fn list(
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
                 row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
             ))
         },
     )?;
     let mut out = Vec::new();
     for row in rows {
-        let row = row?;
-        if !row.0.starts_with(prefix) {
+        let (key, id, initiated_ms, meta) = row?;
+        if !key.starts_with(prefix) {
             break;
         }
-        out.push(row);
+        out.push(UploadRow {
+            key,
+            id,
+            initiated_ms,
+            meta: serde_json::from_str(&meta)?,
+        });
     }
     Ok(out)
 }

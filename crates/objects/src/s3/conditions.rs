@@ -25,7 +25,7 @@ impl Conditions<'_> {
     pub(super) fn check(
         &self,
         record: &ObjectRecord,
-        not_modified: fn() -> S3Error,
+        not_modified: fn(&ObjectRecord) -> S3Error,
     ) -> S3Result<()> {
         let modified = record.modified_ms / 1000;
         if let Some(cond) = self.if_match {
@@ -39,11 +39,11 @@ impl Conditions<'_> {
         }
         if let Some(cond) = self.if_none_match {
             if etag_matches(cond, &record.etag) {
-                return Err(not_modified());
+                return Err(not_modified(record));
             }
         } else if let Some(since) = self.if_modified_since {
             if modified <= unix_secs(since) {
-                return Err(not_modified());
+                return Err(not_modified(record));
             }
         }
         Ok(())
@@ -78,10 +78,52 @@ macro_rules! copy_source_conditions {
 }
 pub(super) use copy_source_conditions;
 
-pub(super) fn not_modified() -> S3Error {
-    s3_error!(NotModified)
+/// 304 Not Modified, with the ETag and Last-Modified a cache revalidates
+/// against.
+pub(super) fn not_modified(record: &ObjectRecord) -> S3Error {
+    let mut err = s3_error!(NotModified);
+    let mut headers = http::HeaderMap::new();
+    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", record.etag)) {
+        headers.insert(http::header::ETAG, etag);
+    }
+    if let Some(date) = super::http_date(&super::timestamp(record.modified_ms))
+        .and_then(|d| http::HeaderValue::from_str(&d).ok())
+    {
+        headers.insert(http::header::LAST_MODIFIED, date);
+    }
+    err.set_headers(headers);
+    err
 }
 
-pub(super) fn precondition_failed() -> S3Error {
+/// 412 for copy sources, whose `If-None-Match`/`If-Modified-Since` fail
+/// with PreconditionFailed rather than 304.
+pub(super) fn precondition_failed(_: &ObjectRecord) -> S3Error {
     s3_error!(PreconditionFailed)
+}
+
+/// Conditional writes (PutObject, CompleteMultipartUpload): `If-Match`
+/// needs a current object with a matching ETag (NoSuchKey when there is
+/// none), `If-None-Match` refuses a matching one (`*`: any). Checked inside
+/// the write's transaction, against the object the write would replace.
+pub(super) struct WriteConditions {
+    pub(super) if_match: Option<ETagCondition>,
+    pub(super) if_none_match: Option<ETagCondition>,
+}
+
+impl WriteConditions {
+    pub(super) fn check(&self, current: Option<&ObjectRecord>) -> S3Result<()> {
+        match (current, &self.if_match) {
+            (None, Some(_)) => return Err(s3_error!(NoSuchKey)),
+            (Some(cur), Some(cond)) if !etag_matches(cond, &cur.etag) => {
+                return Err(s3_error!(PreconditionFailed))
+            }
+            _ => {}
+        }
+        if let (Some(cur), Some(cond)) = (current, &self.if_none_match) {
+            if etag_matches(cond, &cur.etag) {
+                return Err(s3_error!(PreconditionFailed));
+            }
+        }
+        Ok(())
+    }
 }

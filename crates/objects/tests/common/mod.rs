@@ -26,7 +26,7 @@ pub struct Harness {
     pub root: PathBuf,
     pub store: ObjectStore,
     pub admin: AccessKey,
-    service: s3s::service::S3Service,
+    service: roost_objects::S3Endpoint,
 }
 
 impl Harness {
@@ -62,7 +62,7 @@ impl Harness {
     }
 
     /// The S3 service, to serve on a socket.
-    pub fn service(&self) -> s3s::service::S3Service {
+    pub fn service(&self) -> roost_objects::S3Endpoint {
         self.service.clone()
     }
 
