@@ -173,6 +173,9 @@ impl Machines {
         let net = match config.network {
             Some(net_config) => {
                 let net = roost_net::Network::new(net_config)?;
+                // Before anything touches the host: another daemon's dir
+                // would lose its namespaces to this one's orphan sweep.
+                net.claim_netns_dir(&std::fs::canonicalize(&config.data_dir)?)?;
                 net.setup_host().await.map_err(|err| {
                     MachineError::Internal(format!(
                         "cannot set up the machines' private network ({err}): roost needs root \

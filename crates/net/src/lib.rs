@@ -50,10 +50,23 @@ use std::path::{Path, PathBuf};
 
 pub use plan::AddressPlan;
 
-/// Default directory of machines' namespace files. Under `/run` on
+/// Default directory of the namespace files of site `site`'s machines:
+/// `/run/roost/netns` for site 0 (where it has always been), and
+/// `/run/roost/netns-SSSS` (the site in hex, as in bridge names) for the
+/// others, so two daemons with different sites never share one: each
+/// removes, at start, the namespaces it does not know. Under `/run` on
 /// purpose: namespaces do not survive a reboot, and neither does `/run`,
 /// so a file there is never a stale promise (recovery recreates them).
-pub const DEFAULT_NETNS_DIR: &str = "/run/roost/netns";
+pub fn default_netns_dir(site: u16) -> PathBuf {
+    match site {
+        0 => PathBuf::from("/run/roost/netns"),
+        site => PathBuf::from(format!("/run/roost/netns-{site:04x}")),
+    }
+}
+
+/// The file in a netns dir that names the daemon owning it. Its name starts
+/// with a dot, which no machine id does.
+const OWNER_FILE: &str = ".owner";
 /// Priority of the first policy rule; the others follow. Below the main
 /// table's 32766, above the local table's 0.
 pub const RULE_PRIORITY: u32 = 17_000;
@@ -78,6 +91,13 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    /// The netns dir is marked as another daemon's.
+    #[error(
+        "the network namespace dir {} belongs to another roost ({owner}): give this one \
+         its own --netns-dir (or --network-site, whose default dir differs)",
+        dir.display()
+    )]
+    OwnedByAnother { dir: PathBuf, owner: String },
     /// The kernel's state is not what was just set up.
     #[error("{0}")]
     Kernel(String),
@@ -124,7 +144,7 @@ pub struct NetConfig {
     /// which puts the DNS server at `fdaa::3` as on Fly. Two roost daemons
     /// on one host need different sites.
     pub site: u16,
-    /// Where machines' namespace files live ([`DEFAULT_NETNS_DIR`]).
+    /// Where machines' namespace files live ([`default_netns_dir`]).
     pub netns_dir: PathBuf,
     pub egress: Egress,
 }
@@ -133,7 +153,7 @@ impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
             site: 0,
-            netns_dir: PathBuf::from(DEFAULT_NETNS_DIR),
+            netns_dir: default_netns_dir(0),
             egress: Egress::None,
         }
     }
@@ -272,6 +292,33 @@ impl Network {
         self.config.netns_dir.join(machine_id)
     }
 
+    /// Marks the netns dir as `owner`'s (the daemon's data dir) for this
+    /// site, or refuses with [`NetError::OwnedByAnother`] when another
+    /// daemon's mark is there: a daemon removes the namespaces it does not
+    /// know, so two must never share the dir. Call before anything else
+    /// touches the host.
+    pub fn claim_netns_dir(&self, owner: &Path) -> Result<(), NetError> {
+        let dir = &self.config.netns_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| NetError::io(format!("cannot create {}", dir.display()), e))?;
+        let mark = format!(
+            "site {:04x}, data dir {}\n",
+            self.config.site,
+            owner.display()
+        );
+        let path = dir.join(OWNER_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(found) if found == mark => Ok(()),
+            Ok(found) => Err(NetError::OwnedByAnother {
+                dir: dir.clone(),
+                owner: found.trim_end().to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(&path, mark)
+                .map_err(|e| NetError::io(format!("cannot write {}", path.display()), e)),
+            Err(e) => Err(NetError::io(format!("cannot read {}", path.display()), e)),
+        }
+    }
+
     /// Installs the input filter ([`firewall`]), puts the service address on
     /// the host (on `lo`, as a /128) and installs the isolation rules.
     /// Idempotent; call at every daemon start.
@@ -314,9 +361,11 @@ impl Network {
         kernel::delete_links(vec![self.plan.bridge_name(network)]).await
     }
 
-    /// Machines with a namespace file in the netns dir.
+    /// Machines with a namespace file in the netns dir (not its owner mark).
     pub fn connected_machines(&self) -> Result<Vec<String>, NetError> {
-        list_dir(&self.config.netns_dir)
+        let mut names = list_dir(&self.config.netns_dir)?;
+        names.retain(|name| !name.starts_with('.'));
+        Ok(names)
     }
 
     /// App networks of this site that have a bridge on the host.
@@ -374,7 +423,17 @@ impl Network {
         // Removed whatever failed above: nothing else of the host's filter
         // table depends on it, and a test's teardown must not leave it.
         let filter = firewall::remove(&self.plan).await;
-        links.and(filter)
+        // The mark goes last, and the dir with it if nothing else is left.
+        let dir = &self.config.netns_dir;
+        let unmarked = match std::fs::remove_file(dir.join(OWNER_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NetError::io(
+                format!("cannot remove the owner mark of {}", dir.display()),
+                e,
+            )),
+            _ => Ok(()),
+        };
+        let _kept_if_not_empty = std::fs::remove_dir(dir);
+        links.and(filter).and(unmarked)
     }
 
     /// [`Network::teardown`] for callers outside any async runtime (the
@@ -426,6 +485,48 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, NetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_each_site_has_its_own_default_netns_dir() {
+        assert_eq!(default_netns_dir(0), Path::new("/run/roost/netns"));
+        assert_eq!(default_netns_dir(0x1ab), Path::new("/run/roost/netns-01ab"));
+        assert_ne!(default_netns_dir(1), default_netns_dir(2));
+    }
+
+    #[test]
+    fn security_a_netns_dir_marked_by_another_daemon_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let network = |site| {
+            Network::new(NetConfig {
+                site,
+                netns_dir: dir.path().join("netns"),
+                ..Default::default()
+            })
+            .expect("config")
+        };
+        let first = network(1);
+        first
+            .claim_netns_dir(Path::new("/data/one"))
+            .expect("claim");
+        first
+            .claim_netns_dir(Path::new("/data/one"))
+            .expect("its own again");
+        assert_eq!(
+            first.connected_machines().expect("list"),
+            Vec::<String>::new()
+        );
+        for (other, owner) in [(network(2), "/data/one"), (network(1), "/data/two")] {
+            let err = other
+                .claim_netns_dir(Path::new(owner))
+                .expect_err("another daemon's dir");
+            let message = err.to_string();
+            assert!(
+                message.contains("site 0001, data dir /data/one"),
+                "{message}"
+            );
+            assert!(message.contains("--netns-dir"), "{message}");
+        }
+    }
 
     #[test]
     fn rules_isolate_the_site_and_let_the_host_in() {

@@ -676,3 +676,76 @@ async fn security_a_fork_bomb_dies_with_its_destroyed_machine() {
     let left = common::cgroups_of(&id);
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
+
+/// The network interfaces machine `id` sees.
+async fn interfaces(daemon: &Daemon, id: &str) -> String {
+    let listed = daemon.sh(id, "ls /sys/class/net").await;
+    assert_eq!(listed.exit_code, 0, "{listed:?}");
+    listed.stdout
+}
+
+/// Finding 6: two `roost up` with different `--network-site` shared the
+/// default `--netns-dir`; at start the second removed the first's
+/// namespaces as orphaned, and the first's machines dropped to loopback
+/// only while the API still said `started`. Each site now has its own
+/// default dir, and a dir carries its owner's mark: a daemon given
+/// another's dir refuses to start, before it touches anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_a_second_daemon_leaves_the_first_ones_network_alone() {
+    let first = Daemon::start_with_default_netns_dir().await;
+    let (status, machine) = create_machine(&first, &sh_config("sleep 3600")).await;
+    assert_eq!(status, 200, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    first.wait_state(&id, "started", 30).await;
+    assert!(interfaces(&first, &id).await.contains("eth0"));
+
+    let second = Daemon::start_with_default_netns_dir().await;
+    assert_ne!(first.netns_dir(), second.netns_dir());
+    assert!(
+        first.netns_dir().join(&id).exists(),
+        "the second daemon removed the first one's namespace"
+    );
+    assert!(
+        interfaces(&first, &id).await.contains("eth0"),
+        "the first daemon's machine lost its network"
+    );
+
+    // A third one told to use the first one's dir must refuse to start.
+    let third = tempfile::tempdir().expect("tempdir");
+    let third_site = common::free_site();
+    let mut refused = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["up", "--no-install", "--api-listen"])
+        .arg(format!("127.0.0.1:{}", common::free_port()))
+        .arg("--data-dir")
+        .arg(third.path().join("data"))
+        .arg("--network-site")
+        .arg(third_site.to_string())
+        .arg("--netns-dir")
+        .arg(first.netns_dir())
+        .env("ROOST_S3_LISTEN", "127.0.0.1:0")
+        .env("ROOST_TOKENIZER_LISTEN", "127.0.0.1:0")
+        .env("ROOST_PROXY_LISTEN", "127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run roost up");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while refused.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = refused.kill();
+    let refused = refused.wait_with_output().expect("roost up's output");
+    // Had it started, its site's host state must go (its netns dir is
+    // not the first one's, which the teardown would empty).
+    let _ = roost_net::Network::new(roost_net::NetConfig {
+        site: third_site,
+        netns_dir: third.path().join("netns"),
+        ..Default::default()
+    })
+    .and_then(|net| net.teardown_blocking());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("belongs to another roost"), "{said}");
+    assert!(interfaces(&first, &id).await.contains("eth0"));
+}

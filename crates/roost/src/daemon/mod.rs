@@ -89,9 +89,11 @@ pub struct UpArgs {
     /// `fdaa::3`, as on Fly. Two daemons on one host need different sites.
     #[arg(long, env = "ROOST_NETWORK_SITE", default_value_t = 0)]
     pub network_site: u16,
-    /// Directory of the machines' network namespace files.
-    #[arg(long, env = "ROOST_NETNS_DIR", default_value = roost_net::DEFAULT_NETNS_DIR)]
-    pub netns_dir: PathBuf,
+    /// Directory of the machines' network namespace files [default:
+    /// /run/roost/netns for site 0, /run/roost/netns-SSSS (hex) for others].
+    /// Each daemon needs its own: it removes the namespaces it does not know.
+    #[arg(long, env = "ROOST_NETNS_DIR")]
+    pub netns_dir: Option<PathBuf>,
     /// Run machines without the private network (each alone with a
     /// loopback interface), e.g. on hosts that deny CAP_NET_ADMIN.
     #[arg(long)]
@@ -202,7 +204,10 @@ fn machines_config(args: &UpArgs, service: Option<IpAddr>) -> Result<MachinesCon
     if service.is_some() {
         config.network = Some(roost_net::NetConfig {
             site: args.network_site,
-            netns_dir: args.netns_dir.clone(),
+            netns_dir: args
+                .netns_dir
+                .clone()
+                .unwrap_or_else(|| roost_net::default_netns_dir(args.network_site)),
             egress: roost_net::Egress::None,
         });
     }

@@ -22,6 +22,9 @@ pub struct Daemon {
     /// This daemon's private-network site (`fdaa:<site>::/32`), its own so
     /// concurrent daemons' bridges and service addresses never collide.
     pub site: u16,
+    /// Whether roost is given a `--netns-dir` in the test's directory
+    /// (otherwise it picks its default for the site, under `/run/roost`).
+    own_netns_dir: bool,
 }
 
 pub fn free_port() -> u16 {
@@ -40,6 +43,16 @@ impl Daemon {
 
     /// [`Daemon::start`] with more `roost up` flags.
     pub async fn start_with_args(args: &[&str]) -> Daemon {
+        Daemon::start_configured(args, true).await
+    }
+
+    /// [`Daemon::start`] without `--netns-dir`: roost uses its default
+    /// for the site (removed again by the teardown).
+    pub async fn start_with_default_netns_dir() -> Daemon {
+        Daemon::start_configured(&[], false).await
+    }
+
+    async fn start_configured(args: &[&str], own_netns_dir: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut daemon = Daemon {
             dir,
@@ -48,6 +61,7 @@ impl Daemon {
             child: None,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             site: free_site(),
+            own_netns_dir,
         };
         daemon.spawn(None).await;
         let layout = roost_testkit::busybox_layout(daemon.dir.path());
@@ -67,7 +81,11 @@ impl Daemon {
     /// Where this daemon keeps its machines' network namespace files
     /// (outside the data dir, like `/run/roost/netns`).
     pub fn netns_dir(&self) -> PathBuf {
-        self.dir.path().join("netns")
+        if self.own_netns_dir {
+            self.dir.path().join("netns")
+        } else {
+            roost_net::default_netns_dir(self.site)
+        }
     }
 
     /// This daemon's private network, for inspection and teardown.
@@ -89,8 +107,6 @@ impl Daemon {
             .arg(self.data_dir())
             .arg("--network-site")
             .arg(self.site.to_string())
-            .arg("--netns-dir")
-            .arg(self.netns_dir())
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             // Concurrent daemons must not fight over the S3 default port;
@@ -109,6 +125,9 @@ impl Daemon {
                     .open(self.dir.path().join("roost.log"))
                     .expect("daemon log"),
             );
+        if self.own_netns_dir {
+            command.arg("--netns-dir").arg(self.netns_dir());
+        }
         match crash_at {
             Some(point) => command.env("ROOST_CRASH_AT", point),
             None => command.env_remove("ROOST_CRASH_AT"),
