@@ -1,9 +1,10 @@
 //! Extractors whose rejections are JSON errors a robot can act on.
 
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 /// A JSON body, whatever `Content-Type` the client sent (plain `curl -d`
@@ -18,7 +19,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| json_error(e.into()))?;
+            .map_err(unreadable_body)?;
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Body(value)),
             Err(rejection) => Err(json_error(rejection)),
@@ -35,7 +36,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+            .map_err(unreadable_body)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalBody(T::default()));
         }
@@ -43,6 +44,26 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
             .map(OptionalBody)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
+}
+
+/// Most bytes of a request body the API reads (axum's default limit, set
+/// by [`crate::router`] so that the message is true).
+pub(crate) const BODY_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+
+/// A body that could not be read: 413 when it is too large (with the
+/// limit), the rejection's own status otherwise, as JSON either way.
+fn unreadable_body(rejection: BytesRejection) -> ApiError {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            status,
+            format!("the request body is too large: at most {BODY_LIMIT_BYTES} bytes are accepted"),
+        );
+    }
+    ApiError::new(
+        status,
+        format!("could not read the request body: {}", rejection.body_text()),
+    )
 }
 
 fn json_error(rejection: JsonRejection) -> ApiError {

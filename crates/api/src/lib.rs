@@ -120,6 +120,9 @@ pub fn router(machines: Machines, token: String, mounted: Router) -> Router {
         .route("/v1/images/{*reference}", delete(images::remove))
         .fallback(error::not_found)
         .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            extract::BODY_LIMIT_BYTES,
+        ))
         .merge(mounted)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(token),

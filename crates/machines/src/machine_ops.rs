@@ -70,6 +70,13 @@ fn app_view(app: &AppRecord) -> App {
 impl Machines {
     pub fn create_app(&self, req: CreateAppRequest) -> Result<App> {
         check_app_name(&req.app_name)?;
+        for (field, text) in [("org_slug", &req.org_slug), ("network", &req.network)] {
+            if let Some(text) = text {
+                roost_types::TextLimit::NAME
+                    .check(field, text)
+                    .map_err(MachineError::Invalid)?;
+            }
+        }
         let record = AppRecord {
             id: req.app_name.clone(),
             name: req.app_name.clone(),
@@ -132,6 +139,7 @@ impl Machines {
         let inner = &self.inner;
         inner.app(app)?;
         spec::validate(&req.config, inner.limits)?;
+        spec::check_placement(req.name.as_deref(), req.region.as_deref())?;
         if let Some(ttl) = req.lease_ttl {
             check_lease_ttl("lease_ttl", ttl)?;
         }
@@ -328,6 +336,7 @@ impl Machines {
     ) -> Result<Machine> {
         let inner = &self.inner;
         spec::validate(&req.config, inner.limits)?;
+        spec::check_placement(req.name.as_deref(), req.region.as_deref())?;
         inner.machine(app, id)?;
         let _claim = inner.claim_mounts(app, Some(id), &req.config).await?;
         let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
@@ -500,10 +509,13 @@ impl Machines {
         value: Option<String>,
         nonce: Option<&str>,
     ) -> Result<()> {
-        if key.is_empty() || key.len() > 256 {
-            return Err(MachineError::Invalid(
-                "metadata keys must be 1 to 256 characters".into(),
-            ));
+        spec::check_metadata_entry(key, value.as_deref().unwrap_or_default())?;
+        let metadata = self.inner.machine(app, id)?.machine.config.metadata;
+        if value.is_some() && !metadata.contains_key(key) {
+            let entries = i64::try_from(metadata.len() + 1).unwrap_or(i64::MAX);
+            roost_types::TextLimit::METADATA_ENTRIES
+                .check("config.metadata", entries)
+                .map_err(MachineError::Invalid)?;
         }
         self.modify(app, id, nonce, |record| {
             match value {

@@ -111,11 +111,16 @@ impl Vault {
     }
 
     /// A digest that changes with the value but, being keyed, cannot be
-    /// used to guess it.
-    fn digest(&self, value: &str) -> String {
+    /// used to guess it, and being keyed by app and name too, does not
+    /// tell that two secrets (of one app or of two) hold the same value.
+    fn digest(&self, app: &str, name: &str, value: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref())
             .expect("HMAC takes keys of any length");
         mac.update(b"roost app secret digest\0");
+        for part in [app, name] {
+            mac.update(part.as_bytes());
+            mac.update(b"\0");
+        }
         mac.update(value.as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..8])
     }
@@ -222,7 +227,7 @@ impl Machines {
             match value {
                 Some(value) => set.push(SecretRecord {
                     sealed: vault.seal(app, &name, &value)?,
-                    digest: vault.digest(&value),
+                    digest: vault.digest(app, &name, &value),
                     created_at: existing
                         .get(&name)
                         .map(|r| r.created_at.clone())
@@ -346,8 +351,26 @@ mod tests {
             .unwrap_err();
         assert!(!moved.to_string().contains("s3cret"));
         assert!(again.open_value("app", &record("OTHER", sealed)).is_err());
-        assert_eq!(vault.digest("a"), again.digest("a"));
-        assert_ne!(vault.digest("a"), vault.digest("b"));
+        assert_eq!(vault.digest("app", "A", "a"), again.digest("app", "A", "a"));
+        assert_ne!(vault.digest("app", "A", "a"), vault.digest("app", "A", "b"));
+    }
+
+    #[test]
+    fn security_equal_values_have_unequal_digests_across_names_and_apps() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(dir.path()).unwrap();
+        let digests = [
+            vault.digest("app", "A", "same"),
+            vault.digest("app", "B", "same"),
+            vault.digest("other", "A", "same"),
+            // Parts are delimited: ("ap", "pA") is not ("app", "A").
+            vault.digest("ap", "pA", "same"),
+        ];
+        for (i, a) in digests.iter().enumerate() {
+            for b in &digests[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::error::{MachineError, Result};
 use roost_image::Image;
-use roost_types::{DurationRange, MachineConfig, NumberRange};
+use roost_types::{DurationRange, MachineConfig, NumberRange, TextLimit};
 use std::collections::BTreeMap;
 
 /// Memory a machine gets when its config names none (Fly's smallest size).
@@ -126,9 +126,46 @@ pub fn validate(config: &MachineConfig, limits: HostLimits) -> Result<Sizing> {
         check_argv("config.init.entrypoint", &init.entrypoint)?;
         check_argv("config.init.cmd", &init.cmd)?;
     }
+    check_metadata(&config.metadata)?;
     roost_types::validate_services(&config.services, &config.checks)
         .map_err(MachineError::Invalid)?;
     Ok(Sizing { cpus, memory_mb })
+}
+
+/// Refuses metadata past [`TextLimit`]'s bounds: every key and value is
+/// kept in the store and sent with every listing of the machine.
+pub fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<()> {
+    let entries = i64::try_from(metadata.len()).unwrap_or(i64::MAX);
+    TextLimit::METADATA_ENTRIES
+        .check("config.metadata", entries)
+        .map_err(MachineError::Invalid)?;
+    for (key, value) in metadata {
+        check_metadata_entry(key, value)?;
+    }
+    Ok(())
+}
+
+/// One metadata key and its value against [`TextLimit`]'s bounds. The
+/// message names the key only when the key itself is fine.
+pub fn check_metadata_entry(key: &str, value: &str) -> Result<()> {
+    TextLimit::METADATA_KEY
+        .check("a config.metadata key", key)
+        .map_err(MachineError::Invalid)?;
+    TextLimit::METADATA_VALUE
+        .check(&format!("config.metadata.{key}"), value)
+        .map_err(MachineError::Invalid)
+}
+
+/// A machine's `name` and `region`, when given, against [`TextLimit::NAME`].
+pub fn check_placement(name: Option<&str>, region: Option<&str>) -> Result<()> {
+    for (field, text) in [("name", name), ("region", region)] {
+        if let Some(text) = text {
+            TextLimit::NAME
+                .check(field, text)
+                .map_err(MachineError::Invalid)?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses arguments no process can receive: a NUL byte ends a C string,

@@ -749,3 +749,134 @@ async fn security_a_second_daemon_leaves_the_first_ones_network_alone() {
     assert!(said.contains("belongs to another roost"), "{said}");
     assert!(interfaces(&first, &id).await.contains("eth0"));
 }
+
+/// Finding 10, the smaller leaks: `Authorization: bearer` (the scheme is
+/// case-insensitive) was refused; an oversized body got a 400 or a
+/// text/plain 413; names, `org_slug` and metadata had no length limits;
+/// equal secret values had equal digests; and rmcp logged `set_secrets`'
+/// values at debug level.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_smaller_leaks_are_closed() {
+    let daemon = Daemon::start_with_log_level("debug").await;
+
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let answer = reqwest::Client::new()
+            .get(format!("{}/v1/apps", daemon.url))
+            .header("Authorization", format!("{scheme} {}", daemon.token))
+            .send()
+            .await
+            .expect("roost reachable");
+        assert_eq!(answer.status(), 200, "scheme {scheme}");
+    }
+
+    let huge = json!({"config": {"image": "x".repeat(3 * 1024 * 1024)}});
+    let answer = daemon
+        .http(Method::POST, &format!("/v1/apps/{APP}/machines"))
+        .json(&huge)
+        .send()
+        .await
+        .expect("roost reachable");
+    assert_eq!(answer.status(), 413);
+    let kind = answer.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(kind.starts_with("application/json"), "{kind}");
+    let body: Value = answer.json().await.expect("a JSON 413");
+    assert!(
+        body["error"].as_str().unwrap().contains("2097152 bytes"),
+        "{body}"
+    );
+
+    let long = "x".repeat(64);
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            "/v1/apps",
+            Some(json!({"app_name": "limits", "org_slug": long})),
+        )
+        .await;
+    assert_refused(
+        status,
+        &body,
+        "org_slug is 64 bytes long: allowed are 1 to 63 bytes",
+    );
+    let mut named = serde_json::to_value(sh_config("sleep 3600")).unwrap();
+    let too_many: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+    for (request, needle) in [
+        (json!({"name": long}), "name is 64 bytes long"),
+        (json!({"region": long}), "region is 64 bytes long"),
+        (
+            json!({"config": {"metadata": {"k": "v".repeat(4097)}}}),
+            "config.metadata.k is 4097 bytes long: allowed are 0 to 4096 bytes",
+        ),
+        (
+            json!({"config": {"metadata": {"k".repeat(257): "v"}}}),
+            "a config.metadata key is 257 bytes long",
+        ),
+        (
+            json!({"config": {"metadata": too_many}}),
+            "config.metadata = 65 is invalid: allowed values are 0 to 64 keys",
+        ),
+    ] {
+        let mut full = json!({"config": named.clone()});
+        for (field, value) in request.as_object().unwrap() {
+            match field.as_str() {
+                "config" => {
+                    for (key, inner) in value.as_object().unwrap() {
+                        full["config"][key] = inner.clone();
+                    }
+                }
+                _ => full[field] = value.clone(),
+            }
+        }
+        let (status, body) = daemon
+            .call(
+                Method::POST,
+                &format!("/v1/apps/{APP}/machines"),
+                Some(full),
+            )
+            .await;
+        assert_refused(status, &body, needle);
+    }
+    named["metadata"] = json!({"role": "worker"});
+    let (status, machine) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{APP}/machines"),
+            Some(json!({"config": named, "skip_launch": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    let (status, body) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{APP}/machines/{id}/metadata/k"),
+            Some(json!({"value": "v".repeat(4097)})),
+        )
+        .await;
+    assert_refused(status, &body, "config.metadata.k is 4097 bytes long");
+
+    let tool = mcp_call(
+        &daemon,
+        "set_secrets",
+        json!({"app": APP, "values": {"FIRST": SECRET, "SECOND": SECRET}}),
+    )
+    .await;
+    assert_eq!(tool["isError"], false, "{tool}");
+    let (status, listed) = get(&daemon, &format!("/v1/apps/{APP}/secrets")).await;
+    assert_eq!(status, 200, "{listed}");
+    let digests: Vec<&str> = listed["secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .map(|s| s["digest"].as_str().expect("digest"))
+        .collect();
+    assert_eq!(digests.len(), 2, "{listed}");
+    assert_ne!(digests[0], digests[1], "equal values, equal digests");
+    let log = daemon.log();
+    assert!(log.contains("DEBUG"), "the daemon does log at debug");
+    assert_no_secret("the daemon's debug log", &log);
+}

@@ -26,7 +26,7 @@ pub use config::{
     RestartPolicy, RootfsConfig, RootfsPersist, StopConfig,
 };
 pub use egress::{EgressDefault, EgressLog, EgressLogEntry, EgressPolicy, MachineEgress};
-pub use limits::{DurationRange, NumberRange};
+pub use limits::{DurationRange, NumberRange, TextLimit};
 pub use machine::{
     CreateLeaseRequest, CreateMachineRequest, ErrorResponse, ExecRequest, ExecResponse, ImageRef,
     Lease, LeaseResponse, ListenSocket, Machine, MachineEvent, MachineVersion, ProcessStat,

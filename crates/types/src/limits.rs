@@ -1,4 +1,5 @@
-//! The ranges that the API's number and duration fields accept.
+//! The ranges that the API's number and duration fields accept, and the
+//! lengths of its names and metadata.
 //!
 //! They live here, next to the wire types, so that the HTTP API, the MCP
 //! tools and the orchestrator refuse the same values with the same message,
@@ -113,6 +114,50 @@ impl NumberRange {
     }
 }
 
+/// The lengths a text field may have, in bytes (of its UTF-8). Refusals
+/// name the field and its length, never the text, which may be large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextLimit {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl TextLimit {
+    /// A machine's `name` and `region`, an app's `org_slug` and `network`:
+    /// one DNS label's length.
+    pub const NAME: TextLimit = TextLimit::new(1, 63);
+    /// A key of a machine's `config.metadata`.
+    pub const METADATA_KEY: TextLimit = TextLimit::new(1, 256);
+    /// A value of a machine's `config.metadata`.
+    pub const METADATA_VALUE: TextLimit = TextLimit::new(0, 4_096);
+    /// How many keys a machine's `config.metadata` may hold.
+    pub const METADATA_ENTRIES: NumberRange = NumberRange::new(0, 64, "keys");
+
+    pub const fn new(min: usize, max: usize) -> TextLimit {
+        TextLimit { min, max }
+    }
+
+    /// Checks `text` as the value of `field`. Control characters (NUL
+    /// included) are refused too: no name or metadata needs them.
+    pub fn check(&self, field: &str, text: &str) -> Result<(), String> {
+        if text.chars().any(char::is_control) {
+            return Err(format!(
+                "{field} contains a control character: use printable text of {} to {} bytes",
+                self.min, self.max
+            ));
+        }
+        if (self.min..=self.max).contains(&text.len()) {
+            return Ok(());
+        }
+        Err(format!(
+            "{field} is {} bytes long: allowed are {} to {} bytes",
+            text.len(),
+            self.min,
+            self.max
+        ))
+    }
+}
+
 /// `90s` as `1m30s`-style text: whole hours, minutes or seconds when exact,
 /// milliseconds otherwise.
 fn human(duration: Duration) -> String {
@@ -193,6 +238,22 @@ mod tests {
         NumberRange::IDLE_TIMEOUT_SECS,
         NumberRange::FILE_MODE,
     ];
+
+    #[test]
+    fn security_text_limits_name_the_field_and_the_length_not_the_text() {
+        let long = "x".repeat(64);
+        let err = TextLimit::NAME.check("org_slug", &long).unwrap_err();
+        assert_eq!(err, "org_slug is 64 bytes long: allowed are 1 to 63 bytes");
+        assert!(TextLimit::NAME.check("name", &long[..63]).is_ok());
+        assert!(TextLimit::NAME.check("name", "").is_err());
+        assert!(TextLimit::METADATA_VALUE
+            .check("config.metadata.k", "")
+            .is_ok());
+        let err = TextLimit::METADATA_KEY
+            .check("config.metadata key", "a\u{0}b")
+            .unwrap_err();
+        assert!(err.contains("control character"), "{err}");
+    }
 
     proptest! {
         /// No text panics the parser, and every duration range either

@@ -164,13 +164,30 @@ fn token(given: Option<&str>) -> Result<String> {
 
 /// Logs go to stderr at `RUST_LOG` or `default_level`.
 fn init_tracing(default_level: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let wanted = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(wanted)
+                .with_filter(without_mcp_payloads()),
         )
-        .with_writer(std::io::stderr)
         .init();
+}
+
+/// rmcp logs every request and response it handles, tool arguments and
+/// results included (`set_secrets`' values, exec output), at debug and
+/// trace: nothing of rmcp's below info is let through, whatever RUST_LOG
+/// asks for.
+fn without_mcp_payloads() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("rmcp", LevelFilter::INFO)
 }
 
 #[cfg(test)]
@@ -186,6 +203,19 @@ mod tests {
             }
             without_help(sub, &path, missing);
         }
+    }
+
+    #[test]
+    fn security_rmcp_payload_logs_are_filtered_at_any_log_level() {
+        use tracing::Level;
+        let filter = super::without_mcp_payloads();
+        assert!(!filter.would_enable("rmcp::service", &Level::DEBUG));
+        assert!(!filter.would_enable(
+            "rmcp::transport::streamable_http_server::tower",
+            &Level::TRACE
+        ));
+        assert!(filter.would_enable("rmcp::service", &Level::INFO));
+        assert!(filter.would_enable("roost_machines", &Level::TRACE));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Daemon {
     /// Whether roost is given a `--netns-dir` in the test's directory
     /// (otherwise it picks its default for the site, under `/run/roost`).
     own_netns_dir: bool,
+    /// roost's `RUST_LOG`.
+    log_level: &'static str,
 }
 
 pub fn free_port() -> u16 {
@@ -43,16 +45,25 @@ impl Daemon {
 
     /// [`Daemon::start`] with more `roost up` flags.
     pub async fn start_with_args(args: &[&str]) -> Daemon {
-        Daemon::start_configured(args, true).await
+        Daemon::start_configured(args, true, "info").await
     }
 
     /// [`Daemon::start`] without `--netns-dir`: roost uses its default
     /// for the site (removed again by the teardown).
     pub async fn start_with_default_netns_dir() -> Daemon {
-        Daemon::start_configured(&[], false).await
+        Daemon::start_configured(&[], false, "info").await
     }
 
-    async fn start_configured(args: &[&str], own_netns_dir: bool) -> Daemon {
+    /// [`Daemon::start`] logging at `level` (`RUST_LOG`).
+    pub async fn start_with_log_level(level: &'static str) -> Daemon {
+        Daemon::start_configured(&[], true, level).await
+    }
+
+    async fn start_configured(
+        args: &[&str],
+        own_netns_dir: bool,
+        log_level: &'static str,
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut daemon = Daemon {
             dir,
@@ -62,6 +73,7 @@ impl Daemon {
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             site: free_site(),
             own_netns_dir,
+            log_level,
         };
         daemon.spawn(None).await;
         let layout = roost_testkit::busybox_layout(daemon.dir.path());
@@ -108,7 +120,7 @@ impl Daemon {
             .arg("--network-site")
             .arg(self.site.to_string())
             .args(&self.extra_args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.log_level)
             // Concurrent daemons must not fight over the S3 default port;
             // tests that use S3 pass --s3-listen.
             .env("ROOST_S3_LISTEN", "127.0.0.1:0")
