@@ -648,13 +648,22 @@ impl Machines {
     }
 
     /// The host paths of the machine's log: the rotated file (if any) then
-    /// the current one.
+    /// the current one. While a rotation runs, both names can be one file
+    /// for a moment: that file is listed once.
     pub fn log_files(&self, app: &str, id: &str) -> Result<Vec<std::path::PathBuf>> {
+        use std::os::unix::fs::MetadataExt;
         let record = self.inner.machine(app, id)?;
         let paths = MachinePaths::new(&self.inner.data_dir, &record.machine.id);
+        let mut seen = Vec::new();
         Ok([paths.rotated_log(), paths.log]
             .into_iter()
-            .filter(|p| p.exists())
+            .filter(|p| match std::fs::metadata(p) {
+                Ok(meta) if !seen.contains(&meta.ino()) => {
+                    seen.push(meta.ino());
+                    true
+                }
+                _ => false,
+            })
             .collect())
     }
 

@@ -7,8 +7,8 @@
 //! file, when the machine's last process holding the pipe is gone.
 //!
 //! The relay appends what it reads to `log`. When the next write would
-//! take `log` past the bound, it renames `log` to `log.1` (replacing the
-//! older one) and starts a new `log`: a machine's logs take at most twice
+//! take `log` past the bound, it makes `log` into `log.1` (replacing the
+//! older one) and starts a new `log`, without a moment where `log` is missing: a machine's logs take at most twice
 //! the bound on disk, nothing is ever read back, and the daemon's memory
 //! does not depend on what machines print. A machine that prints faster
 //! than the relay writes is slowed down by the full pipe, never buffered.
@@ -85,9 +85,7 @@ impl LogRelay {
 
 /// The rotated log that precedes `log`: `log.1`.
 pub fn rotated_path(log: &Path) -> PathBuf {
-    let mut name = OsString::from(log.as_os_str());
-    name.push(".1");
-    PathBuf::from(name)
+    sibling(log, "1")
 }
 
 /// Waits until the relay writing `log` has ended (its machine's processes
@@ -205,12 +203,40 @@ impl<'a> BoundedLog<'a> {
         self.size = self.size.saturating_add(len);
     }
 
-    /// Renames the log to `log.1` and continues in a new, empty `log`.
+    /// Makes the log `log.1` (replacing the older one) and continues in a
+    /// new, empty `log`. Every step is a link or a rename, so `log` exists
+    /// at every instant: a reader never finds the machine without a log.
+    /// For a moment `log.1` and `log` are the same file; readers skip the
+    /// second name of one file.
     fn rotate(&mut self) -> io::Result<()> {
-        fs::rename(self.path, rotated_path(self.path))?;
-        self.file = open_append(self.path)?;
+        let next = sibling(self.path, "next");
+        let older = sibling(self.path, "1.next");
+        for leftover in [&next, &older] {
+            remove_if_present(leftover)?;
+        }
+        let file = open_append(&next)?;
+        fs::hard_link(self.path, &older)?;
+        fs::rename(&older, rotated_path(self.path))?;
+        fs::rename(&next, self.path)?;
+        self.file = file;
         self.size = 0;
         Ok(())
+    }
+}
+
+/// `log.<suffix>` beside `log`: where a rotation prepares its files.
+fn sibling(log: &Path, suffix: &str) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Removes what a rotation interrupted by a crash left behind.
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
     }
 }
 
@@ -248,6 +274,33 @@ mod tests {
             text[text.len() - older.len() - newest.len()..],
             "log.1 then log are the last output, in order"
         );
+    }
+
+    #[test]
+    fn a_reader_finds_the_log_at_every_instant_of_a_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        fs::write(&log, "").expect("write");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut missing = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    missing += usize::from(File::open(&log).is_err());
+                }
+                missing
+            });
+            // About 10,000 rotations: 1 MiB of lines through a 100-byte bound.
+            let text = "a line of about forty bytes, repeated.\n".repeat(25_000);
+            relay(&mut text.as_bytes(), &log, 100).expect("relay");
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(reader.join().expect("reader"), 0, "log was missing");
+        });
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "only log and log.1 are left: {names:?}");
     }
 
     #[test]
