@@ -1,12 +1,14 @@
 //! roost's HTTP API: the Fly Machines API v1 (same paths under `/v1`, same
 //! JSON shapes and status codes) plus a few documented roost extensions
 //! (`/v1/images`: import, registry pull, remove, prune; machine logs; the
-//! `registry_auth` field of machine create/update).
+//! `registry_auth` field of machine create/update; app egress policies
+//! and their audit logs).
 //!
 //! Handlers only translate HTTP to [`roost_machines::Machines`] calls and
 //! back; no lifecycle logic lives here.
 
 mod auth;
+mod egress;
 mod error;
 mod extract;
 mod images;
@@ -114,6 +116,8 @@ pub fn router(machines: Machines, token: String, mounted: Router) -> Router {
             "/v1/apps/{app}/secrets/{name}",
             post(secrets::set).delete(secrets::unset),
         )
+        .route("/v1/apps/{app}/egress", get(egress::get).put(egress::put))
+        .route("/v1/apps/{app}/egress/log", get(egress::log))
         .route("/v1/images", get(images::list).post(images::import))
         .route("/v1/images/pull", post(images::pull))
         .route("/v1/images/prune", post(images::prune))

@@ -2,6 +2,7 @@
 //! roost's extensions). The CLI is built on it; tests and tools can use it
 //! alone.
 
+mod egress;
 mod secrets;
 mod volumes;
 

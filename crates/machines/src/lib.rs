@@ -14,6 +14,7 @@
 //!   nothing behind.
 
 mod checks;
+mod egress;
 mod error;
 mod files;
 mod guest_files;
@@ -80,6 +81,8 @@ pub struct MachinesConfig {
     /// The machines' private network; `None` leaves each machine alone in
     /// a namespace with only loopback.
     pub network: Option<roost_net::NetConfig>,
+    /// The egress policy default of apps created from now on.
+    pub egress_default: roost_types::EgressDefault,
 }
 
 impl MachinesConfig {
@@ -94,6 +97,7 @@ impl MachinesConfig {
             volume_snapshot_day: std::time::Duration::from_secs(24 * 3600),
             storage: StorageConfig::default(),
             network: None,
+            egress_default: roost_types::EgressDefault::Deny,
         }
     }
 }
@@ -124,6 +128,7 @@ pub(crate) struct Inner {
     net: Option<roost_net::Network>,
     /// Health-check results reported by the edge proxy.
     checks: checks::CheckResults,
+    egress: egress::EgressLayer,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -205,6 +210,7 @@ impl Machines {
             storage,
             net,
             checks: checks::CheckResults::default(),
+            egress: egress::EgressLayer::new(config.egress_default),
         });
         inner.recover_volume_operations().await?;
         inner.recover().await?;
@@ -346,8 +352,30 @@ impl Inner {
             vars.push(("FLY_PRIVATE_IP", m.private_ip.as_str()));
         }
         let env = spec::environment(&m.config, image, &vars);
-        Ok(self.add_storage_env(env, &m.config.env, &record.app))
+        let mut platform = self.storage_env(&record.app);
+        platform.extend(self.egress_env(m));
+        Ok(with_platform_env(env, &m.config.env, platform))
     }
+}
+
+/// Adds the platform's variables (`NAME`, value) to a machine's `env`
+/// (`KEY=value` entries), replacing the image's: the machine's own
+/// `config.env` wins over the platform, the platform over the image.
+fn with_platform_env(
+    mut env: Vec<String>,
+    config_env: &std::collections::BTreeMap<String, String>,
+    platform: Vec<(String, String)>,
+) -> Vec<String> {
+    let platform: Vec<(String, String)> = platform
+        .into_iter()
+        .filter(|(key, _)| !config_env.contains_key(key))
+        .collect();
+    env.retain(|entry| {
+        let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+        !platform.iter().any(|(k, _)| k == key)
+    });
+    env.extend(platform.into_iter().map(|(k, v)| format!("{k}={v}")));
+    env
 }
 
 /// Creates `dir` if needed and makes it 0700, also when it existed with a

@@ -83,6 +83,7 @@ impl Machines {
             org_slug: req.org_slug.unwrap_or_else(|| "personal".into()),
             network: req.network.unwrap_or_else(|| "default".into()),
             created_at: now_rfc3339(),
+            egress: Some(self.inner.egress.new_app_policy()),
         };
         self.inner.store.create_app(&record)?;
         Ok(app_view(&record))
@@ -132,6 +133,7 @@ impl Machines {
         self.destroy_app_storage(name).await?;
         self.inner.remove_app_network(name).await?;
         self.inner.store.delete_app(name)?;
+        self.inner.egress.forget_app(name);
         Ok(())
     }
 
@@ -180,6 +182,7 @@ impl Machines {
                 checks: vec![],
                 nonce: None,
                 cordoned: false,
+                egress: None,
                 id: id.clone(),
             },
             runtime: runtime.to_string(),
@@ -405,6 +408,7 @@ impl Machines {
         if let Transition::Run(plan) = decide(&record, &Intent::Destroy { force })? {
             inner.run_new_op(record, plan).await?;
         }
+        inner.egress.forget_machine(id);
         Ok(())
     }
 
@@ -796,6 +800,7 @@ impl Inner {
         if machine.state == MachineState::Started {
             machine.checks = self.checks.get(&machine.id);
         }
+        self.egress.fill_view(&mut machine);
         Ok(machine)
     }
 

@@ -206,28 +206,6 @@ impl Inner {
         }
     }
 
-    /// Adds the app's storage variables to a machine's `env` (`KEY=value`
-    /// entries). Variables the machine's own config sets win; image
-    /// defaults do not.
-    pub(crate) fn add_storage_env(
-        &self,
-        mut env: Vec<String>,
-        config_env: &std::collections::BTreeMap<String, String>,
-        app: &str,
-    ) -> Vec<String> {
-        let storage: Vec<(String, String)> = self
-            .storage_env(app)
-            .into_iter()
-            .filter(|(key, _)| !config_env.contains_key(key))
-            .collect();
-        env.retain(|entry| {
-            let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
-            !storage.iter().any(|(k, _)| k == key)
-        });
-        env.extend(storage.into_iter().map(|(k, v)| format!("{k}={v}")));
-        env
-    }
-
     /// The storage variables of `app`'s machines: Fly's Tigris set, present
     /// once the app has a bucket. `BUCKET_NAME` is its oldest bucket.
     pub(crate) fn storage_env(&self, app: &str) -> Vec<(String, String)> {

@@ -10,6 +10,7 @@ exits non-zero with a message on the first unexpected answer.
     client.py pull    URL TOKEN APP REGISTRY_IMAGE   pull_image, then run the pulled image
     client.py volumes URL TOKEN APP IMAGE           volume tools, a machine mounting a volume
     client.py secrets URL TOKEN APP IMAGE           secret tools; values never come back
+    client.py egress  URL TOKEN APP IMAGE           egress tools; machines get the proxy
 
 MODE is "legacy" (initialize handshake, Mcp-Session-Id sessions) or
 "2026-07-28" (stateless requests).
@@ -35,6 +36,7 @@ EXPECTED_TOOLS = {
     "list_volumes", "create_volume", "get_volume", "extend_volume", "destroy_volume",
     "list_volume_snapshots", "create_volume_snapshot",
     "list_secrets", "set_secrets", "unset_secrets",
+    "get_egress", "set_egress", "get_egress_log",
 }
 
 
@@ -315,6 +317,36 @@ async def scenario_secrets(url, token, app, image):
         await ok(client, "destroy_machine", app=app, machine_id=mid, force=True)
 
 
+async def scenario_egress(url, token, app, image):
+    """An app's egress policy is read and replaced through the tools; machines get the proxy."""
+    async with http_client(url, token, "legacy") as client:
+        policy = await ok(client, "get_egress", app=app)
+        if policy != {"default": "deny", "allow": [], "deny": []}:
+            fail(f"a new app's policy should be the daemon's default deny: {policy}")
+        policy = await ok(client, "set_egress", app=app, default="deny",
+                          allow=["Deb.Debian.org", "*.pypi.org:443"], deny=["evil.pypi.org"])
+        if policy["allow"] != ["deb.debian.org", "*.pypi.org:443"] or policy["deny"] != ["evil.pypi.org"]:
+            fail(f"set_egress should answer the policy normalized: {policy}")
+        if await ok(client, "get_egress", app=app) != policy:
+            fail("get_egress does not show what set_egress stored")
+        await tool_error(client, "set_egress", {"app": app, "default": "deny", "allow": ["http://x.org"]},
+                         "allow[0]", "not a URL")
+        await tool_error(client, "set_egress", {"app": app, "default": "maybe"}, "unknown variant")
+        await tool_error(client, "get_egress", {"app": "no-such-app"}, "not found")
+        log = await ok(client, "get_egress_log", app=app)
+        if log != {"entries": []}:
+            fail(f"no machine used egress yet, the log should be empty: {log}")
+        mid = (await ok(client, "run_machine", app=app, image=image, command=["sleep", "infinity"]))["id"]
+        env = await sh(client, app, mid, "echo $HTTP_PROXY $https_proxy; echo $NO_PROXY")
+        proxy, no_proxy = env.splitlines()
+        if not proxy.startswith("http://[fdaa:") or "]:3128 " not in proxy + " ":
+            fail(f"machines should get the egress proxy at the service address: {env}")
+        if ".internal" not in no_proxy.split(","):
+            fail(f"NO_PROXY should name the internal names: {env}")
+        await ok(client, "set_egress", app=app, default="deny")
+        await ok(client, "destroy_machine", app=app, machine_id=mid, force=True)
+
+
 async def scenario_bad(url, token, app, image, host_file):
     async with http_client(url, token, "legacy") as client:
         await tool_error(client, "run_machine", {"app": app}, "missing field", "image")
@@ -437,6 +469,7 @@ def main():
         "pull": lambda: scenario_pull(*args[1:5]),
         "volumes": lambda: scenario_volumes(*args[1:5]),
         "secrets": lambda: scenario_secrets(*args[1:5]),
+        "egress": lambda: scenario_egress(*args[1:5]),
         "bench": lambda: scenario_bench(*args[1:5], int(args[5])),
     }
     if not args or args[0] not in scenarios:

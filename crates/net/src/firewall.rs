@@ -52,7 +52,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::plan::{
-    AddressPlan, SERVICE_API_PORT, SERVICE_DNS_PORT, SERVICE_S3_PORT, SERVICE_TOKENIZER_PORT,
+    AddressPlan, SERVICE_API_PORT, SERVICE_DNS_PORT, SERVICE_EGRESS_PORT, SERVICE_S3_PORT,
+    SERVICE_TOKENIZER_PORT,
 };
 use crate::NetError;
 
@@ -68,13 +69,15 @@ const LOCK_WAIT_SECS: &str = "10";
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Protocol and port of every service machines may reach at the service
-/// address: DNS (UDP and TCP), the API, S3 and the tokenizer.
-pub const SERVICE_PORTS: [(&str, u16); 5] = [
+/// address: DNS (UDP and TCP), the API, S3, the tokenizer and the egress
+/// proxy.
+pub const SERVICE_PORTS: [(&str, u16); 6] = [
     ("udp", SERVICE_DNS_PORT),
     ("tcp", SERVICE_DNS_PORT),
     ("tcp", SERVICE_API_PORT),
     ("tcp", SERVICE_S3_PORT),
     ("tcp", SERVICE_TOKENIZER_PORT),
+    ("tcp", SERVICE_EGRESS_PORT),
 ];
 
 /// ICMPv6 types machines may send to the host: errors, echo replies and
@@ -268,6 +271,7 @@ mod tests {
                 "-d fdaa:7e57::3/128 -p tcp --dport 4280 -j ACCEPT",
                 "-d fdaa:7e57::3/128 -p tcp --dport 9000 -j ACCEPT",
                 "-d fdaa:7e57::3/128 -p tcp --dport 4001 -j ACCEPT",
+                "-d fdaa:7e57::3/128 -p tcp --dport 3128 -j ACCEPT",
                 "-p ipv6-icmp --icmpv6-type destination-unreachable -j ACCEPT",
                 "-p ipv6-icmp --icmpv6-type packet-too-big -j ACCEPT",
                 "-p ipv6-icmp --icmpv6-type time-exceeded -j ACCEPT",

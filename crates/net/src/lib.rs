@@ -37,7 +37,11 @@
 //! and nothing outside reaches a machine; the host itself reaches every
 //! machine (its packets are not routed from another interface).
 //!
-//! Egress plugs in at [`Egress`]: today the only choice is none.
+//! Machines reach the outside only through roost's egress proxy at the
+//! service address ([`plan::SERVICE_EGRESS_PORT`], one of the service
+//! ports), which dials on their behalf under their app's policy: no
+//! machine packet is ever routed beyond the host. Routed egress would plug
+//! in at [`Egress`]; today its only choice is none.
 
 pub mod dns;
 pub mod firewall;

@@ -58,6 +58,10 @@ pub const SERVICE_API_PORT: u16 = 4280;
 pub const SERVICE_S3_PORT: u16 = 9000;
 /// The tokenizer, as an HTTP proxy.
 pub const SERVICE_TOKENIZER_PORT: u16 = 4001;
+/// The egress proxy (HTTP forward proxy with CONNECT): machines' only way
+/// out, under their app's policy; 3128 is the port HTTP proxies
+/// customarily use.
+pub const SERVICE_EGRESS_PORT: u16 = 3128;
 
 /// Address arithmetic of one site. Cheap to copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +87,8 @@ impl AddressPlan {
         )
     }
 
-    /// Where roost's own services (DNS, API, S3, tokenizer) answer machines.
+    /// Where roost's own services (DNS, API, S3, tokenizer, egress) answer
+    /// machines.
     pub fn service_address(&self) -> Ipv6Addr {
         Ipv6Addr::new(
             ULA_PREFIX,
@@ -142,6 +147,25 @@ impl AddressPlan {
         let s = addr.segments();
         let in_subnet = s[0] == ULA_PREFIX && s[1] == self.site && s[3..6] == [0, 0, 0];
         (in_subnet && s[2] != SERVICE_NETWORK).then_some(s[2])
+    }
+
+    /// The app network and slot of a machine address of this site
+    /// (the inverse of [`AddressPlan::machine_address`]); `None` for any
+    /// other address.
+    pub fn machine_of(&self, addr: Ipv6Addr) -> Option<(u16, u32)> {
+        let network = self.network_of(addr)?;
+        let s = addr.segments();
+        let slot = (u32::from(s[6]) << 16) | u32::from(s[7]);
+        (slot >= FIRST_MACHINE_SLOT).then_some((network, slot))
+    }
+
+    /// Every address of app network `network`, on any host: `fdaa:S:N::/48`.
+    pub fn app_prefix(&self, network: u16) -> Result<(Ipv6Addr, u8), NetError> {
+        check_network(network)?;
+        Ok((
+            Ipv6Addr::new(ULA_PREFIX, self.site, network, 0, 0, 0, 0, 0),
+            APP_PREFIX_LEN,
+        ))
     }
 
     /// The app network's bridge: `rb-SSSS-NNNN` (12 characters).
@@ -221,6 +245,11 @@ mod tests {
         let big = plan.machine_address(0xbeef, 0x1_0002).unwrap();
         assert_eq!(big.to_string(), "fdaa:7e57:beef::1:2");
         assert_eq!(plan.network_of(big), Some(0xbeef));
+        assert_eq!(plan.machine_of(big), Some((0xbeef, 0x1_0002)));
+        assert_eq!(plan.machine_of(plan.gateway(0xbeef).unwrap()), None);
+        assert_eq!(plan.machine_of(plan.service_address()), None);
+        let (prefix, len) = plan.app_prefix(0xbeef).unwrap();
+        assert_eq!((prefix.to_string().as_str(), len), ("fdaa:7e57:beef::", 48));
         assert_eq!(plan.network_of(plan.service_address()), None);
         assert_eq!(
             plan.network_of(AddressPlan::new(1).gateway(5).unwrap()),

@@ -138,6 +138,7 @@ fn start_roost_proxy(upstream: SocketAddr) -> SocketAddr {
         checks: vec![],
         nonce: None,
         cordoned: false,
+        egress: None,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
     let addr = listener.local_addr().unwrap();

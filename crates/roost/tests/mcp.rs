@@ -130,6 +130,19 @@ async fn python_client_manages_secrets_without_seeing_values() {
     assert_nothing_left(&daemon);
 }
 
+/// The egress tools: a new app's policy is the daemon's default, set_egress
+/// replaces it normalized or refuses a bad pattern by index, and machines
+/// get the proxy variables.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_manages_egress_policies() {
+    let daemon = Daemon::start().await;
+    println!(
+        "{}",
+        python(&daemon, &["egress", &daemon.url, &daemon.token, APP, IMAGE])
+    );
+    assert_nothing_left(&daemon);
+}
+
 /// Every file under `dir`, with its content.
 fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)

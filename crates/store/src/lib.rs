@@ -49,6 +49,11 @@ pub struct AppRecord {
     pub org_slug: String,
     pub network: String,
     pub created_at: String,
+    /// Where the app's machines may connect through the egress proxy;
+    /// written at create (the daemon's default then), `None` for apps
+    /// from before egress existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<roost_types::EgressPolicy>,
 }
 
 /// A machine as the orchestrator keeps it: the wire view plus the host-side
@@ -167,6 +172,37 @@ impl Store {
 
     pub fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         self.list_json("SELECT data FROM apps ORDER BY name", [])
+    }
+
+    /// Replaces the app's egress policy.
+    pub fn set_app_egress(
+        &self,
+        name: &str,
+        policy: &roost_types::EgressPolicy,
+    ) -> Result<AppRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let data: Option<String> = tx
+            .query_row("SELECT data FROM apps WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let mut app: AppRecord = match data {
+            Some(data) => serde_json::from_str(&data)?,
+            None => {
+                return Err(StoreError::NotFound {
+                    kind: "app",
+                    name: name.to_string(),
+                })
+            }
+        };
+        app.egress = Some(policy.clone());
+        tx.execute(
+            "UPDATE apps SET data = ?2 WHERE name = ?1",
+            params![name, serde_json::to_string(&app)?],
+        )?;
+        tx.commit()?;
+        Ok(app)
     }
 
     /// Deletes an app and every record of its machines.
@@ -508,6 +544,7 @@ mod tests {
             org_slug: "personal".to_string(),
             network: "default".to_string(),
             created_at: "2026-01-01T00:00:00Z".to_string(),
+            egress: None,
         }
     }
 
@@ -529,6 +566,7 @@ mod tests {
                 checks: vec![],
                 nonce: None,
                 cordoned: false,
+                egress: None,
             },
             runtime: "crun".to_string(),
             init_pid: None,
@@ -556,6 +594,31 @@ mod tests {
             Err(StoreError::AlreadyExists { kind: "app", .. })
         ));
         assert_eq!(store.list_apps().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_app_egress_policy_is_replaced_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roost.db");
+        let policy = roost_types::EgressPolicy {
+            default: roost_types::EgressDefault::Deny,
+            allow: vec!["deb.debian.org".into()],
+            deny: vec![],
+        };
+        {
+            let store = Store::open(&path).unwrap();
+            store.create_app(&app("a")).unwrap();
+            assert_eq!(store.get_app("a").unwrap().unwrap().egress, None);
+            store.set_app_egress("a", &policy).unwrap();
+            assert!(matches!(
+                store.set_app_egress("nope", &policy),
+                Err(StoreError::NotFound { kind: "app", .. })
+            ));
+        }
+        let store = Store::open(&path).unwrap();
+        let stored = store.get_app("a").unwrap().unwrap();
+        assert_eq!(stored.egress, Some(policy));
+        assert_eq!(stored.org_slug, "personal");
     }
 
     #[test]

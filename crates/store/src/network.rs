@@ -127,6 +127,18 @@ impl Store {
             .and_then(|n| u32::try_from(n).ok()))
     }
 
+    /// The machine holding address slot `slot` of `app`'s network.
+    pub fn machine_at_slot(&self, app: &str, slot: u32) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT machine_id FROM machine_addresses WHERE app = ?1 AND slot = ?2",
+                params![app, slot],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
     /// The number `sql` selects for `key`.
     fn number(&self, sql: &str, key: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
@@ -257,6 +269,11 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.machine_address("m2").unwrap(), Some(3));
+        assert_eq!(
+            store.machine_at_slot("a", 3).unwrap().as_deref(),
+            Some("m2")
+        );
+        assert_eq!(store.machine_at_slot("b", 3).unwrap(), None);
         store.free_machine_address("m1").unwrap();
         store.free_machine_address("m1").unwrap();
         assert_eq!(store.machine_address("m1").unwrap(), None);

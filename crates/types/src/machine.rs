@@ -53,6 +53,10 @@ pub struct Machine {
     /// roost extension: true while the proxy must not route to the machine.
     #[serde(default)]
     pub cordoned: bool,
+    /// roost extension: what the machine sent and received through the
+    /// egress proxy since roost started; absent before its first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<crate::MachineEgress>,
 }
 
 /// `CreateMachineRequest`.

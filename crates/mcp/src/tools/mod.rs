@@ -11,6 +11,7 @@
 //! errors are made in [`reply`], the same way for every tool.
 
 mod apps;
+mod egress;
 mod exec;
 mod files;
 mod images;
@@ -40,7 +41,8 @@ machine_id (14 hex characters) returned by run_machine or list_machines. Data th
 must outlive a machine goes on a volume: create_volume, then run_machine with mounts; \
 create_volume_snapshot before risky changes. set_secrets gives an app's machines \
 environment variables (API keys, passwords) at their next start without showing them \
-in any listing.";
+in any listing. Machines reach the network only through the egress proxy, under their \
+app's policy: get_egress shows it, set_egress changes it at once.";
 
 /// The MCP server: the tool router over one [`Machines`] service.
 #[derive(Clone)]
@@ -76,7 +78,8 @@ fn router() -> ToolRouter<Tools> {
         + Tools::logs_router()
         + Tools::volumes_router()
         + Tools::storage_router()
-        + Tools::secrets_router();
+        + Tools::secrets_router()
+        + Tools::egress_router();
     for route in router.map.values_mut() {
         reply::unwrap_lines(&mut route.attr);
     }
@@ -113,6 +116,8 @@ mod tests {
                 "destroy_volume",
                 "exec",
                 "extend_volume",
+                "get_egress",
+                "get_egress_log",
                 "get_machine",
                 "get_volume",
                 "list_apps",
@@ -127,6 +132,7 @@ mod tests {
                 "read_file",
                 "restart_machine",
                 "run_machine",
+                "set_egress",
                 "set_secrets",
                 "start_machine",
                 "stop_machine",

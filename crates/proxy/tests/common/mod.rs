@@ -128,6 +128,7 @@ impl Fake {
             checks: vec![],
             nonce: None,
             cordoned: false,
+            egress: None,
         };
         self.apps
             .lock()

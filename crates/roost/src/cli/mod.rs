@@ -6,6 +6,7 @@
 //! family's module.
 
 mod apps;
+mod egress;
 mod images;
 mod machines;
 mod output;
@@ -72,6 +73,9 @@ enum Command {
     /// The tokenizer: print its seal key, seal secrets for it.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokenizerCommand),
+    /// Manage an app's egress policy: where its machines may connect, and the audit log.
+    #[command(subcommand)]
+    Egress(egress::EgressCommand),
     /// Serve roost's MCP tools on stdin/stdout for a local agent, relayed to
     /// the API's /mcp endpoint (uses --api-url and --api-token).
     Mcp,
@@ -134,6 +138,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Storage(cmd) => storage::run(&api()?, cmd, json).await,
         Command::Secrets(cmd) => secrets::run(&api()?, cmd, json).await,
         Command::Tokenizer(cmd) => tokenizer::run(&cmd, api, json).await,
+        Command::Egress(cmd) => egress::run(&api()?, cmd, json).await,
         Command::Mcp => {
             // stdout carries the protocol; only warnings go to stderr.
             init_tracing("warn");

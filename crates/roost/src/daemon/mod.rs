@@ -1,12 +1,14 @@
 //! `roost up`: the API server and orchestrator in one process. [`up`] is
 //! the wiring: it opens the service over the data dir, then starts every
 //! front end over it (the HTTP API with `/mcp`, the edge proxy) and the
-//! services machines use (internal DNS, S3, the tokenizer), and stops them
+//! services machines use (internal DNS, S3, the tokenizer, the egress
+//! proxy), and stops them
 //! on SIGTERM/SIGINT. Each part's setup lives in its module; a new service
 //! gets a module and a line in [`up`].
 
 mod api;
 mod data_dir;
+mod egress;
 mod host;
 mod proxy;
 mod services;
@@ -77,7 +79,8 @@ pub struct UpArgs {
         hide = true
     )]
     pub tokenizer_plain_http: Vec<String>,
-    /// Destination `ADDR:PORT` that egress (the tokenizer) may reach even
+    /// Destination `ADDR:PORT` that egress (the egress proxy and the
+    /// tokenizer) may reach even
     /// though it is one egress never reaches otherwise: the host's
     /// loopback or own addresses, link-local and metadata addresses, IPv4
     /// private ranges, unique-local IPv6 and other apps' machines
@@ -98,6 +101,8 @@ pub struct UpArgs {
     /// loopback interface), e.g. on hosts that deny CAP_NET_ADMIN.
     #[arg(long)]
     pub no_private_network: bool,
+    #[command(flatten)]
+    pub egress: egress::EgressArgs,
     #[command(flatten)]
     pub proxy: Box<proxy::ProxyArgs>,
 }
@@ -130,13 +135,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .collect();
     let s3 = services::start_s3(&machines, &s3_listens, &args.s3_domain).await?;
     let mcp = roost_mcp::HttpOptions::new(listener.local_addr()?);
+    let guard =
+        services::destination_guard(&args.egress_allow_addrs, service.map(|_| args.network_site));
     let tokenizer_config = roost_tokenizer::TokenizerConfig {
         extra_ca_files: args.tokenizer_ca,
         plain_http_upstreams: args.tokenizer_plain_http,
-        guard: services::destination_guard(
-            &args.egress_allow_addrs,
-            service.map(|_| args.network_site),
-        ),
+        guard: guard.clone(),
     };
     let tokenizer_listens: Vec<String> = [
         Some(args.tokenizer_listen.clone()),
@@ -145,9 +149,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
     .into_iter()
     .flatten()
     .collect();
-    let tokenizer =
-        services::start_tokenizer(&args.data_dir, &tokenizer_listens, &tokenizer_config).await?;
-    let app = api::router(machines, token, &mcp, tokenizer.0);
+    let tokenizer = services::tokenizer(&args.data_dir, &tokenizer_config)?;
+    let seal_key = tokenizer.seal_key().to_string();
+    let tokenizer_tasks = services::start_tokenizer(&tokenizer, &tokenizer_listens).await?;
+    let egress = egress::start(&machines, &args.egress, guard, tokenizer).await?;
+    let app = api::router(machines, token, &mcp, seal_key);
     // Streamed responses (MCP's SSE, followed logs) arrive in small writes;
     // with Nagle's algorithm each waits for the client's delayed ACK (~40 ms).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -176,7 +182,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .context("API server failed")?;
     for task in s3
         .iter()
-        .chain(&tokenizer.1)
+        .chain(&tokenizer_tasks)
+        .chain(&egress)
         .chain(&service_api)
         .chain(&dns)
         .chain(&proxy)
@@ -201,6 +208,7 @@ fn machines_config(args: &UpArgs, service: Option<IpAddr>) -> Result<MachinesCon
     config.crash_at = std::env::var(roost_machines::CRASH_AT_ENV).ok();
     config.volume_snapshot_day =
         std::time::Duration::from_secs(args.volume_snapshot_day_secs.max(1));
+    config.egress_default = args.egress.egress_default;
     if service.is_some() {
         config.network = Some(roost_net::NetConfig {
             site: args.network_site,

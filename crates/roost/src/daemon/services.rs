@@ -47,33 +47,44 @@ pub(super) fn destination_guard(
     })
 }
 
-/// Starts the tokenizer on its own listeners with its keypair in
-/// `DATA/tokenizer/open-key`; returns its seal key (hex) and its tasks.
-pub(super) async fn start_tokenizer(
+/// The tokenizer, with its keypair in `DATA/tokenizer/open-key`.
+pub(super) fn tokenizer(
     data_dir: &Path,
-    listens: &[String],
     config: &roost_tokenizer::TokenizerConfig,
-) -> Result<(String, Vec<tokio::task::JoinHandle<()>>)> {
+) -> Result<roost_tokenizer::Tokenizer> {
     let key = roost_tokenizer::OpenKey::load_or_create(&data_dir.join("tokenizer/open-key"))
         .context("cannot load the tokenizer's key")?;
-    let tokenizer =
-        roost_tokenizer::Tokenizer::new(key, config).context("cannot set up the tokenizer")?;
-    let seal_key = tokenizer.seal_key().to_string();
-    // One worker thread per CPU, fed by every listener.
-    let workers = Arc::new(
-        tokenizer
-            .workers(roost_workers::per_cpu())
-            .context("cannot start the tokenizer's worker threads")?,
-    );
+    roost_tokenizer::Tokenizer::new(key, config).context("cannot set up the tokenizer")
+}
+
+/// Serves the tokenizer on its own listeners.
+pub(super) async fn start_tokenizer(
+    tokenizer: &roost_tokenizer::Tokenizer,
+    listens: &[String],
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let workers = tokenizer
+        .workers(roost_workers::per_cpu())
+        .context("cannot start the tokenizer's worker threads")?;
+    serve_workers(workers, listens, "tokenizer").await
+}
+
+/// Feeds connections of every listener in `listens` to `workers` (one
+/// thread per CPU, say), the service called `what`.
+pub(super) async fn serve_workers(
+    workers: roost_workers::Workers,
+    listens: &[String],
+    what: &str,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let workers = Arc::new(workers);
     let mut tasks = Vec::new();
     for listen in listens {
-        let listener = listen_on(listen, "tokenizer").await?;
+        let listener = listen_on(listen, what).await?;
         let workers = workers.clone();
         tasks.push(tokio::spawn(async move {
             workers.serve(&listener, std::future::pending()).await
         }));
     }
-    Ok((seal_key, tasks))
+    Ok(tasks)
 }
 
 /// Binds `listen` for the service called `what`, and says so in the log.

@@ -1,0 +1,509 @@
+//! Egress through a real `roost up` from real machines (issue 16): the
+//! egress proxy at the service address, port 3128, under each app's
+//! policy. Loopback upstreams (HTTP and HTTPS) are reached through the
+//! operator's `--egress-allow-addr`; clients are busybox inside the
+//! machine (which finds the proxy in `http_proxy`), and curl run in the
+//! machine's network namespace (`nsenter --net`) for TLS through CONNECT.
+
+mod common;
+
+use common::{Daemon, APP};
+use roost_testkit::upstream::{self, Upstream};
+use roost_types::{CreateMachineRequest, EgressLog, Machine};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const OTHER: &str = "e2e-other";
+const REAL_TOKEN: &str = "sk-egress-real-0451";
+
+struct Setup {
+    daemon: Daemon,
+    http: Upstream,
+    https: Upstream,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let http = upstream::http_upstream().await;
+        let https = upstream::tls_upstream().await;
+        let (http_addr, https_addr) = (http.addr.to_string(), https.addr.to_string());
+        let daemon = Daemon::start_with_args(&[
+            "--egress-allow-addr",
+            &http_addr,
+            "--egress-allow-addr",
+            &https_addr,
+            "--tokenizer-ca",
+            https.ca_file.to_str().unwrap(),
+            "--egress-max-connections",
+            "3",
+        ])
+        .await;
+        Setup {
+            daemon,
+            http,
+            https,
+        }
+    }
+
+    async fn machine(&self, app: &str) -> Machine {
+        let request = CreateMachineRequest {
+            config: common::sh_config("sleep inf"),
+            ..Default::default()
+        };
+        let machine = self
+            .daemon
+            .client()
+            .create_machine(app, &request)
+            .await
+            .expect("create machine");
+        assert_eq!(machine.state.as_str(), "started", "{machine:?}");
+        machine
+    }
+
+    /// `host port` of the egress proxy, as busybox nc takes it.
+    fn proxy_nc(&self) -> String {
+        format!("{} 3128", self.daemon.network().service_address())
+    }
+
+    /// The egress proxy's URL, as machines get it.
+    fn proxy_url(&self) -> String {
+        format!("http://[{}]:3128", self.daemon.network().service_address())
+    }
+
+    /// `script` under `sh -c` in machine `id` of `app`: stdout + stderr.
+    async fn sh(&self, app: &str, id: &str, script: &str) -> String {
+        let out = self.daemon.sh_in(app, id, script).await;
+        format!("{}{}", out.stdout, out.stderr)
+    }
+
+    /// Sends `request` (CRLF line ends) to the egress proxy from machine
+    /// `id` with busybox nc and answers what came back.
+    async fn raw(&self, app: &str, id: &str, request: &str) -> String {
+        assert!(!request.contains(['\'', '%']), "{request}");
+        let printf = request.replace('\r', "\\r").replace('\n', "\\n");
+        let script = format!(
+            "(printf '{printf}'; sleep 1) | timeout 10 nc {}",
+            self.proxy_nc()
+        );
+        self.sh(app, id, &script).await
+    }
+
+    /// curl run in machine `id`'s network namespace, so its connections
+    /// come from the machine's address: exit status and output.
+    fn curl_in(&self, id: &str, args: &[&str]) -> (bool, String) {
+        let netns = self.daemon.netns_dir().join(id);
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args([
+                "curl",
+                "-sS",
+                "--max-time",
+                "15",
+                "--proxy",
+                &self.proxy_url(),
+            ])
+            .args(args)
+            .output()
+            .expect("nsenter curl (Debian packages util-linux and curl; see .ci/run)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    async fn policy(&self, app: &str, policy: serde_json::Value) -> serde_json::Value {
+        let (status, body) = self
+            .daemon
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/apps/{app}/egress"),
+                Some(policy),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn log(&self, app: &str) -> EgressLog {
+        self.daemon
+            .client()
+            .egress_log(app)
+            .await
+            .expect("egress log")
+    }
+}
+
+/// The JSON body after the head of a raw HTTP answer.
+fn body_of(answer: &str) -> serde_json::Value {
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .trim();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("no JSON body ({e}): {answer}"))
+}
+
+fn connect(target: &str) -> String {
+    format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
+}
+
+fn roost_cli(daemon: &Daemon, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(args)
+        .env("ROOST_API_URL", &daemon.url)
+        .env("ROOST_DATA_DIR", daemon.data_dir())
+        .env_remove("ROOST_API_TOKEN")
+        .output()
+        .expect("run roost");
+    assert!(
+        out.status.success(),
+        "roost {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Machines get the proxy variables; the default policy (deny) refuses
+/// with an answer a robot can act on; `roost egress allow` opens a
+/// loopback upstream for the machine's next request without a restart;
+/// TLS goes through CONNECT; every decision lands in the audit log and
+/// the bytes in the machine's view.
+#[tokio::test(flavor = "multi_thread")]
+async fn machines_reach_what_their_policy_allows_live() {
+    let s = Setup::start().await;
+    let log = s.daemon.log();
+    assert!(
+        log.contains("get the policy default deny (roost up --egress-default)"),
+        "roost up's log should name the egress default: {log}"
+    );
+    let m = s.machine(APP).await;
+    let service = s.daemon.network().service_address().to_string();
+    let env = s.sh(APP, &m.id, "env | grep -i proxy | sort").await;
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        assert!(
+            env.contains(&format!("{name}={}\n", s.proxy_url())),
+            "{name} missing: {env}"
+        );
+    }
+    let no_proxy = env
+        .lines()
+        .find_map(|l| l.strip_prefix("NO_PROXY="))
+        .unwrap_or_else(|| panic!("NO_PROXY missing: {env}"));
+    let direct: Vec<&str> = no_proxy.split(',').collect();
+    let prefix = format!("{}::/48", m.private_ip.rsplit_once("::").unwrap().0);
+    for needed in [".internal", service.as_str(), "localhost", prefix.as_str()] {
+        assert!(
+            direct.contains(&needed),
+            "NO_PROXY lacks {needed}: {no_proxy}"
+        );
+    }
+
+    // The default policy refuses, naming the host, the rule and the call.
+    let http = s.http.addr.to_string();
+    let wget = format!("wget -q -O - http://{http}/through/egress 2>&1");
+    let refused = s.sh(APP, &m.id, &wget).await;
+    assert!(refused.contains("403"), "{refused}");
+    let answer = s
+        .raw(
+            APP,
+            &m.id,
+            &format!("GET http://{http}/x HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let body = body_of(&answer);
+    assert_eq!(body["host"], "127.0.0.1", "{body}");
+    assert_eq!(body["rule"], "default deny", "{body}");
+    assert!(
+        body["allow_with"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("roost egress allow -a {APP} {http}")),
+        "{body}"
+    );
+    assert_eq!(s.http.hits(), 0, "a refused request reached the upstream");
+
+    // Allowed with the CLI: the same running machine gets through.
+    let shown = roost_cli(&s.daemon, &["egress", "allow", "-a", APP, &http]);
+    assert!(shown.contains(&http), "{shown}");
+    let echoed = s.sh(APP, &m.id, &wget).await;
+    let echo: serde_json::Value =
+        serde_json::from_str(&echoed).unwrap_or_else(|e| panic!("{e}: {echoed}"));
+    assert_eq!(echo["path"], "/through/egress", "{echo}");
+    assert_eq!(s.http.hits(), 1);
+
+    // TLS through CONNECT, by curl from the machine's address.
+    let https = s.https.addr.to_string();
+    let url = format!("https://{https}/over/tls");
+    let ca = s.https.ca_file.to_str().unwrap();
+    let (ok, out) = s.curl_in(&m.id, &["--cacert", ca, &url]);
+    assert!(!ok && out.contains("403"), "{out}");
+    roost_cli(&s.daemon, &["egress", "allow", "-a", APP, &https]);
+    let (ok, out) = s.curl_in(&m.id, &["--cacert", ca, &url]);
+    assert!(ok, "{out}");
+    assert!(out.contains("/over/tls"), "{out}");
+
+    // A live change the other way: deny wins over allow.
+    roost_cli(&s.daemon, &["egress", "deny", "-a", APP, "127.0.0.1"]);
+    let denied = s.sh(APP, &m.id, &wget).await;
+    assert!(denied.contains("403"), "{denied}");
+    let policy = s.daemon.client().egress_policy(APP).await.unwrap();
+    assert_eq!(policy.deny, ["127.0.0.1"]);
+
+    let entries = s.log(APP).await.entries;
+    let summary: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| (e.method.clone(), e.decision.clone(), e.rule.clone()))
+        .collect();
+    let has = |method: &str, decision: &str, rule: &str| {
+        summary
+            .iter()
+            .any(|(m, d, r)| m == method && d == decision && r == rule)
+    };
+    assert!(has("GET", "refused", "default deny"), "{summary:?}");
+    assert!(
+        has("GET", "allowed", &format!("allow {http}")),
+        "{summary:?}"
+    );
+    assert!(has("CONNECT", "refused", "default deny"), "{summary:?}");
+    assert!(
+        has("CONNECT", "allowed", &format!("allow {https}")),
+        "{summary:?}"
+    );
+    assert!(has("GET", "refused", "deny 127.0.0.1"), "{summary:?}");
+    let tunnel = entries
+        .iter()
+        .find(|e| e.method == "CONNECT" && e.decision == "allowed")
+        .unwrap();
+    assert!(
+        tunnel.bytes_sent > 0 && tunnel.bytes_received > 0 && tunnel.machine_id == m.id,
+        "{tunnel:?}"
+    );
+    let view = s.daemon.client().get_machine(APP, &m.id).await.unwrap();
+    let counters = view.egress.expect("the machine's view shows its egress");
+    assert!(
+        counters.bytes_received >= tunnel.bytes_received && counters.allowed == 2,
+        "{counters:?}"
+    );
+    assert!(counters.refused >= 3, "{counters:?}");
+}
+
+/// Whatever the policy allows, the proxy dials no destination of a
+/// forbidden class, also when a name resolves to one; each refusal names
+/// the guard and the operator flag. Apps do not share policies or logs.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guard_refuses_every_forbidden_destination_and_apps_are_isolated() {
+    let s = Setup::start().await;
+    s.daemon
+        .client()
+        .create_app(OTHER)
+        .await
+        .expect("create app");
+    let m = s.machine(APP).await;
+    let neighbour = s.machine(OTHER).await;
+    s.policy(APP, serde_json::json!({"default": "allow"})).await;
+    let service = s.daemon.network().service_address();
+    let targets = [
+        ("127.0.0.1:22", "loopback"),
+        ("[::1]:22", "loopback"),
+        ("localhost:22", "loopback"),
+        ("169.254.169.254:80", "link-local"),
+        ("[fe80::1]:80", "link-local"),
+        ("10.20.30.40:80", "private range"),
+        (
+            &format!("[{}]:80", neighbour.private_ip) as &str,
+            "outside the caller's own app",
+        ),
+        // The service address: the host's own, and roost's network.
+        (&format!("[{service}]:4280"), ""),
+    ];
+    for (target, class) in targets {
+        let answer = s.raw(APP, &m.id, &connect(target)).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{target}: {answer}");
+        let body = body_of(&answer);
+        let rule = body["rule"].as_str().unwrap();
+        assert!(rule.starts_with("guard: "), "{target}: {body}");
+        assert!(rule.contains(class), "{target}: {class} not in {rule}");
+        assert!(
+            body["allow_with"]
+                .as_str()
+                .unwrap()
+                .contains("--egress-allow-addr"),
+            "{body}"
+        );
+    }
+
+    // The other app keeps its own default (deny) while APP allows all.
+    let http = s.http.addr.to_string();
+    s.policy(APP, serde_json::json!({"default": "deny", "allow": [http]}))
+        .await;
+    let get = format!("GET http://{http}/x HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    let theirs = s.raw(OTHER, &neighbour.id, &get).await;
+    assert!(theirs.starts_with("HTTP/1.1 403"), "{theirs}");
+    let ours = s.raw(APP, &m.id, &get).await;
+    assert!(ours.starts_with("HTTP/1.1 200"), "{ours}");
+    let their_log = s.log(OTHER).await.entries;
+    assert!(
+        their_log.iter().all(|e| e.machine_id == neighbour.id),
+        "{their_log:?}"
+    );
+    assert!(s
+        .log(APP)
+        .await
+        .entries
+        .iter()
+        .all(|e| e.machine_id == m.id));
+    let (status, _) = s
+        .daemon
+        .call(reqwest::Method::GET, "/v1/apps/nope/egress/log", None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// A plain-HTTP request carrying `Proxy-Tokenizer` through the egress
+/// port gets its credential injected and leaves over TLS (the upstream
+/// speaks only TLS), under the app's policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokenizer_secrets_are_injected_through_the_egress_port() {
+    let s = Setup::start().await;
+    let m = s.machine(APP).await;
+    let https = s.https.addr.to_string();
+    let secret = serde_json::json!({
+        "inject_processor": {"token": REAL_TOKEN},
+        "no_auth": {},
+        "allowed_hosts": [https],
+    });
+    let mut seal = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["tokenizer", "seal"])
+        .env("ROOST_API_URL", &s.daemon.url)
+        .env("ROOST_DATA_DIR", s.daemon.data_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("roost tokenizer seal");
+    std::io::Write::write_all(
+        &mut seal.stdin.take().unwrap(),
+        secret.to_string().as_bytes(),
+    )
+    .unwrap();
+    let sealed = String::from_utf8(seal.wait_with_output().unwrap().stdout).unwrap();
+    let request = format!(
+        "GET http://{https}/tokenized HTTP/1.1\r\nHost: {https}\r\nProxy-Tokenizer: {}\r\nConnection: close\r\n\r\n",
+        sealed.trim()
+    );
+    let refused = s.raw(APP, &m.id, &request).await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    s.policy(
+        APP,
+        serde_json::json!({"default": "deny", "allow": [https]}),
+    )
+    .await;
+    let answer = s.raw(APP, &m.id, &request).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let echo = body_of(&answer);
+    assert_eq!(echo["path"], "/tokenized");
+    assert_eq!(
+        echo["headers"]["authorization"][0],
+        format!("Bearer {REAL_TOKEN}"),
+        "{echo}"
+    );
+    assert!(echo["headers"].get("proxy-tokenizer").is_none(), "{echo}");
+    let entry = s.log(APP).await.entries.pop().unwrap();
+    assert!(entry.tokenizer && entry.decision == "allowed", "{entry:?}");
+    assert!(!s.daemon.log().contains(REAL_TOKEN));
+}
+
+/// Bad input gets a clear 4xx or a closed connection, and a slow client
+/// of one machine does not hold up another's egress; a machine holds at
+/// most `--egress-max-connections` connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_answered_and_bounded() {
+    let s = Setup::start().await;
+    s.daemon
+        .client()
+        .create_app(OTHER)
+        .await
+        .expect("create app");
+    let m = s.machine(APP).await;
+    let slow = s.machine(OTHER).await;
+    let http = s.http.addr.to_string();
+    s.policy(
+        APP,
+        serde_json::json!({"default": "allow", "deny": ["*:25"]}),
+    )
+    .await;
+
+    let malformed = s.raw(APP, &m.id, "NONSENSE\r\n\r\n").await;
+    assert!(malformed.starts_with("HTTP/1.1 400"), "{malformed}");
+    let port = s.raw(APP, &m.id, &connect("mail.example.org:25")).await;
+    assert!(port.starts_with("HTTP/1.1 403"), "{port}");
+    assert_eq!(body_of(&port)["rule"], "deny *:25");
+    let absurd = format!("{}.example.org:443", "a".repeat(300));
+    let absurd = s.raw(APP, &m.id, &connect(&absurd)).await;
+    assert!(absurd.starts_with("HTTP/1.1 400"), "{absurd}");
+    let (status, body) = s
+        .daemon
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/apps/{APP}/egress"),
+            Some(serde_json::json!({"default": "allow", "allow": ["ok.example", "http://x"]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("allow[1]"),
+        "{body}"
+    );
+    let (status, _) = s
+        .daemon
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/apps/{APP}/egress"),
+            Some(serde_json::json!({"default": "sometimes"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        s.daemon.client().egress_policy(APP).await.unwrap().deny,
+        ["*:25"],
+        "a refused policy changed the stored one"
+    );
+
+    // A slowloris client in another app: a head that never ends.
+    s.sh(
+        OTHER,
+        &slow.id,
+        &format!(
+            "((printf 'GET http://{http}/ HTTP/1.1\\r\\nHost: '; sleep 8) | timeout 8 nc {}) >/dev/null 2>&1 &",
+            s.proxy_nc()
+        ),
+    )
+    .await;
+    let started = Instant::now();
+    let get = format!("GET http://{http}/x HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    let answer = s.raw(APP, &m.id, &get).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    // Three idle connections are the machine's limit; a fourth is refused.
+    let held = format!(
+        "for i in 1 2 3; do (sleep 6 | timeout 6 nc {}) >/dev/null 2>&1 & done; sleep 1; ",
+        s.proxy_nc()
+    );
+    let printf = get.replace('\r', "\\r").replace('\n', "\\n");
+    let fourth = s
+        .sh(
+            APP,
+            &m.id,
+            &format!(
+                "{held}(printf '{printf}'; sleep 1) | timeout 5 nc {}",
+                s.proxy_nc()
+            ),
+        )
+        .await;
+    assert!(fourth.starts_with("HTTP/1.1 429"), "{fourth}");
+    assert!(fourth.contains("3 connections"), "{fourth}");
+    let view = s.daemon.client().get_machine(APP, &m.id).await.unwrap();
+    assert!(view.egress.unwrap().open_connections >= 3);
+}
