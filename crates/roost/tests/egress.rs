@@ -60,6 +60,16 @@ impl Setup {
         machine
     }
 
+    /// The app [`OTHER`] created, and a machine of [`APP`] and one of it.
+    async fn two_apps(&self) -> (Machine, Machine) {
+        self.daemon
+            .client()
+            .create_app(OTHER)
+            .await
+            .expect("create app");
+        (self.machine(APP).await, self.machine(OTHER).await)
+    }
+
     /// `host port` of the egress proxy, as busybox nc takes it.
     fn proxy_nc(&self) -> String {
         format!("{} 3128", self.daemon.network().service_address())
@@ -295,13 +305,7 @@ async fn machines_reach_what_their_policy_allows_live() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_guard_refuses_every_forbidden_destination_and_apps_are_isolated() {
     let s = Setup::start().await;
-    s.daemon
-        .client()
-        .create_app(OTHER)
-        .await
-        .expect("create app");
-    let m = s.machine(APP).await;
-    let neighbour = s.machine(OTHER).await;
+    let (m, neighbour) = s.two_apps().await;
     s.policy(APP, serde_json::json!({"default": "allow"})).await;
     let service = s.daemon.network().service_address();
     let targets = [
@@ -420,13 +424,7 @@ async fn tokenizer_secrets_are_injected_through_the_egress_port() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_answered_and_bounded() {
     let s = Setup::start().await;
-    s.daemon
-        .client()
-        .create_app(OTHER)
-        .await
-        .expect("create app");
-    let m = s.machine(APP).await;
-    let slow = s.machine(OTHER).await;
+    let (m, slow) = s.two_apps().await;
     let http = s.http.addr.to_string();
     s.policy(
         APP,
