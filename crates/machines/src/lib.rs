@@ -28,6 +28,7 @@ mod recovery;
 mod secrets;
 mod spec;
 mod storage;
+mod vault;
 mod volumes;
 
 pub use error::{MachineError, Result};
@@ -149,6 +150,7 @@ impl Machines {
             private_dir(&dir)?;
         }
         let store = Store::open(&config.data_dir.join("roost.db"))?;
+        storage::seal_plaintext_keys(&store, &config.data_dir)?;
         let images = ImageStore::open(config.data_dir.join("images"))?;
         let puller = roost_image::Puller::new(config.registries)
             .map_err(|e| MachineError::Invalid(format!("registry configuration: {e}")))?;

@@ -1,130 +1,23 @@
 //! App secrets: environment variables every machine of an app gets at its
 //! next start, stored encrypted at rest.
 //!
-//! Values are sealed with XChaCha20-Poly1305 under a 32-byte key in
-//! `DATA/secrets.key` (0600), created on first use; the app and name are
-//! the associated data, so a row copied to another app or name does not
-//! open. Listings show a keyed digest, never the value, and no error or
-//! log line formats one. Machines pick secrets up at start: the
+//! Values are sealed by the vault (`vault.rs`) for their app and name, so
+//! a row copied to another app or name does not open. Listings show a
+//! keyed digest, never the value, and no error or log line formats one. Machines pick secrets up at start: the
 //! `refresh_env` step rewrites the bundle's environment when it changed.
 
 use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
+use crate::vault::{Slot, Vault};
 use crate::{now_rfc3339, Inner, Machines};
-use base64::Engine;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::{Hmac, Mac};
 use roost_store::{MachineRecord, SecretRecord};
 use roost_types::{AppSecret, AppSecrets};
-use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-const KEY_FILE: &str = "secrets.key";
 const MAX_VALUE_BYTES: usize = 64 * 1024;
 const MAX_SECRETS_PER_APP: usize = 256;
-const NONCE_LEN: usize = 24;
-
-/// The at-rest key, read for each use and zeroized after it.
-struct Vault {
-    key: Zeroizing<[u8; 32]>,
-}
-
-impl Vault {
-    fn open(data_dir: &Path) -> Result<Vault> {
-        let path = data_dir.join(KEY_FILE);
-        let mut key = Zeroizing::new([0u8; 32]);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let bytes = Zeroizing::new(bytes);
-                if bytes.len() != 32 {
-                    return Err(MachineError::Internal(format!(
-                        "{} must hold 32 bytes; restore it from a backup (without it the app secrets cannot be read)",
-                        path.display()
-                    )));
-                }
-                key.copy_from_slice(&bytes);
-                return Ok(Vault { key });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        chacha20poly1305::aead::rand_core::RngCore::fill_bytes(&mut OsRng, key.as_mut());
-        roost_atomic_file::write_new(&path, key.as_ref(), 0o600)?;
-        Ok(Vault { key })
-    }
-
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.key.as_ref().into())
-    }
-
-    fn seal(&self, app: &str, name: &str, value: &str) -> Result<String> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = format!("{app}\0{name}");
-        let ciphertext = self
-            .cipher()
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: value.as_bytes(),
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| MachineError::Internal("encrypting a secret failed".into()))?;
-        let mut sealed = nonce.to_vec();
-        sealed.extend(ciphertext);
-        Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
-    }
-
-    fn open_value(&self, app: &str, record: &SecretRecord) -> Result<Zeroizing<String>> {
-        let broken = || {
-            MachineError::Internal(format!(
-                "secret {} of app {app} cannot be decrypted with {KEY_FILE}; set it again",
-                record.name
-            ))
-        };
-        let sealed = base64::engine::general_purpose::STANDARD
-            .decode(&record.sealed)
-            .map_err(|_| broken())?;
-        if sealed.len() < NONCE_LEN {
-            return Err(broken());
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let aad = format!("{app}\0{}", record.name);
-        let plain = self
-            .cipher()
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| broken())?;
-        String::from_utf8(plain).map(Zeroizing::new).map_err(|e| {
-            let mut bytes = e.into_bytes();
-            zeroize::Zeroize::zeroize(&mut bytes);
-            broken()
-        })
-    }
-
-    /// A digest that changes with the value but, being keyed, cannot be
-    /// used to guess it, and being keyed by app and name too, does not
-    /// tell that two secrets (of one app or of two) hold the same value.
-    fn digest(&self, app: &str, name: &str, value: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref())
-            .expect("HMAC takes keys of any length");
-        mac.update(b"roost app secret digest\0");
-        for part in [app, name] {
-            mac.update(part.as_bytes());
-            mac.update(b"\0");
-        }
-        mac.update(value.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..8])
-    }
-}
 
 fn check_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
@@ -226,7 +119,7 @@ impl Machines {
         for (name, value) in values {
             match value {
                 Some(value) => set.push(SecretRecord {
-                    sealed: vault.seal(app, &name, &value)?,
+                    sealed: vault.seal(Slot::AppSecret { app, name: &name }, &value)?,
                     digest: vault.digest(app, &name, &value),
                     created_at: existing
                         .get(&name)
@@ -259,7 +152,13 @@ impl Inner {
         let vault = Vault::open(&self.data_dir)?;
         records
             .iter()
-            .map(|record| Ok((record.name.clone(), vault.open_value(app, record)?)))
+            .map(|record| {
+                let slot = Slot::AppSecret {
+                    app,
+                    name: &record.name,
+                };
+                Ok((record.name.clone(), vault.open_value(slot, &record.sealed)?))
+            })
             .collect()
     }
 
@@ -318,60 +217,6 @@ fn bundle_env<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn values_round_trip_and_are_bound_to_their_slot() {
-        let dir = tempfile::tempdir().unwrap();
-        let vault = Vault::open(dir.path()).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let record = |name: &str, sealed: String| SecretRecord {
-            name: name.into(),
-            sealed,
-            digest: String::new(),
-            created_at: String::new(),
-            updated_at: String::new(),
-        };
-        let sealed = vault.seal("app", "TOKEN", "s3cret").unwrap();
-        assert!(!sealed.contains("s3cret"));
-        let again = Vault::open(dir.path()).unwrap();
-        assert_eq!(
-            again
-                .open_value("app", &record("TOKEN", sealed.clone()))
-                .unwrap()
-                .as_str(),
-            "s3cret"
-        );
-        let moved = again
-            .open_value("other", &record("TOKEN", sealed.clone()))
-            .unwrap_err();
-        assert!(!moved.to_string().contains("s3cret"));
-        assert!(again.open_value("app", &record("OTHER", sealed)).is_err());
-        assert_eq!(vault.digest("app", "A", "a"), again.digest("app", "A", "a"));
-        assert_ne!(vault.digest("app", "A", "a"), vault.digest("app", "A", "b"));
-    }
-
-    #[test]
-    fn security_equal_values_have_unequal_digests_across_names_and_apps() {
-        let dir = tempfile::tempdir().unwrap();
-        let vault = Vault::open(dir.path()).unwrap();
-        let digests = [
-            vault.digest("app", "A", "same"),
-            vault.digest("app", "B", "same"),
-            vault.digest("other", "A", "same"),
-            // Parts are delimited: ("ap", "pA") is not ("app", "A").
-            vault.digest("ap", "pA", "same"),
-        ];
-        for (i, a) in digests.iter().enumerate() {
-            for b in &digests[i + 1..] {
-                assert_ne!(a, b);
-            }
-        }
-    }
 
     #[test]
     fn names_and_values_are_checked() {

@@ -3,11 +3,14 @@
 //! the `AWS_*`/`BUCKET_NAME` variables in the app's machines' environment.
 
 use crate::error::{MachineError, Result};
+use crate::vault::{Slot, Vault};
 use crate::{now_rfc3339, Inner, Machines};
 use roost_objects::{AccessKey, BucketInfo, KeyLookup, ObjectStore};
 use roost_store::StorageKeyRecord;
 use serde::Serialize;
+use std::path::Path;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// Where machines reach the S3 endpoint and which region it reports.
 #[derive(Debug, Clone)]
@@ -55,12 +58,36 @@ impl KeyLookup for AppKeys {
         &self,
         access_key_id: &str,
     ) -> std::result::Result<Option<(String, String)>, String> {
-        self.0
+        let Some(key) = self
+            .0
             .store
             .storage_key_by_id(access_key_id)
-            .map(|found| found.map(|k| (k.secret_access_key, k.app)))
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let secret = self.0.storage_secret(&key).map_err(|e| e.to_string())?;
+        Ok(Some((secret.to_string(), key.app)))
     }
+}
+
+/// Seals the plaintext S3 secret keys a database from before they were
+/// sealed holds (at open, before anything reads them).
+pub(crate) fn seal_plaintext_keys(store: &roost_store::Store, data_dir: &Path) -> Result<()> {
+    let mut vault = None;
+    let sealed = store.seal_plaintext_storage_keys(|app, secret| {
+        if vault.is_none() {
+            vault = Some(Vault::open(data_dir).map_err(|e| e.to_string())?);
+        }
+        let vault = vault.as_ref().expect("opened above");
+        vault
+            .seal(Slot::StorageKey { app }, secret)
+            .map_err(|e| e.to_string())
+    })?;
+    if sealed > 0 {
+        tracing::info!(sealed, "plaintext S3 secret keys sealed");
+    }
+    Ok(())
 }
 
 fn from_objects(err: roost_objects::Error) -> MachineError {
@@ -99,16 +126,18 @@ impl Machines {
             .await
             .map_err(from_objects)?;
         let fresh = AccessKey::generate("RST");
+        let vault = Vault::open(&self.inner.data_dir)?;
         let key = self.inner.store.ensure_storage_key(&StorageKeyRecord {
             app: app.to_string(),
             access_key_id: fresh.access_key_id,
-            secret_access_key: fresh.secret_access_key,
+            sealed_secret: vault.seal(Slot::StorageKey { app }, &fresh.secret_access_key)?,
             created_at: now_rfc3339(),
         })?;
         tracing::info!(app, bucket = name, "storage created");
+        let secret = self.inner.storage_secret(&key)?;
         let mut info = self.inner.storage_info(bucket);
         info.access_key_id = Some(key.access_key_id);
-        info.secret_access_key = Some(key.secret_access_key);
+        info.secret_access_key = Some(secret.to_string());
         Ok(info)
     }
 
@@ -191,6 +220,12 @@ fn default_bucket_name(app: &str) -> String {
 }
 
 impl Inner {
+    /// The secret access key of `key`, unsealed.
+    fn storage_secret(&self, key: &StorageKeyRecord) -> Result<Zeroizing<String>> {
+        Vault::open(&self.data_dir)?
+            .open_value(Slot::StorageKey { app: &key.app }, &key.sealed_secret)
+    }
+
     fn storage_info(&self, bucket: BucketInfo) -> StorageInfo {
         let created = chrono::DateTime::from_timestamp_millis(bucket.created_ms)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -217,10 +252,17 @@ impl Inner {
                 return Vec::new();
             }
         };
+        let secret = match self.storage_secret(&key) {
+            Ok(secret) => secret,
+            Err(err) => {
+                tracing::warn!(app, error = %err, "cannot unseal the app's storage key");
+                return Vec::new();
+            }
+        };
         let bucket = storage_bucket(&self.storage.objects, app);
         let mut env = vec![
             ("AWS_ACCESS_KEY_ID".to_string(), key.access_key_id),
-            ("AWS_SECRET_ACCESS_KEY".to_string(), key.secret_access_key),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), secret.to_string()),
             (
                 "AWS_ENDPOINT_URL_S3".to_string(),
                 self.storage.config.public_url.clone(),

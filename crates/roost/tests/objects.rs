@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{free_port, Daemon, APP, IMAGE};
+use common::{free_port, python, Daemon, APP, IMAGE};
 use roost_types::{CreateMachineRequest, ExecRequest, MachineConfig, MachineInit, StopRequest};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -28,20 +28,7 @@ async fn boto3(endpoint: &str, snippet: &str, args: &[&str]) -> String {
              try:\n        fn()\n    except ClientError as e:\n        return e.response['Error']['Code']\n\
          {snippet}\n"
     );
-    let output = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .args(args)
-        .output()
-        .await
-        .expect("run python3");
-    assert!(
-        output.status.success(),
-        "python failed:\n{script}\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
+    python(&script, args).await
 }
 
 /// `POST /v1/apps/{app}/storage`, named `name` or by default.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{sh_config, Daemon, APP};
+use common::{python, sh_config, Daemon, APP};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -879,4 +879,76 @@ async fn security_smaller_leaks_are_closed() {
     let log = daemon.log();
     assert!(log.contains("DEBUG"), "the daemon does log at debug");
     assert_no_secret("the daemon's debug log", &log);
+}
+
+/// Panics if a file of roost's database holds `secret`.
+fn assert_not_in_database(daemon: &Daemon, secret: &str) {
+    for file in ["roost.db", "roost.db-wal"] {
+        let bytes = std::fs::read(daemon.data_dir().join(file)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{file} holds an S3 secret key in plaintext"
+        );
+    }
+}
+
+/// Finding 10: apps' S3 secret keys were stored in plaintext in
+/// `roost.db`. They must be sealed like app secrets, and a database of
+/// an older roost, with plaintext keys, must be sealed at start with no
+/// key lost: the old key still signs S3 requests, and the plaintext is
+/// gone from the database files.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_s3_secret_keys_are_sealed_at_rest() {
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let mut daemon = Daemon::start_with_args(&["--s3-listen", &listen]).await;
+    let (status, storage) = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{APP}/storage"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{storage}");
+    let access_key = storage["access_key_id"]
+        .as_str()
+        .expect("key id")
+        .to_string();
+    let secret = storage["secret_access_key"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    assert_not_in_database(&daemon, &secret);
+
+    // What an older roost left: the same key pair, as plaintext, in the
+    // table it kept them in.
+    daemon.kill();
+    let db = daemon.data_dir().join("roost.db");
+    python(
+        "import sqlite3, sys\n\
+         db = sqlite3.connect(sys.argv[1])\n\
+         app, key, secret = sys.argv[2:5]\n\
+         db.execute('CREATE TABLE storage_keys (app TEXT PRIMARY KEY, access_key_id TEXT NOT NULL UNIQUE, '\n\
+                    'secret_access_key TEXT NOT NULL, created_at TEXT NOT NULL)')\n\
+         db.execute('INSERT INTO storage_keys VALUES (?, ?, ?, ?)', (app, key, secret, '2026-01-01T00:00:00Z'))\n\
+         db.execute('DELETE FROM app_storage_keys')\n\
+         db.commit()\n",
+        &[db.to_str().unwrap(), APP, &access_key, &secret],
+    )
+    .await;
+    daemon.spawn(None).await;
+    assert_not_in_database(&daemon, &secret);
+    let bucket = storage["name"].as_str().expect("bucket");
+    let read = python(
+        "import sys, boto3\n\
+         from botocore.config import Config\n\
+         endpoint, key, secret, bucket = sys.argv[1:5]\n\
+         s3 = boto3.client('s3', endpoint_url=endpoint, aws_access_key_id=key,\n\
+                           aws_secret_access_key=secret, region_name='auto',\n\
+                           config=Config(retries={'max_attempts': 1}))\n\
+         s3.put_object(Bucket=bucket, Key='k', Body=b'kept')\n\
+         print(s3.get_object(Bucket=bucket, Key='k')['Body'].read().decode())\n",
+        &[&format!("http://{listen}"), &access_key, &secret, bucket],
+    )
+    .await;
+    assert_eq!(read.trim(), "kept");
 }

@@ -39,6 +39,8 @@ pub enum StoreError {
     NotFound { kind: &'static str, name: String },
     #[error("all {what} are in use")]
     Exhausted { what: &'static str },
+    #[error("cannot seal a stored secret: {0}")]
+    Sealing(String),
 }
 
 /// An app: a namespace of machines.

@@ -461,3 +461,22 @@ impl Daemon {
         }
     }
 }
+
+/// Runs the Python program `script` with `args` (`sys.argv[1:]`), asserting
+/// that it succeeds; returns its stdout.
+pub async fn python(script: &str, args: &[&str]) -> String {
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .await
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "python failed:\n{script}\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
