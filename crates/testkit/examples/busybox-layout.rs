@@ -7,6 +7,10 @@ fn main() {
         eprintln!("usage: busybox-layout DIR");
         std::process::exit(2);
     };
+    if let Err(err) = roost_testkit::host_busybox() {
+        eprintln!("cannot build the busybox image: {err}");
+        std::process::exit(1);
+    }
     let dir = std::path::PathBuf::from(dir);
     if let Err(err) = std::fs::create_dir_all(&dir) {
         eprintln!("cannot create {}: {err}", dir.display());

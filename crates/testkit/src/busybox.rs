@@ -58,11 +58,45 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     rootfs
 }
 
+/// The host's busybox binary, if it is one an image can use: present and
+/// statically linked. Debian's dynamically linked `busybox` package installs
+/// the same path, and an image holding that binary fails at its first
+/// command inside a machine (there is no libc in the image), so it is
+/// refused here with what to install instead.
+pub fn host_busybox() -> Result<Vec<u8>, String> {
+    const INSTALL: &str = "install Debian's busybox-static: apt-get install -y busybox-static";
+    let binary = std::fs::read(HOST_BUSYBOX)
+        .map_err(|e| format!("reading {HOST_BUSYBOX}: {e}; {INSTALL}"))?;
+    match asks_for_interpreter(&binary) {
+        Some(false) => Ok(binary),
+        Some(true) => Err(format!("{HOST_BUSYBOX} is dynamically linked; {INSTALL}")),
+        None => Err(format!(
+            "{HOST_BUSYBOX} is not a 64-bit ELF program; {INSTALL}"
+        )),
+    }
+}
+
+/// Whether a 64-bit little-endian ELF file names a program interpreter
+/// (`PT_INTERP`), i.e. is dynamically linked; `None` if it is no such file.
+fn asks_for_interpreter(elf: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let read = |at: usize, len: usize| -> Option<u64> {
+        let bytes = elf.get(at..at + len)?;
+        Some(bytes.iter().rev().fold(0, |n, b| n << 8 | u64::from(*b)))
+    };
+    let table = usize::try_from(read(0x20, 8)?).ok()?;
+    let (entry, count) = (read(0x36, 2)? as usize, read(0x38, 2)? as usize);
+    (0..count)
+        .map(|i| read(table + i * entry, 4).map(|kind| kind == u64::from(PT_INTERP)))
+        .try_fold(false, |found, kind| Some(found || kind?))
+}
+
 /// The uncompressed layer tar: directories, config files, busybox and one symlink per applet.
 pub fn busybox_layer() -> Vec<u8> {
-    let binary = std::fs::read(HOST_BUSYBOX).unwrap_or_else(|e| {
-        panic!("reading {HOST_BUSYBOX} (install Debian's busybox-static): {e}")
-    });
+    let binary = host_busybox().unwrap_or_else(|e| panic!("{e}"));
     let mut layer = LayerBuilder::new();
     for dir in [
         "bin", "sbin", "etc", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys",
@@ -95,4 +129,21 @@ fn applets() -> Vec<String> {
     applets.sort();
     applets.dedup();
     applets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_program_is_told_from_a_static_one() {
+        // The test binary itself is dynamically linked.
+        let this = std::fs::read(std::env::current_exe().expect("exe")).expect("read");
+        assert_eq!(asks_for_interpreter(&this), Some(true));
+        assert_eq!(asks_for_interpreter(b"#!/bin/sh\n"), None);
+        assert_eq!(asks_for_interpreter(b"\x7fELF\x02\x01"), None);
+        if let Ok(busybox) = host_busybox() {
+            assert_eq!(asks_for_interpreter(&busybox), Some(false));
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub mod oci;
 pub mod registry;
 pub mod upstream;
 
-pub use busybox::{busybox_layer, busybox_layout, busybox_rootfs};
+pub use busybox::{busybox_layer, busybox_layout, busybox_rootfs, host_busybox};
 
 use std::net::SocketAddr;
 use std::process::Command;
