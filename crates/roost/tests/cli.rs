@@ -7,13 +7,8 @@ use common::{Daemon, APP, IMAGE};
 use std::process::{Command, Output};
 
 fn command(daemon: &Daemon, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_roost"));
-    command
-        .args(args)
-        .env("ROOST_API_URL", &daemon.url)
-        .env("ROOST_DATA_DIR", daemon.data_dir())
-        .env_remove("ROOST_API_TOKEN")
-        .env_remove("ROOST_APP");
+    let mut command = daemon.cli(args);
+    command.env_remove("ROOST_APP");
     command
 }
 

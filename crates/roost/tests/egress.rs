@@ -159,19 +159,7 @@ fn connect(target: &str) -> String {
 }
 
 fn roost_cli(daemon: &Daemon, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args(args)
-        .env("ROOST_API_URL", &daemon.url)
-        .env("ROOST_DATA_DIR", daemon.data_dir())
-        .env_remove("ROOST_API_TOKEN")
-        .output()
-        .expect("run roost");
-    assert!(
-        out.status.success(),
-        "roost {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    common::stdout_of(&mut daemon.cli(args))
 }
 
 /// Machines get the proxy variables; the default policy (deny) refuses
@@ -378,10 +366,9 @@ async fn tokenizer_secrets_are_injected_through_the_egress_port() {
         "no_auth": {},
         "allowed_hosts": [https],
     });
-    let mut seal = Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args(["tokenizer", "seal"])
-        .env("ROOST_API_URL", &s.daemon.url)
-        .env("ROOST_DATA_DIR", s.daemon.data_dir())
+    let mut seal = s
+        .daemon
+        .cli(&["tokenizer", "seal"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -744,21 +744,7 @@ async fn daily_snapshots_are_taken_and_expire() {
 
 /// Runs the `roost` CLI against `daemon` and returns its stdout, failing on error.
 fn cli(daemon: &Daemon, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args(args)
-        .env("ROOST_APP", APP)
-        .env("ROOST_API_URL", &daemon.url)
-        .env("ROOST_DATA_DIR", daemon.data_dir())
-        .env_remove("ROOST_API_TOKEN")
-        .output()
-        .expect("run roost");
-    assert!(
-        out.status.success(),
-        "roost {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    common::stdout_of(daemon.cli(args).env("ROOST_APP", APP))
 }
 
 fn cli_json(daemon: &Daemon, args: &[&str]) -> serde_json::Value {

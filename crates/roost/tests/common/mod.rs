@@ -110,6 +110,18 @@ impl Daemon {
         .expect("network config")
     }
 
+    /// The `roost` CLI with `args`, pointed at this daemon and reading its
+    /// admin token from the data dir (not from the caller's environment).
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_roost"));
+        command
+            .args(args)
+            .env("ROOST_API_URL", &self.url)
+            .env("ROOST_DATA_DIR", self.data_dir())
+            .env_remove("ROOST_API_TOKEN");
+        command
+    }
+
     /// (Re)starts the roost process, optionally with `ROOST_CRASH_AT`.
     pub async fn spawn(&mut self, crash_at: Option<&str>) {
         let addr = self.url.trim_start_matches("http://").to_string();
@@ -479,4 +491,17 @@ pub async fn python(script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// Runs `command` (e.g. a [`Daemon::cli`]), asserting that it succeeds;
+/// returns its stdout.
+pub fn stdout_of(command: &mut Command) -> String {
+    let out = command.output().expect("run the command");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
 }
