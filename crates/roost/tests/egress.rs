@@ -295,6 +295,16 @@ async fn the_guard_refuses_every_forbidden_destination_and_apps_are_isolated() {
     let s = Setup::start().await;
     let (m, neighbour) = s.two_apps().await;
     s.policy(APP, serde_json::json!({"default": "allow"})).await;
+    // busybox wget honours http_proxy but not NO_PROXY (README): its
+    // `.internal` requests reach the proxy, which does not resolve them;
+    // without the variable it goes direct.
+    let internal = format!("wget -q -O - http://{APP}.internal/ 2>&1");
+    let proxied = s.sh(APP, &m.id, &internal).await;
+    assert!(proxied.contains("502"), "{proxied}");
+    let direct = s
+        .sh(APP, &m.id, &format!("env -u http_proxy {internal}"))
+        .await;
+    assert!(direct.contains("can't connect"), "{direct}");
     let service = s.daemon.network().service_address();
     let targets = [
         ("127.0.0.1:22", "loopback"),
