@@ -502,3 +502,91 @@ async fn bad_input_is_answered_and_bounded() {
     let view = s.daemon.client().get_machine(APP, &m.id).await.unwrap();
     assert!(view.egress.unwrap().open_connections >= 3);
 }
+
+/// The end to end: a Debian machine (built with debootstrap from
+/// Debian's package registry, imported as a roost image) installs a
+/// package with unmodified apt through the egress proxy, once its app's
+/// policy allows the registry; before that, apt is refused. Skipped, with
+/// the reason, when the registry is unreachable from this host.
+#[tokio::test(flavor = "multi_thread")]
+async fn apt_installs_a_package_through_the_egress_proxy() {
+    use roost_testkit::debian;
+    if let Err(reason) = debian::registry_reachable() {
+        eprintln!("SKIPPED: Debian's package registry is unreachable from this host ({reason})");
+        return;
+    }
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let layout = tokio::task::spawn_blocking(move || debian::debian_layout(cache))
+        .await
+        .expect("build the Debian image");
+    let daemon = Daemon::start().await;
+    let image = format!("debian:{}", debian::SUITE);
+    daemon
+        .client()
+        .import_image(&layout.to_string_lossy(), &image)
+        .await
+        .expect("import the Debian image");
+    let request = CreateMachineRequest {
+        config: roost_types::MachineConfig {
+            image,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let m = daemon
+        .client()
+        .create_machine(APP, &request)
+        .await
+        .expect("create the Debian machine");
+    assert_eq!(m.state.as_str(), "started", "{m:?}");
+    let apt = |script: &'static str| {
+        let client = daemon.client();
+        let id = m.id.clone();
+        async move {
+            let request = roost_types::ExecRequest {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                timeout: Some(300),
+                ..Default::default()
+            };
+            let out = client.exec(APP, &id, &request).await.expect("exec apt");
+            (out.exit_code, format!("{}{}", out.stdout, out.stderr))
+        }
+    };
+
+    // The default policy (deny) refuses the registry: apt says 403.
+    let (code, out) = apt("apt-get update").await;
+    assert!(code != 0 && out.contains("403"), "{code} {out}");
+
+    let allow = format!("{}:80", debian::REGISTRY_HOST);
+    let (status, body) = daemon
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/apps/{APP}/egress"),
+            Some(serde_json::json!({"default": "deny", "allow": [allow]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    let (code, out) =
+        apt("apt-get update && apt-get install -y --no-install-recommends hello && hello").await;
+    assert_eq!(code, 0, "apt through the egress proxy failed: {out}");
+    assert!(out.contains("Hello, world!"), "{out}");
+    eprintln!("apt-get update + install took {:?}", started.elapsed());
+
+    let entries = daemon.client().egress_log(APP).await.unwrap().entries;
+    let fetched: u64 = entries
+        .iter()
+        .filter(|e| e.host == debian::REGISTRY_HOST && e.decision == "allowed")
+        .map(|e| e.bytes_received)
+        .sum();
+    assert!(
+        fetched > 1_000_000,
+        "lists and a package came through: {entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.host == debian::REGISTRY_HOST && e.rule == "default deny"),
+        "{entries:?}"
+    );
+}

@@ -1,7 +1,8 @@
 //! Test fixtures shared by roost's test suites and benchmarks.
 //!
-//! roost never pulls from a public registry in tests (the hosts have no route to one), so every
-//! image a test runs is built here from the host's statically linked busybox. The OCI layout
+//! roost never pulls from a public registry in tests, so every image a test runs is built here:
+//! from the host's statically linked busybox, or (for the one test that runs apt through the
+//! egress proxy) a Debian tree debootstrap builds from Debian's package registry. The OCI layout
 //! writers live here too, so that image-store tests and fixture images use one implementation
 //! of "write a blob under its digest".
 //!
@@ -9,6 +10,7 @@
 //! in its message is the most useful thing a broken fixture can do.
 
 mod busybox;
+pub mod debian;
 pub mod layer;
 pub mod nginx;
 pub mod oci;

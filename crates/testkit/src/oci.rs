@@ -101,6 +101,22 @@ pub fn write_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> Descriptor {
     descriptor
 }
 
+/// Moves the file at `path` (on the layout's file system) into the layout as a blob, hashing
+/// it as it is read rather than holding it in memory, and returns its descriptor.
+pub fn move_blob(layout: &Path, media_type: &str, path: &Path) -> Descriptor {
+    let failed = |e: std::io::Error| -> ! { panic!("storing {} as a blob: {e}", path.display()) };
+    let mut file = fs::File::open(path).unwrap_or_else(|e| failed(e));
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher).unwrap_or_else(|e| failed(e));
+    let descriptor = Descriptor {
+        media_type: media_type.to_owned(),
+        digest: format!("sha256:{}", hex::encode(hasher.finalize())),
+        size,
+    };
+    fs::rename(path, blob_path(layout, &descriptor)).unwrap_or_else(|e| failed(e));
+    descriptor
+}
+
 /// Where the blob of `descriptor` lives in `layout`.
 pub fn blob_path(layout: &Path, descriptor: &Descriptor) -> std::path::PathBuf {
     layout.join("blobs/sha256").join(descriptor.hex())
