@@ -463,7 +463,8 @@ async fn fsynced_data_survives_kills_and_snapshots_hold_it() {
         .await
         .expect("kill the machine");
     daemon.wait_state(&id, "stopped", 30).await;
-    assert!(common::loop_devices_under(&daemon.data_dir()).is_empty());
+    let left = common::loop_devices_left_under(&daemon.data_dir(), 10).await;
+    assert!(left.is_empty(), "loop devices outlived the stop: {left:?}");
     daemon
         .client()
         .start_machine(APP, &id)

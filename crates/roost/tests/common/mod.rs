@@ -308,6 +308,22 @@ pub fn loop_devices_under(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Loop devices under `dir` that are still attached after `secs` seconds.
+/// A machine's mount namespace holds its volumes' filesystems until the
+/// kernel frees the namespace, a moment after the machine's last process
+/// exits; `losetup -d` on a device still in use only marks it to be
+/// released then. So a device may outlive a `stopped` state briefly.
+pub async fn loop_devices_left_under(dir: &Path, secs: u64) -> Vec<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = loop_devices_under(dir);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Container ids in `runtime`'s state dir under `data_dir`.
 pub fn leftover_containers(data_dir: &Path, runtime: &str) -> Vec<String> {
     let root = data_dir.join("runtime").join(runtime);
