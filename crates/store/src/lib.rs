@@ -12,11 +12,13 @@
 //! every lifecycle step is idempotent.
 
 mod network;
+mod schema;
 mod secrets;
 mod storage;
 mod volumes;
 
 pub use network::{MachineAddressRecord, FIRST_APP_NETWORK, FIRST_MACHINE_SLOT};
+pub use schema::SCHEMA_VERSION;
 pub use secrets::SecretRecord;
 pub use storage::StorageKeyRecord;
 pub use volumes::{SnapshotRecord, VolumeOperation, VolumeRecord};
@@ -41,6 +43,8 @@ pub enum StoreError {
     Exhausted { what: &'static str },
     #[error("cannot seal a stored secret: {0}")]
     Sealing(String),
+    #[error("the database has layout version {found}, newer than this roost knows ({known}); run a newer roost")]
+    NewerSchema { found: u32, known: u32 },
 }
 
 /// An app: a namespace of machines.
@@ -90,57 +94,16 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS apps (
-    name TEXT PRIMARY KEY,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS machines (
-    id TEXT PRIMARY KEY,
-    app TEXT NOT NULL,
-    name TEXT NOT NULL,
-    state TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS machines_by_app ON machines(app);
-CREATE TABLE IF NOT EXISTS versions (
-    machine_id TEXT NOT NULL,
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    version TEXT NOT NULL,
-    config TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    machine_id TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_machine ON events(machine_id, seq);
-CREATE TABLE IF NOT EXISTS leases (
-    machine_id TEXT PRIMARY KEY,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS operations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    machine_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    params TEXT NOT NULL
-);
-";
-
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, migrating an
+    /// older layout forward first.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(volumes::SCHEMA)?;
-        conn.execute_batch(secrets::SCHEMA)?;
-        conn.execute_batch(storage::SCHEMA)?;
-        conn.execute_batch(network::SCHEMA)?;
+        schema::migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })

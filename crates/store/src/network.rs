@@ -11,19 +11,6 @@
 use crate::{Store, StoreError};
 use rusqlite::{params, OptionalExtension, Transaction};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS app_networks (
-    app TEXT PRIMARY KEY,
-    number INTEGER NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS machine_addresses (
-    machine_id TEXT PRIMARY KEY,
-    app TEXT NOT NULL,
-    slot INTEGER NOT NULL,
-    UNIQUE (app, slot)
-);
-";
-
 /// The network number of app `?1`.
 const APP_NETWORK: &str = "SELECT number FROM app_networks WHERE app = ?1";
 /// The address slot of machine `?1`.

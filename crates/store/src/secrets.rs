@@ -5,15 +5,6 @@ use crate::{Store, StoreError};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS app_secrets (
-    app TEXT NOT NULL,
-    name TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (app, name)
-);
-";
-
 /// One encrypted app secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecretRecord {

@@ -10,15 +10,6 @@ use crate::{Store, StoreError};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS app_storage_keys (
-    app TEXT PRIMARY KEY,
-    access_key_id TEXT NOT NULL UNIQUE,
-    sealed_secret TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-";
-
 /// The table of plaintext key pairs of older databases.
 const PLAINTEXT_TABLE: &str = "storage_keys";
 

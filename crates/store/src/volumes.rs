@@ -8,29 +8,6 @@ use roost_types::{Volume, VolumeSnapshot};
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS volumes (
-    id TEXT PRIMARY KEY,
-    app TEXT NOT NULL,
-    state TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS volumes_by_app ON volumes(app);
-CREATE TABLE IF NOT EXISTS volume_snapshots (
-    id TEXT PRIMARY KEY,
-    volume_id TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS snapshots_by_volume ON volume_snapshots(volume_id);
-CREATE TABLE IF NOT EXISTS volume_operations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    volume_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    params TEXT NOT NULL
-);
-";
-
 /// A volume as the orchestrator keeps it. Live figures (`blocks*`,
 /// `attached_*`) in `volume` are filled in when it is shown, not stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

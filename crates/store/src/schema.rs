@@ -1,0 +1,130 @@
+//! The database layout and its forward migrations.
+//!
+//! The layout's version is SQLite's `PRAGMA user_version`. Version 0 is
+//! every database written before versions existed: those created their
+//! tables with `CREATE TABLE IF NOT EXISTS` at each open, so a version-0
+//! file holds some prefix of the tables below (an older one lacks, for
+//! example, `app_storage_keys`). Migration `n` takes a database from version
+//! `n` to `n + 1` inside one transaction that also writes the new version,
+//! so a crash leaves the database at either version, never between.
+//! Migrations only ever move forward; a database from a newer roost is
+//! refused rather than guessed at.
+
+use crate::StoreError;
+use rusqlite::Connection;
+
+/// Migration `i` of this list takes version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[BASELINE];
+
+/// The layout this build writes and reads.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// 0 → 1: adopt the unversioned layout. Every table and index of that
+/// layout, created where missing; `IF NOT EXISTS` is what lets a version-0
+/// database of any age keep its rows. (A plaintext `storage_keys` table of
+/// the oldest databases is left for the orchestrator to seal, see
+/// [`crate::Store::seal_plaintext_storage_keys`].)
+const BASELINE: &str = "
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS machines (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS machines_by_app ON machines(app);
+CREATE TABLE IF NOT EXISTS versions (
+    machine_id TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    version TEXT NOT NULL,
+    config TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    machine_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_machine ON events(machine_id, seq);
+CREATE TABLE IF NOT EXISTS leases (
+    machine_id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    machine_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    params TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    state TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS volumes_by_app ON volumes(app);
+CREATE TABLE IF NOT EXISTS volume_snapshots (
+    id TEXT PRIMARY KEY,
+    volume_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_volume ON volume_snapshots(volume_id);
+CREATE TABLE IF NOT EXISTS volume_operations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    volume_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    params TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS app_secrets (
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (app, name)
+);
+CREATE TABLE IF NOT EXISTS app_storage_keys (
+    app TEXT PRIMARY KEY,
+    access_key_id TEXT NOT NULL UNIQUE,
+    sealed_secret TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS app_networks (
+    app TEXT PRIMARY KEY,
+    number INTEGER NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS machine_addresses (
+    machine_id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    UNIQUE (app, slot)
+);
+";
+
+/// Brings the database to [`SCHEMA_VERSION`], one migration per
+/// transaction.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found = version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", from as u32 + 1)?;
+        tx.commit()?;
+        tracing::info!(from, to = from + 1, "migrated the database layout");
+    }
+    Ok(())
+}
+
+/// The database's layout version.
+pub(crate) fn version(conn: &Connection) -> Result<u32, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+}

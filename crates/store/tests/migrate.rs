@@ -1,0 +1,142 @@
+//! A database written by roost before the layout had a version (commit
+//! caf328d) opens, migrates and keeps every record.
+//!
+//! `fixtures/v0-caf328d.sql` is the `sqlite3 .dump` of a database that
+//! caf328d's own `roost-store` wrote: a small program against that commit's
+//! API created two apps with networks, three machines (one with its create
+//! operation unfinished at step 1) with versions, events and addresses, a
+//! lease, two volumes (one with its operation unfinished), a snapshot, an
+//! app secret and a plaintext storage key pair.
+
+use roost_store::{Store, StoreError, SCHEMA_VERSION};
+use roost_types::MachineState;
+
+const FIXTURE: &str = include_str!("fixtures/v0-caf328d.sql");
+
+/// A copy of the fixture database in a temp dir.
+fn version_zero_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roost.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(FIXTURE)
+        .unwrap();
+    (dir, path)
+}
+
+fn user_version(path: &std::path::Path) -> u32 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_version_zero_database_migrates_with_nothing_lost() {
+    let (_dir, path) = version_zero_db();
+    assert_eq!(user_version(&path), 0);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+
+    let apps = store.list_apps().unwrap();
+    let names: Vec<_> = apps.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    assert_eq!(apps[0].id, "id-alpha");
+    assert_eq!(apps[0].egress, None);
+    assert_eq!(
+        store.list_app_networks().unwrap(),
+        [("alpha".to_string(), 1), ("beta".to_string(), 2)]
+    );
+
+    let machines = store.list_machines(None).unwrap();
+    let ids: Vec<_> = machines.iter().map(|m| m.machine.id.as_str()).collect();
+    assert_eq!(ids, ["m-alpha-1", "m-alpha-2", "m-beta-1"]);
+    let first = &machines[0];
+    assert_eq!(first.app, "alpha");
+    assert_eq!(first.machine.state, MachineState::Stopped);
+    assert_eq!(first.machine.config.env["GREETING"], "hi");
+    assert_eq!(first.machine.image_ref.digest, "sha256:abc");
+    assert_eq!(first.machine.private_ip, "fdaa:0:1::2");
+    assert_eq!((first.restart_count, first.init_pid), (1, None));
+    assert_eq!(machines[1].runtime, "runc");
+    assert_eq!(machines[2].machine.state, MachineState::Created);
+    assert_eq!(store.list_machines(Some("beta")).unwrap().len(), 1);
+
+    let versions = store.list_versions("m-alpha-1").unwrap();
+    let versions: Vec<_> = versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(versions, ["01V2", "01V1"]);
+    let events = store.list_events("m-alpha-1").unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["exit", "start", "launch"]);
+    assert_eq!(store.list_events("m-beta-1").unwrap().len(), 1);
+    let lease = store.get_lease("m-alpha-1").unwrap().unwrap();
+    assert_eq!(
+        (lease.nonce.as_str(), lease.expires_at),
+        ("nonce-1", 4102444800)
+    );
+    assert_eq!(store.machine_address("m-alpha-2").unwrap(), Some(3));
+    assert_eq!(store.machine_address("m-beta-1").unwrap(), Some(2));
+
+    let ops = store.unfinished_operations().unwrap();
+    assert_eq!(ops.len(), 1);
+    assert_eq!(
+        (
+            ops[0].machine_id.as_str(),
+            ops[0].kind.as_str(),
+            ops[0].step
+        ),
+        ("m-beta-1", "create", 1)
+    );
+    assert_eq!(ops[0].params["image"], "busybox");
+
+    let volumes = store.list_volumes(None).unwrap();
+    let states: Vec<_> = volumes
+        .iter()
+        .map(|v| (v.volume.id.as_str(), v.volume.state.as_str()))
+        .collect();
+    assert_eq!(states, [("vol_alpha", "created"), ("vol_beta", "creating")]);
+    let vops = store.unfinished_volume_operations().unwrap();
+    assert_eq!(vops.len(), 1);
+    assert_eq!((vops[0].volume_id.as_str(), vops[0].step), ("vol_beta", 1));
+    let snapshot = store.get_snapshot("vs_1").unwrap().unwrap();
+    assert_eq!(
+        (snapshot.volume_id.as_str(), snapshot.created_ms),
+        ("vol_alpha", 5000)
+    );
+
+    let secrets = store.list_app_secrets("alpha").unwrap();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].sealed, "bm9uY2U=.Y2lwaGVy");
+    let sealed = store
+        .seal_plaintext_storage_keys(|app, secret| Ok(format!("sealed {app} {secret}")))
+        .unwrap();
+    assert_eq!(sealed, 1);
+    let key = store.storage_key_by_id("RSTALPHA").unwrap().unwrap();
+    assert_eq!(key.sealed_secret, "sealed alpha plain-secret-alpha");
+}
+
+#[test]
+fn migrating_again_changes_nothing_and_new_writes_work() {
+    let (_dir, path) = version_zero_db();
+    drop(Store::open(&path).unwrap());
+    let store = Store::open(&path).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    assert_eq!(store.list_machines(None).unwrap().len(), 3);
+    assert_eq!(store.allocate_machine_address("alpha", "m-new").unwrap(), 4);
+}
+
+#[test]
+fn a_database_from_a_newer_roost_is_refused_untouched() {
+    let (_dir, path) = version_zero_db();
+    let newer = SCHEMA_VERSION + 1;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", newer)
+        .unwrap();
+    let err = Store::open(&path).err().expect("a newer layout is refused");
+    assert!(
+        matches!(err, StoreError::NewerSchema { found, known } if found == newer && known == SCHEMA_VERSION),
+        "{err}"
+    );
+    assert_eq!(user_version(&path), newer);
+}
