@@ -161,6 +161,8 @@ impl Inner {
                 return Ok(answer.unwrap_or_else(error_response));
             }
         }
+        let mut req = req;
+        with_v2_bucket_slash(&mut req, target);
         let req = if has_unsized_body(req.headers()) {
             match self.spool(req).await {
                 Ok(req) => req,
@@ -190,6 +192,32 @@ impl Inner {
         };
         let body = s3s::Body::from(Box::pin(spooled) as s3s::stream::DynByteStream);
         Ok(http::Request::from_parts(parts, body))
+    }
+}
+
+/// SigV2 signs a bucket's own resource as `/bucket/`: the SDKs add the
+/// slash to a path-style `/bucket` when they sign, while s3s signs the path
+/// as sent. A V2-signed request to a bucket itself gets the slash before
+/// s3s checks it (s3s routes `/bucket/` as `/bucket`).
+fn with_v2_bucket_slash(req: &mut http::Request<s3s::Body>, target: &Target) {
+    let v2 = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|auth| auth.starts_with("AWS "));
+    let path = req.uri().path();
+    let bare_bucket = target.key.is_none() && path.len() > 1 && !path[1..].contains('/');
+    if !v2 || target.bucket.is_none() || !bare_bucket {
+        return;
+    }
+    let with_slash = match req.uri().query() {
+        Some(query) => format!("{path}/?{query}"),
+        None => format!("{path}/"),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = with_slash.parse().ok();
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
     }
 }
 

@@ -199,12 +199,39 @@ fn policy_failed(what: &str) -> S3Error {
     )
 }
 
+/// S3 takes a policy's `expiration` only in ISO 8601 UTC form
+/// (`2030-01-01T00:00:00Z`, fractions of a second allowed); s3s's parser
+/// also takes other date forms, which S3 answers with a 400.
+fn check_expiration_format(policy: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let doc = base64::engine::general_purpose::STANDARD
+        .decode(policy)
+        .map_err(|e| e.to_string())?;
+    let doc: serde_json::Value = serde_json::from_slice(&doc).map_err(|e| e.to_string())?;
+    let Some(expiration) = doc.get("expiration").and_then(|v| v.as_str()) else {
+        return Ok(());
+    };
+    let utc = expiration.ends_with('Z')
+        && time::OffsetDateTime::parse(expiration, &time::format_description::well_known::Rfc3339)
+            .is_ok();
+    if utc {
+        Ok(())
+    } else {
+        Err(format!(
+            "expiration {expiration:?} is not an ISO 8601 UTC time"
+        ))
+    }
+}
+
 /// The form's policy document, checked against its fields (with the key
 /// already resolved, as the policy sees it) and the bucket posted to.
 /// Returns the allowed file sizes.
 fn check_policy(policy: &str, fields: &Fields, bucket: &str, key: &str) -> S3Result<(u64, u64)> {
-    let policy = PostPolicy::from_base64(policy)
-        .map_err(|e| s3_error!(InvalidPolicyDocument, "the form's policy is not valid: {e}"))?;
+    let invalid = |e: &dyn std::fmt::Display| {
+        s3_error!(InvalidPolicyDocument, "the form's policy is not valid: {e}")
+    };
+    check_expiration_format(policy).map_err(|e| invalid(&e))?;
+    let policy = PostPolicy::from_base64(policy).map_err(|e| invalid(&e))?;
     let expiration: time::OffsetDateTime = policy.expiration.clone().into();
     if time::OffsetDateTime::now_utc() >= expiration {
         return Err(s3_error!(

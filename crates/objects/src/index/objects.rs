@@ -172,6 +172,30 @@ fn next_seq(conn: &Connection, bucket: &str, key: &str) -> Result<i64> {
     Ok(newest.map_or(0, |seq| seq + 1))
 }
 
+/// A new version id for a version with `seq`: the seq in 16 hex digits,
+/// then 32 random ones. A listing resumes after a version id whose version
+/// is gone (deleted between two pages) by the seq it carries.
+fn version_id(seq: i64) -> String {
+    format!("{:016x}{}", seq as u64, random_id())
+}
+
+/// The seq a version id from [`version_id`] carries (`None` for `null`
+/// and for ids written before version ids carried one).
+pub(crate) fn seq_in_version_id(version: &str) -> Option<i64> {
+    (version.len() == 48 && version.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(&version[..16], 16).ok())
+        .flatten()
+        .and_then(|seq| i64::try_from(seq).ok())
+}
+
+/// Whether `version` has the form of a version id this store hands out:
+/// `null`, 32 hex digits (ids from before they carried a seq) or
+/// [`version_id`]'s 48.
+pub(crate) fn is_version_id(version: &str) -> bool {
+    version == NULL_VERSION
+        || (matches!(version.len(), 32 | 48) && version.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Makes room for a new latest version of `key` as `versioning` says:
 /// its version id, the seq it gets, and the files the `null` version it
 /// replaces (if any) leaves behind.
@@ -189,7 +213,8 @@ fn new_version(
         }
         Versioning::Enabled => {
             demote_latest(conn, bucket, key)?;
-            Ok((random_id(), next_seq(conn, bucket, key)?, Vec::new()))
+            let seq = next_seq(conn, bucket, key)?;
+            Ok((version_id(seq), seq, Vec::new()))
         }
         Versioning::Suspended => {
             let replaced = remove_null_version(conn, bucket, key)?;
@@ -352,4 +377,35 @@ pub(crate) fn update_meta(
         record.version
     ])?;
     Ok(record.version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_id_gives_back_its_seq() {
+        for seq in [0, 1, 41, i64::MAX] {
+            let id = version_id(seq);
+            assert!(is_version_id(&id), "{id}");
+            assert_eq!(seq_in_version_id(&id), Some(seq), "{id}");
+        }
+        assert!(version_id(3) != version_id(3), "ids are unique");
+    }
+
+    #[test]
+    fn null_and_older_ids_carry_no_seq() {
+        let older = random_id();
+        for id in [NULL_VERSION, older.as_str()] {
+            assert!(is_version_id(id), "{id}");
+            assert_eq!(seq_in_version_id(id), None, "{id}");
+        }
+        for bogus in [
+            "",
+            "abc",
+            "zz00000000000000000000000000000000000000000000000",
+        ] {
+            assert!(!is_version_id(bogus), "{bogus}");
+        }
+    }
 }

@@ -274,16 +274,17 @@ pub(super) async fn list_object_versions(
     let walk_delimiter = delimiter.clone();
     let walk: Walk<VersionRow> = Box::new(move |conn| {
         // After the marker version of the marker key: its older versions
-        // follow; without one, the marker key is done.
+        // follow; without one, the marker key is done. A marker version
+        // deleted since the last page (as a client emptying a bucket page
+        // by page does) still has its place, by the seq its id carries;
+        // a deleted `null` version (or one from before ids carried a seq)
+        // has none left, so the key is listed again from its newest
+        // version rather than skipping versions that are still there.
         let seq = match &version_marker {
-            Some(version) => {
-                index::listing::seq_of(conn, &b, &key_marker, version)?.ok_or_else(|| {
-                    s3_error!(
-                        InvalidArgument,
-                        "the version-id marker is not a version of the key marker"
-                    )
-                })?
-            }
+            Some(version) => index::listing::seq_of(conn, &b, &key_marker, version)?
+                .or_else(|| index::objects::seq_in_version_id(version))
+                .or_else(|| index::objects::is_version_id(version).then_some(i64::MAX))
+                .ok_or_else(|| s3_error!(InvalidArgument, "Invalid version id specified"))?,
             None => i64::MIN,
         };
         let after = After {

@@ -7,6 +7,7 @@ Both key pairs belong to apps; buckets each one creates become its own.
 """
 import base64
 import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -151,6 +152,35 @@ page = s3.list_object_versions(Bucket=lb, KeyMarker="b", VersionIdMarker=version
 assert [(v["Key"], v["VersionId"]) for v in page["Versions"]][:1] == [("b", versions["b"][0])], page
 page = s3.list_object_versions(Bucket=lb, KeyMarker="b")
 assert {v["Key"] for v in page["Versions"]} == {"c"}, page
+# Emptying a bucket page by page (list a page, delete what it lists, list the
+# next from its markers) sees every version, though each page's marker
+# version is gone by the time the next page is asked for: versioned keys
+# and, in an unversioned bucket, `null` versions.
+def empty_by_pages(bucket):
+    kw, deleted = {}, 0
+    while True:
+        page = s3.list_object_versions(Bucket=bucket, MaxKeys=3, **kw)
+        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", [])]
+        if batch:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            deleted += len(batch)
+        if not page["IsTruncated"]:
+            return deleted
+        kw = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
+eb = new_bucket(s3)
+s3.put_bucket_versioning(Bucket=eb, VersioningConfiguration={"Status": "Enabled"})
+for key in ["k1", "k2"]:
+    for n in range(4):
+        s3.put_object(Bucket=eb, Key=key, Body=b"v%d" % n)
+assert empty_by_pages(eb) == 8
+ub = new_bucket(s3)
+for n in range(7):
+    s3.put_object(Bucket=ub, Key="u%d" % n, Body=b"x")
+assert empty_by_pages(ub) == 7
+s3.delete_bucket(Bucket=eb)
+s3.delete_bucket(Bucket=ub)
+assert error(lambda: s3.list_object_versions(Bucket=lb, KeyMarker="b", VersionIdMarker="not-a-version")) == (
+    400, "InvalidArgument")
 # The same through awscli.
 page = aws("list-object-versions", "--bucket", lb, "--delimiter", "/")
 assert [p["Prefix"] for p in page["CommonPrefixes"]] == ["a/"], page
@@ -429,7 +459,17 @@ tampered = dict(signed["fields"], policy=base64.b64encode(json.dumps({
     "expiration": "2099-01-01T00:00:00Z", "conditions": [{"bucket": pb}]}).encode()).decode())
 st, _, body = post(pb, tampered, b"x")
 assert st == 403 and b"SignatureDoesNotMatch" in body, (st, body)
-assert [o["Key"] for o in s3.list_objects_v2(Bucket=pb)["Contents"]] == ["big", "uploads/upload.txt"]
+# A policy whose expiration is not an ISO 8601 UTC time is refused.
+def policy_signed(doc):
+    policy = base64.b64encode(json.dumps(doc).encode()).decode()
+    return {"AWSAccessKeyId": ak, "policy": policy, "signature": base64.b64encode(
+        hmac.new(sk.encode(), policy.encode(), hashlib.sha1).digest()).decode()}
+for expiration, status in [("2099-01-01 00:00:00.5+00:00", 400), ("2099-01-01T00:00:00Z", 204)]:
+    fields = dict(policy_signed({"expiration": expiration, "conditions": [{"bucket": pb}, ["starts-with", "$key", "dated"]]}),
+                  key="dated")
+    st, _, body = post(pb, fields, b"x")
+    assert st == status, (expiration, st, body)
+assert [o["Key"] for o in s3.list_objects_v2(Bucket=pb)["Contents"]] == ["big", "dated", "uploads/upload.txt"]
 # A browser's form post gets the bucket's CORS headers.
 s3.put_bucket_cors(Bucket=pb, CORSConfiguration={"CORSRules": [
     {"AllowedOrigins": ["https://app.example"], "AllowedMethods": ["POST"]}]})
@@ -459,6 +499,21 @@ assert raw("GET", "/%s" % cb2)[0] == 403
 pub = "conf-" + uuid.uuid4().hex[:12]
 aws("create-bucket", "--bucket", pub, "--acl", "public-read")
 assert raw("GET", "/%s" % pub)[0] == 200
+
+# --- Signature V2 (boto3's signature_version="s3"), which signs a bucket
+# request's resource as `/bucket/`: bucket and object operations.
+def v2_client(secret):
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=secret,
+                        config=Config(signature_version="s3", s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+v2 = v2_client(sk)
+v2b = "conf-" + uuid.uuid4().hex[:12]
+v2.create_bucket(Bucket=v2b)
+v2.put_object(Bucket=v2b, Key="k", Body=b"signed v2")
+assert [o["Key"] for o in v2.list_objects(Bucket=v2b)["Contents"]] == ["k"]
+assert v2.get_object(Bucket=v2b, Key="k")["Body"].read() == b"signed v2"
+assert error(lambda: v2_client("wrong" + sk[5:]).list_objects(Bucket=v2b))[0] == 403
+v2.delete_object(Bucket=v2b, Key="k")
+v2.delete_bucket(Bucket=v2b)
 
 # --- What roost does not implement answers NotImplemented (501), never a 500.
 for op in (lambda: s3.put_bucket_policy(Bucket=mine, Policy='{"Version": "2012-10-17", "Statement": []}'),
