@@ -21,9 +21,15 @@
 //! 256 × 1 MiB PUT then GET by 16 concurrent clients, 2 × 256 MiB PUT then GET by one client,
 //! 4096 × 4 KiB PUT then GET by 16 concurrent clients.
 //!
-//! Run with `cargo bench -p roost --bench objects`. Targets: roost ≥ s3s-fs on every figure
-//! and ≥ 80% of the raw disk rate for 256 MiB objects. A miss prints MISS and the bench still
-//! succeeds; a failed request makes it exit non-zero.
+//! Then versioning's cost: 4096 × 4 KiB PUTs by 16 clients into a roost bucket with
+//! versioning Enabled and into an unversioned one, alternating for 3 rounds on the same keys
+//! (so rounds after the first add a version, or replace the object), with the median rate
+//! and the median and p99 PUT latency of each.
+//!
+//! Run with `cargo bench -p roost --bench objects`. Targets: roost ≥ s3s-fs on every figure,
+//! ≥ 80% of the raw disk rate for 256 MiB objects, and versioned PUTs ≥ 90% of the rate of
+//! unversioned ones. A miss prints MISS and the bench still succeeds; a failed request makes
+//! it exit non-zero.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -41,6 +47,13 @@ use sha2::{Digest, Sha256};
 const MIB: usize = 1 << 20;
 const CLIENTS: usize = 16;
 const BUCKET: &str = "bench";
+const VERSIONED_BUCKET: &str = "bench-versioned";
+const VERSIONING_ROUNDS: usize = 3;
+const VERSIONING_WORKLOAD: Workload = Workload {
+    size: 4096,
+    count: 4096,
+    clients: CLIENTS,
+};
 const S3S_FS_VERSION: &str = "0.14.1";
 
 /// One workload: `count` objects of `size` bytes, spread over `clients` concurrent clients.
@@ -125,7 +138,7 @@ async fn run() -> Result<()> {
             None
         }
     };
-    let mut endpoints = vec![roost];
+    let mut endpoints = vec![roost.clone()];
     if let Some(server) = &s3s_fs {
         endpoints.push(server.endpoint.clone());
     }
@@ -135,7 +148,7 @@ async fn run() -> Result<()> {
         let data = payload(workload.size);
         for (endpoint, rates) in endpoints.iter().zip(results.iter_mut()) {
             let prefix = format!("w{}", workload.size);
-            let put = put_all(endpoint, &prefix, &data, workload).await?;
+            let (put, _) = put_all(endpoint, BUCKET, &prefix, &data, workload).await?;
             drop_cached_pages(&endpoint.dir)?;
             let get = get_all(endpoint, &prefix, workload).await?;
             let unit = |elapsed: Duration| per_second(workload, elapsed);
@@ -147,7 +160,73 @@ async fn run() -> Result<()> {
         }
     }
     print_table(&results, raw, s3s_fs.is_some());
+    versioning_cost(&roost).await
+}
+
+/// PUT rate and latency into a versioned bucket against an unversioned one, in alternating
+/// rounds on the same keys so both see the same server state and load over time.
+async fn versioning_cost(roost: &Arc<Endpoint>) -> Result<()> {
+    succeeded(
+        roost.request(reqwest::Method::PUT, &format!("/{VERSIONED_BUCKET}")),
+        "CreateBucket",
+    )
+    .await?;
+    succeeded(
+        roost
+            .request(
+                reqwest::Method::PUT,
+                &format!("/{VERSIONED_BUCKET}?versioning="),
+            )
+            .body(
+                "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <Status>Enabled</Status></VersioningConfiguration>",
+            ),
+        "PutBucketVersioning",
+    )
+    .await?;
+    let workload = VERSIONING_WORKLOAD;
+    let data = payload(workload.size);
+    let buckets = [BUCKET, VERSIONED_BUCKET];
+    let mut rates = [Vec::new(), Vec::new()];
+    let mut latencies = [Vec::new(), Vec::new()];
+    for round in 0..VERSIONING_ROUNDS {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let (elapsed, mut times) =
+                put_all(roost, buckets[which], "versioning", &data, workload).await?;
+            rates[which].push(per_second(workload, elapsed));
+            latencies[which].append(&mut times);
+        }
+    }
+    println!();
+    println!(
+        "PUT 4 KiB ({} x {}, {VERSIONING_ROUNDS} alternating rounds, same keys)",
+        workload.clients, workload.count
+    );
+    let mut medians = [0.0; 2];
+    for (which, label) in ["unversioned", "versioned"].into_iter().enumerate() {
+        medians[which] = median(&mut rates[which]);
+        latencies[which].sort();
+        let at = |q: f64| {
+            let times = &latencies[which];
+            times[((times.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
+        };
+        println!(
+            "  {label:<12} median {:>8.1} ops/s   latency median {:>6.2} ms   p99 {:>6.2} ms",
+            medians[which],
+            at(0.5),
+            at(0.99)
+        );
+    }
+    let ratio = medians[1] / medians[0];
+    let verdict = if ratio >= 0.9 { "PASS" } else { "MISS" };
+    println!("  versioned / unversioned PUT rate = {ratio:>6.2}   target >= 0.90   {verdict}");
     Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Objects/s for small objects, bytes/s otherwise.
@@ -256,16 +335,13 @@ impl S3sFs {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let created = server
-            .endpoint
-            .request(reqwest::Method::PUT, &format!("/{BUCKET}"))
-            .send()
-            .await?;
-        ensure!(
-            created.status().is_success(),
-            "s3s-fs CreateBucket answered {}",
-            created.status()
-        );
+        succeeded(
+            server
+                .endpoint
+                .request(reqwest::Method::PUT, &format!("/{BUCKET}")),
+            "s3s-fs CreateBucket",
+        )
+        .await?;
         println!("s3s-fs {} on {}", version_of(binary), server.endpoint.host);
         Ok(server)
     }
@@ -287,14 +363,16 @@ fn version_of(binary: &Path) -> String {
 }
 
 impl Endpoint {
-    /// A request for `path` (already URI-safe), signed with AWS SigV4 header auth.
+    /// A request for `path` (already URI-safe, its query if any already in SigV4's canonical
+    /// form, e.g. `?versioning=`), signed with AWS SigV4 header auth.
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let (uri_path, query) = path.split_once('?').unwrap_or((path, ""));
         let now = chrono::Utc::now();
         let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
         let day = &amz_date[..8];
         let scope = format!("{day}/us-east-1/s3/aws4_request");
         let canonical = format!(
-            "{method}\n{path}\n\nhost:{}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{amz_date}\n\n\
+            "{method}\n{uri_path}\n{query}\nhost:{}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{amz_date}\n\n\
              host;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD",
             self.host
         );
@@ -348,8 +426,19 @@ fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
         .into()
 }
 
-fn object_path(prefix: &str, index: usize) -> String {
-    format!("/{BUCKET}/{prefix}/{index:06}")
+/// The answer to `request`, which must be a success (`what` names it in the error).
+async fn succeeded(request: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
+    let response = request.send().await?;
+    ensure!(
+        response.status().is_success(),
+        "{what} answered {}",
+        response.status()
+    );
+    Ok(response)
+}
+
+fn object_path(bucket: &str, prefix: &str, index: usize) -> String {
+    format!("/{bucket}/{prefix}/{index:06}")
 }
 
 /// Runs `op` for every object index, `workload.clients` at a time (client `c` takes indexes
@@ -378,29 +467,33 @@ where
     Ok(started.elapsed())
 }
 
+/// PUTs every object of `workload` into `bucket`; the phase's wall time and each PUT's.
 async fn put_all(
     endpoint: &Arc<Endpoint>,
+    bucket: &str,
     prefix: &str,
     data: &Bytes,
     workload: Workload,
-) -> Result<Duration> {
+) -> Result<(Duration, Vec<Duration>)> {
     let endpoint = endpoint.clone();
-    let (prefix, data) = (prefix.to_owned(), data.clone());
-    phase(workload, move |index| {
+    let (bucket, prefix, data) = (bucket.to_owned(), prefix.to_owned(), data.clone());
+    let times = Arc::new(std::sync::Mutex::new(Vec::with_capacity(workload.count)));
+    let recorded = times.clone();
+    let elapsed = phase(workload, move |index| {
         let request = endpoint
-            .request(reqwest::Method::PUT, &object_path(&prefix, index))
+            .request(reqwest::Method::PUT, &object_path(&bucket, &prefix, index))
             .body(data.clone());
+        let recorded = recorded.clone();
         async move {
-            let response = request.send().await?;
-            ensure!(
-                response.status().is_success(),
-                "PUT answered {}",
-                response.status()
-            );
+            let started = Instant::now();
+            succeeded(request, "PUT").await?;
+            recorded.lock().expect("latencies").push(started.elapsed());
             Ok(())
         }
     })
-    .await
+    .await?;
+    let times = std::mem::take(&mut *times.lock().expect("latencies"));
+    Ok((elapsed, times))
 }
 
 async fn get_all(endpoint: &Arc<Endpoint>, prefix: &str, workload: Workload) -> Result<Duration> {
@@ -408,14 +501,9 @@ async fn get_all(endpoint: &Arc<Endpoint>, prefix: &str, workload: Workload) -> 
     let prefix = prefix.to_owned();
     let expected = workload.size;
     phase(workload, move |index| {
-        let request = endpoint.request(reqwest::Method::GET, &object_path(&prefix, index));
+        let request = endpoint.request(reqwest::Method::GET, &object_path(BUCKET, &prefix, index));
         async move {
-            let mut response = request.send().await?;
-            ensure!(
-                response.status().is_success(),
-                "GET answered {}",
-                response.status()
-            );
+            let mut response = succeeded(request, "GET").await?;
             let mut received = 0;
             while let Some(chunk) = response.chunk().await? {
                 received += chunk.len();
@@ -434,14 +522,12 @@ async fn delete_all(endpoint: &Arc<Endpoint>, prefix: &str, workload: Workload) 
     let endpoint = endpoint.clone();
     let prefix = prefix.to_owned();
     phase(workload, move |index| {
-        let request = endpoint.request(reqwest::Method::DELETE, &object_path(&prefix, index));
+        let request = endpoint.request(
+            reqwest::Method::DELETE,
+            &object_path(BUCKET, &prefix, index),
+        );
         async move {
-            let response = request.send().await?;
-            ensure!(
-                response.status().is_success(),
-                "DELETE answered {}",
-                response.status()
-            );
+            succeeded(request, "DELETE").await?;
             Ok(())
         }
     })
