@@ -2,13 +2,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use roost_machines::MachineError;
-use roost_types::ErrorResponse;
+use roost_types::{ErrorResponse, Missing};
 
-/// An error response: a status and `{"error": "..."}`.
+/// An error response: a status and `{"error": "..."}`, with `missing` when
+/// the request named something that is not there.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    pub missing: Option<Missing>,
 }
 
 impl ApiError {
@@ -16,6 +18,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            missing: None,
         }
     }
 
@@ -33,6 +36,8 @@ impl From<MachineError> for ApiError {
         let status = match &err {
             MachineError::Invalid(_) => StatusCode::BAD_REQUEST,
             MachineError::NotFound(_) => StatusCode::NOT_FOUND,
+            MachineError::Missing(missing) if missing.is_path_resource() => StatusCode::NOT_FOUND,
+            MachineError::Missing(_) => StatusCode::BAD_REQUEST,
             MachineError::Conflict(_) | MachineError::LeaseMismatch(_) => StatusCode::CONFLICT,
             MachineError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             MachineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -41,7 +46,15 @@ impl From<MachineError> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %err, "request failed");
         }
-        ApiError::new(status, err.to_string())
+        let message = err.to_string();
+        ApiError {
+            status,
+            message,
+            missing: match err {
+                MachineError::Missing(missing) => Some(missing),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -51,6 +64,7 @@ impl IntoResponse for ApiError {
             self.status,
             Json(ErrorResponse {
                 error: self.message,
+                missing: self.missing,
             }),
         )
             .into_response()

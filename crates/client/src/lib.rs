@@ -9,16 +9,22 @@ mod volumes;
 use reqwest::Method;
 use roost_types::{
     App, CreateAppRequest, CreateMachineRequest, ExecRequest, ExecResponse, ListAppsResponse,
-    Machine, MachineEvent, RegistryAuth, StopRequest,
+    Machine, MachineEvent, Missing, RegistryAuth, StopRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// roost answered with an error status; `message` is its explanation.
+    /// roost answered with an error status; `message` is its explanation,
+    /// and `missing` what the request named that is not there, if that was
+    /// the reason (so a front end can say how to get it).
     #[error("{message} (HTTP {status})")]
-    Api { status: u16, message: String },
+    Api {
+        status: u16,
+        message: String,
+        missing: Option<Missing>,
+    },
     #[error(
         "cannot reach roost at {url}: {source}; is `roost up` running and ROOST_API_URL right?"
     )]
@@ -79,12 +85,14 @@ impl Client {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<roost_types::ErrorResponse>(&text)
-            .map(|e| e.error)
-            .unwrap_or(text);
+        let (message, missing) = match serde_json::from_str::<roost_types::ErrorResponse>(&text) {
+            Ok(body) => (body.error, body.missing),
+            Err(_) => (text, None),
+        };
         Err(ClientError::Api {
             status: status.as_u16(),
             message,
+            missing,
         })
     }
 

@@ -11,7 +11,7 @@
 //! The audit log and the per-machine counters are the proxy's
 //! [`Ledger`], in memory.
 
-use crate::error::{MachineError, Result};
+use crate::error::{MachineError, Missing, Result};
 use crate::{Inner, Machines};
 use roost_egress::{Directory, Ledger, MachineRef, Policy};
 use roost_net::plan::SERVICE_EGRESS_PORT;
@@ -86,7 +86,9 @@ impl Inner {
         }
         let wire = match self.stored_egress(app) {
             Ok(wire) => wire,
-            Err(MachineError::NotFound(_)) => return None,
+            Err(MachineError::NotFound(_) | MachineError::Missing(Missing::App { .. })) => {
+                return None
+            }
             Err(err) => {
                 tracing::warn!(app, error = %err, "egress: cannot read the app's policy; refusing its egress");
                 return Some(Arc::new(deny_all()));

@@ -1,10 +1,12 @@
 use roost_store::StoreError;
+pub use roost_types::Missing;
 
 /// Every way a platform call can fail, grouped by who must act.
 ///
 /// The variant decides the HTTP status (and the MCP tool error kind); the
 /// message is shown verbatim to humans and robots, so it always says what
-/// was wrong and what to do instead.
+/// was wrong. It names no CLI command or MCP tool: each front end adds its
+/// own advice, and [`MachineError::Missing`] carries what it needs for that.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     /// The request itself is wrong (400).
@@ -13,6 +15,11 @@ pub enum MachineError {
     /// The named app, machine or image does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// Something the request names is not there, in a form a front end can
+    /// turn into "create it with ...": 404 when it is the path's resource,
+    /// 400 when the body refers to it.
+    #[error("{0}")]
+    Missing(Missing),
     /// The request is valid but the machine's current state or lease forbids it (409).
     #[error("{0}")]
     Conflict(String),

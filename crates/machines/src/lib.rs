@@ -31,7 +31,7 @@ mod storage;
 mod vault;
 mod volumes;
 
-pub use error::{MachineError, Result};
+pub use error::{MachineError, Missing, Result};
 pub use files::{
     DirListing, FileContent, MAX_DIR_ENTRIES, MAX_LOG_LINES, MAX_READ_BYTES, MAX_WRITE_BYTES,
 };
@@ -186,8 +186,7 @@ impl Machines {
                 net.setup_host().await.map_err(|err| {
                     MachineError::Internal(format!(
                         "cannot set up the machines' private network ({err}): roost needs root \
-                         (CAP_NET_ADMIN, CAP_SYS_ADMIN) for it, or run without one \
-                         (roost up --no-private-network)"
+                         (CAP_NET_ADMIN, CAP_SYS_ADMIN) for it, or must run without a private network"
                     ))
                 })?;
                 Some(net)

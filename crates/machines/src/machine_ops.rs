@@ -1,6 +1,6 @@
 //! The public operations of [`Machines`]: what the API, CLI and MCP call.
 
-use crate::error::{MachineError, Result};
+use crate::error::{MachineError, Missing, Result};
 use crate::ops::event;
 use crate::paths::MachinePaths;
 use crate::{ids, now_rfc3339, spec, Inner, Machines};
@@ -744,9 +744,9 @@ fn stop_options(record: &MachineRecord, req: &StopRequest) -> Result<StopOptions
 impl Inner {
     pub(crate) fn app(&self, name: &str) -> Result<AppRecord> {
         self.store.get_app(name)?.ok_or_else(|| {
-            MachineError::NotFound(format!(
-                "app '{name}' not found; create it with `roost apps create {name}`"
-            ))
+            MachineError::Missing(Missing::App {
+                app: name.to_string(),
+            })
         })
     }
 
@@ -769,27 +769,14 @@ impl Inner {
     /// caller's mistake (400), answered with the images there are.
     pub(crate) fn config_image(&self, reference: &str) -> Result<roost_image::Image> {
         self.images.get(reference).map_err(|err| match err {
-            roost_image::ImageError::NotFound { .. } => {
-                let available = self
+            roost_image::ImageError::NotFound { .. } => MachineError::Missing(Missing::Image {
+                reference: reference.to_string(),
+                available: self
                     .images
                     .list()
-                    .map(|images| {
-                        images
-                            .into_iter()
-                            .map(|image| image.reference)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
-                let available = if available.is_empty() {
-                    "none yet".to_string()
-                } else {
-                    available
-                };
-                MachineError::Invalid(format!(
-                    "image '{reference}' is not in roost's image store (available: {available}): import it with `roost image import PATH --name NAME:TAG`, or name its registry (HOST[:PORT]/REPO:TAG) so roost pulls it"
-                ))
-            }
+                    .map(|images| images.into_iter().map(|image| image.reference).collect())
+                    .unwrap_or_default(),
+            }),
             other => other.into(),
         })
     }

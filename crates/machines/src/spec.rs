@@ -1,7 +1,7 @@
 //! Turning a Fly machine config plus its image into what the runtime runs,
 //! and refusing configs that cannot run before anything is created.
 
-use crate::error::{MachineError, Result};
+use crate::error::{MachineError, Missing, Result};
 use roost_image::Image;
 use roost_types::{DurationRange, MachineConfig, NumberRange, TextLimit};
 use std::collections::BTreeMap;
@@ -46,9 +46,7 @@ pub struct Sizing {
 /// is refused before any state changes.
 pub fn validate(config: &MachineConfig, limits: HostLimits) -> Result<Sizing> {
     if config.image.trim().is_empty() {
-        return Err(MachineError::Invalid(
-            "config.image is required: name an image from `roost image list` (e.g. \"busybox:latest\")".into(),
-        ));
+        return Err(MachineError::Missing(Missing::ImageUnnamed));
     }
     let guest = config.guest.clone().unwrap_or_default();
     let cpus = match guest.cpus {

@@ -2,7 +2,7 @@
 //! owned by the app, one key pair per app scoped to the app's buckets, and
 //! the `AWS_*`/`BUCKET_NAME` variables in the app's machines' environment.
 
-use crate::error::{MachineError, Result};
+use crate::error::{MachineError, Missing, Result};
 use crate::vault::{Slot, Vault};
 use crate::{now_rfc3339, Inner, Machines};
 use roost_objects::{AccessKey, BucketInfo, KeyLookup, ObjectStore};
@@ -168,9 +168,10 @@ impl Machines {
         match objects.bucket(name).await.map_err(from_objects)? {
             Some(b) if b.owner.as_deref() == Some(app) => {}
             _ => {
-                return Err(MachineError::NotFound(format!(
-                    "app '{app}' has no bucket '{name}'; `roost storage list --app {app}` shows its buckets"
-                )))
+                return Err(MachineError::Missing(Missing::Bucket {
+                    app: app.to_string(),
+                    bucket: name.to_string(),
+                }))
             }
         }
         objects

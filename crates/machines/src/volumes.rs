@@ -15,7 +15,7 @@
 //!   snapshots can simply run again).
 //! - Lock order: claims, then a machine, then a volume.
 
-use crate::error::{MachineError, Result};
+use crate::error::{MachineError, Missing, Result};
 use crate::{now_rfc3339, Inner, Machines};
 use roost_store::{MachineRecord, SnapshotRecord, VolumeRecord};
 use roost_types::{
@@ -751,9 +751,10 @@ impl Machines {
                     .get_snapshot(snapshot)?
                     .filter(|s| s.app == app)
                     .ok_or_else(|| {
-                        MachineError::Invalid(format!(
-                            "snapshot_id {snapshot:?} is not a snapshot of app '{app}': list them with `roost volumes snapshots list VOLUME_ID`"
-                        ))
+                        MachineError::Missing(Missing::Snapshot {
+                            app: app.to_string(),
+                            snapshot: snapshot.clone(),
+                        })
                     })?;
                 let origin = inner.store.get_volume(&found.volume_id)?;
                 let fs = origin.and_then(|v| FsType::parse(&v.volume.fstype));

@@ -26,6 +26,9 @@ fn main() -> std::process::ExitCode {
         Err(err) if cli::is_stdout_closed(&err) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
+            if let Some(hint) = cli::hint(&err) {
+                eprintln!("hint: {hint}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

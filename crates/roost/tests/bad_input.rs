@@ -105,6 +105,11 @@ async fn refused(
         .unwrap_or_else(|| panic!("no error string: {text}"))
         .to_string();
     assert_eq!(got, status, "{message}");
+    // The service's words suit every front end: the CLI and MCP add their own advice.
+    assert!(
+        !message.contains("`roost ") && !message.contains("roost up --"),
+        "error {message:?} names a CLI command"
+    );
     for needle in needles {
         assert!(
             message.contains(needle),
@@ -717,6 +722,16 @@ async fn invalid_app_names_and_unknown_apps_are_refused() {
         )
         .await;
     }
+    // What is missing comes as data, for clients to phrase their own advice.
+    let body: Value = daemon
+        .http(Method::GET, "/v1/apps/nope/machines")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["missing"], json!({"kind": "app", "app": "nope"}));
     refused(
         &baseline,
         daemon.http(Method::GET, "/v1/nothing/here"),

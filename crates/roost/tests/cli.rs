@@ -117,6 +117,14 @@ async fn cli_drives_the_whole_lifecycle() {
     let unknown = roost(&daemon, &["machine", "run", "nope:latest", "-a", APP]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("roost image import"));
+    let no_app = roost(&daemon, &["machine", "list", "-a", "nope"]);
+    assert!(!no_app.status.success());
+    let message = String::from_utf8_lossy(&no_app.stderr);
+    assert!(
+        message.contains("app 'nope' not found")
+            && message.contains("hint: create it with `roost apps create nope`"),
+        "{message}"
+    );
 
     ok(&daemon, &["machine", "destroy", id, "-a", APP, "--force"]);
     ok(&daemon, &["apps", "destroy", APP]);

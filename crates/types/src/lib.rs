@@ -13,6 +13,7 @@
 mod app;
 mod config;
 mod egress;
+mod error;
 mod limits;
 mod machine;
 mod secrets;
@@ -26,11 +27,12 @@ pub use config::{
     RestartPolicy, RootfsConfig, RootfsPersist, StopConfig,
 };
 pub use egress::{EgressDefault, EgressLog, EgressLogEntry, EgressPolicy, MachineEgress};
+pub use error::{ErrorResponse, Missing};
 pub use limits::{DurationRange, NumberRange, TextLimit};
 pub use machine::{
-    CreateLeaseRequest, CreateMachineRequest, ErrorResponse, ExecRequest, ExecResponse, ImageRef,
-    Lease, LeaseResponse, ListenSocket, Machine, MachineEvent, MachineVersion, ProcessStat,
-    RegistryAuth, SignalRequest, StopRequest, UpdateMachineRequest,
+    CreateLeaseRequest, CreateMachineRequest, ExecRequest, ExecResponse, ImageRef, Lease,
+    LeaseResponse, ListenSocket, Machine, MachineEvent, MachineVersion, ProcessStat, RegistryAuth,
+    SignalRequest, StopRequest, UpdateMachineRequest,
 };
 pub use secrets::{AppSecret, AppSecrets, SetSecretRequest, UpdateSecretsRequest};
 pub use services::{

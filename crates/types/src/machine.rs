@@ -222,9 +222,3 @@ impl From<Lease> for LeaseResponse {
         }
     }
 }
-
-/// `ErrorResponse`: every 4xx/5xx body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorResponse {
-    pub error: String,
-}

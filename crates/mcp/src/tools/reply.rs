@@ -3,9 +3,10 @@
 //! step.
 
 use rmcp::model::{CallToolResult, ContentBlock, Tool};
-use roost_machines::MachineError;
+use roost_machines::{MachineError, Missing};
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Tool texts come from doc comments wrapped at 100 columns; an LLM reads
@@ -47,8 +48,9 @@ pub(super) enum Subject {
 
 /// What to do after an error, by kind and subject; the error's own
 /// message says what was wrong.
-fn hint(err: &MachineError, subject: Subject) -> &'static str {
-    match err {
+fn hint(err: &MachineError, subject: Subject) -> Cow<'static, str> {
+    let advice = match err {
+        MachineError::Missing(missing) => return missing_hint(missing).into(),
         MachineError::Invalid(_) => "Fix the arguments and call the tool again.",
         MachineError::NotFound(_) => {
             "list_apps, list_machines, list_images, list_dir, list_storage, list_volumes and list_volume_snapshots show what exists."
@@ -75,6 +77,26 @@ fn hint(err: &MachineError, subject: Subject) -> &'static str {
         }
         MachineError::Upstream(_) => {
             "The image registry was unreachable or answered wrongly; check the reference and credentials, then retry."
+        }
+    };
+    advice.into()
+}
+
+/// The tool call that provides what a request found missing.
+fn missing_hint(missing: &Missing) -> String {
+    match missing {
+        Missing::App { app } => format!("Create it with create_app (name \"{app}\"), then call again."),
+        Missing::ImageUnnamed => {
+            "Pass config.image: list_images shows the stored images, or give a registry reference.".into()
+        }
+        Missing::Image { .. } => {
+            "Call pull_image with its registry reference (or pass that reference as the image), then call again.".into()
+        }
+        Missing::Bucket { app, .. } => {
+            format!("list_storage (app \"{app}\") shows the app's buckets.")
+        }
+        Missing::Snapshot { .. } => {
+            "list_volume_snapshots shows a volume's snapshots; pass one of their ids.".into()
         }
     }
 }
@@ -116,7 +138,7 @@ pub(super) fn reply_on<T: Serialize>(
 ) -> CallToolResult {
     let value = match result {
         Ok(value) => value,
-        Err(err) => return tool_error(&err, hint(&err, subject)),
+        Err(err) => return tool_error(&err, &hint(&err, subject)),
     };
     let text = summary(&value);
     match serde_json::to_value(&value) {
@@ -128,7 +150,7 @@ pub(super) fn reply_on<T: Serialize>(
         }
         Err(err) => tool_error(
             format!("cannot encode the result: {err}"),
-            hint(&MachineError::Internal(String::new()), subject),
+            &hint(&MachineError::Internal(String::new()), subject),
         ),
     }
 }
@@ -153,7 +175,7 @@ mod tests {
         assert_eq!(tool.description.as_deref(), Some("first line second"));
         assert_eq!(tool.input_schema["properties"]["a"]["description"], "x y");
         let err = MachineError::Conflict("machine m is stopped.".into());
-        let result = tool_error(&err, hint(&err, Subject::Machine));
+        let result = tool_error(&err, &hint(&err, Subject::Machine));
         assert_eq!(result.is_error, Some(true));
         let text = result.content[0].as_text().map(|t| t.text.clone());
         assert!(text.is_some_and(
@@ -168,5 +190,19 @@ mod tests {
         assert!(hint(&err, Subject::Bucket).contains("list_storage"));
         let missing = MachineError::NotFound("volume v not found".into());
         assert!(hint(&missing, Subject::Machine).contains("list_volumes"));
+    }
+
+    #[test]
+    fn a_missing_app_is_answered_with_the_tool_that_creates_it() {
+        let err = MachineError::Missing(Missing::App { app: "web".into() });
+        let result = tool_error(&err, &hint(&err, Subject::Machine));
+        let text = result.content[0]
+            .as_text()
+            .map(|t| t.text.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            text,
+            "app 'web' not found. Create it with create_app (name \"web\"), then call again."
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 mod apps;
 mod egress;
+mod hints;
 mod images;
 mod machines;
 mod output;
@@ -16,6 +17,7 @@ mod storage;
 mod tokenizer;
 mod volumes;
 
+pub use hints::hint;
 pub use output::is_stdout_closed;
 
 use crate::daemon::{up, UpArgs};

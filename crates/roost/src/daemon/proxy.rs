@@ -81,6 +81,7 @@ struct MachinesBackends(Machines);
 fn backend_error(err: MachineError) -> BackendError {
     match err {
         MachineError::NotFound(msg) => BackendError::NotFound(msg),
+        MachineError::Missing(missing) => BackendError::NotFound(missing.to_string()),
         MachineError::Conflict(msg) | MachineError::LeaseMismatch(msg) => {
             BackendError::Conflict(msg)
         }
