@@ -67,6 +67,9 @@ impl From<roost_runtime::RuntimeError> for MachineError {
     fn from(err: roost_runtime::RuntimeError) -> Self {
         match err {
             roost_runtime::RuntimeError::Timeout { .. } => MachineError::Timeout(err.to_string()),
+            roost_runtime::RuntimeError::NotStarted { .. } => {
+                MachineError::Invalid(err.to_string())
+            }
             other => MachineError::Internal(other.to_string()),
         }
     }

@@ -740,3 +740,58 @@ async fn invalid_app_names_and_unknown_apps_are_refused() {
     )
     .await;
 }
+
+/// Found by the schema fuzzer: exec of a program the machine does not have
+/// was a 500 whose message was the runtime's command line (host paths and
+/// all). It is the request's fault: a 400 naming the program, under either
+/// runtime, and nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_of_a_missing_program_is_refused() {
+    let daemon = Daemon::start().await;
+    let mut ids = Vec::new();
+    for runtime in ["crun", "runc"] {
+        let mut config = sh_config("exec sleep 1000");
+        config.guest = Some(roost_types::MachineGuest {
+            runtime: Some(runtime.into()),
+            ..Default::default()
+        });
+        let request = roost_types::CreateMachineRequest {
+            config,
+            ..Default::default()
+        };
+        ids.push(
+            daemon
+                .client()
+                .create_machine(APP, &request)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let baseline = Baseline::of(&daemon).await;
+    let data_dir = daemon.data_dir().to_string_lossy().into_owned();
+    for id in &ids {
+        for body in [
+            json!({"command": ["no-such-program", "arg"]}),
+            json!({"cmd": "/no/such/path"}),
+        ] {
+            let program = body["command"][0]
+                .as_str()
+                .or(body["cmd"].as_str())
+                .unwrap()
+                .to_string();
+            let request = daemon.http(Method::POST, &machine(id, "/exec")).json(&body);
+            let message = refused(
+                &baseline,
+                request,
+                400,
+                &["could not be started in the machine", &program],
+            )
+            .await;
+            assert!(!message.contains(&data_dir), "{message}");
+        }
+        // The machine still runs commands it has.
+        let out = daemon.sh(id, "echo still here").await;
+        assert_eq!(out.stdout.trim(), "still here", "{out:?}");
+    }
+}

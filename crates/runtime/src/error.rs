@@ -31,6 +31,14 @@ pub enum RuntimeError {
         /// What the runtime said about it.
         stderr: String,
     },
+    /// An exec'd command could not be started in its running container: no
+    /// such program, not executable, and the like. The request's fault, not
+    /// the host's; the runtime's own command line (host paths) is left out.
+    #[error("the command could not be started in the machine: {reason}")]
+    NotStarted {
+        /// What the runtime said about it.
+        reason: String,
+    },
     /// A command did not finish in time and was killed.
     #[error("`{command}` did not finish within {timeout:?} and was killed")]
     Timeout {

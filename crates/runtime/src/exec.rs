@@ -69,9 +69,9 @@ impl Runtime {
     /// background process must redirect its output (`cmd >/dev/null 2>&1 &`);
     /// with crun, output is read for a short while after the command exits.
     ///
-    /// A runtime failure before the command started (unknown container,
-    /// stopped machine) is an error; a command that ran and failed is an
-    /// [`ExecOutput`] with its exit code. On timeout the command is killed
+    /// A runtime failure before the command started is an error: unknown
+    /// container, or [`RuntimeError::NotStarted`] (no such program, ...); a
+    /// command that ran and failed is an [`ExecOutput`] with its exit code. On timeout the command is killed
     /// via the pid the runtime recorded for it.
     pub async fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
         validate_id(id)?;
@@ -128,15 +128,14 @@ impl Runtime {
         })?;
 
         // The runtime writes the pid file once the command exists; without
-        // it, a failure is the runtime's own.
+        // it, the command never ran: in a container that exists, because the
+        // runtime could not start it there (a missing program, say).
         if !status.success() && read_pid_file(&pid_file)?.is_none() {
             if !self.exists(id) {
                 return Err(self.not_found(id));
             }
-            return Err(RuntimeError::CommandFailed {
-                command: self.describe(&args),
-                status: status.to_string(),
-                stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+            return Err(RuntimeError::NotStarted {
+                reason: String::from_utf8_lossy(&stderr).trim().to_owned(),
             });
         }
         let exit_code = exit_code(status);

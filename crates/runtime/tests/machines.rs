@@ -248,10 +248,10 @@ async fn exec_runs_commands_inside_the_machine() {
 
         let missing = m.runtime.exec(&m.id, &request(&["/no/such/binary"])).await;
         match missing {
-            Err(RuntimeError::CommandFailed { stderr, .. }) => {
-                assert!(stderr.contains("/no/such/binary"), "{kind}: {stderr}")
+            Err(RuntimeError::NotStarted { reason }) => {
+                assert!(reason.contains("/no/such/binary"), "{kind}: {reason}")
             }
-            other => panic!("{kind}: a missing program is the runtime's error: {other:?}"),
+            other => panic!("{kind}: a missing program is not started: {other:?}"),
         }
 
         let slow = ExecRequest {
