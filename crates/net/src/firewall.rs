@@ -17,11 +17,14 @@
 //!   answers a segment of no connection with a reset. Stateless on purpose:
 //!   no conntrack, so no table to fill, no cost per packet on the proxy's
 //!   path, and nothing to relearn after a restart;
-//! - UDP to a host socket bound to a specific address: the edge proxy's
-//!   UDP flows, whose sockets are connected to a machine (`-m socket`
-//!   skips sockets bound to the wildcard address, so a host service
-//!   listening on `[::]` stays out of reach, and a connected socket takes
-//!   datagrams from its peer only);
+//! - UDP to a host socket that carries the site's mark
+//!   ([`AddressPlan::socket_mark`], `SO_MARK`): the edge proxy's UDP flows,
+//!   whose sockets are connected to a machine. `-m socket` finds the
+//!   socket a datagram is for (skipping sockets bound to the wildcard
+//!   address) and `--restore-skmark` copies its mark to the packet, which
+//!   `-m mark` then compares. So only roost's own flows match: a host
+//!   program's socket bound to the gateway or the service address carries
+//!   no mark, and a connected socket takes datagrams from its peer only;
 //! - roost's own services at the service address ([`SERVICE_PORTS`]);
 //! - ICMPv6 neighbour discovery, error messages and echo replies (the host
 //!   pings machines);
@@ -99,7 +102,10 @@ pub fn input_rules(plan: &AddressPlan) -> Vec<String> {
     let service = plan.service_address();
     let mut rules = vec![
         "-p tcp ! --syn -j ACCEPT".to_string(),
-        "-p udp -m socket -j ACCEPT".to_string(),
+        format!(
+            "-p udp -m socket --restore-skmark -m mark --mark {:#x} -j ACCEPT",
+            plan.socket_mark()
+        ),
     ];
     rules.extend(
         SERVICE_PORTS
@@ -265,7 +271,7 @@ mod tests {
             rules,
             [
                 "-p tcp ! --syn -j ACCEPT",
-                "-p udp -m socket -j ACCEPT",
+                "-p udp -m socket --restore-skmark -m mark --mark 0x524f7e57 -j ACCEPT",
                 "-d fdaa:7e57::3/128 -p udp --dport 53 -j ACCEPT",
                 "-d fdaa:7e57::3/128 -p tcp --dport 53 -j ACCEPT",
                 "-d fdaa:7e57::3/128 -p tcp --dport 4280 -j ACCEPT",

@@ -184,6 +184,16 @@ impl AddressPlan {
         format!("ROOST-IN-{:04x}", self.site)
     }
 
+    /// The `SO_MARK` roost puts on its own host sockets that take datagrams
+    /// from machines (the edge proxy's UDP flows): `0x524f` ("RO") in the
+    /// high half, the site in the low half. The input filter accepts UDP
+    /// to a host socket only when the socket carries this mark, so a host
+    /// program that binds a UDP socket to an address machines can reach
+    /// stays out of their reach ([`crate::firewall`]).
+    pub fn socket_mark(&self) -> u32 {
+        0x524f_0000 | u32::from(self.site)
+    }
+
     /// The app network of a bridge name of this site.
     pub fn network_of_bridge(&self, name: &str) -> Option<u16> {
         let hex = name.strip_prefix(&self.bridge_prefix())?;

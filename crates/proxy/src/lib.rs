@@ -196,6 +196,11 @@ pub struct ProxyConfig {
     /// Flows one UDP listener keeps at once; datagrams of further client
     /// addresses are dropped until a flow ends.
     pub max_udp_flows: usize,
+    /// `SO_MARK` of the sockets UDP flows open to machines, so that a host
+    /// input filter can accept the machines' replies on these sockets and
+    /// nothing else (roost's does: `roost_net::firewall`). Setting a mark
+    /// needs `CAP_NET_ADMIN`. `None` leaves the sockets unmarked.
+    pub udp_socket_mark: Option<u32>,
 }
 
 impl Default for ProxyConfig {
@@ -220,6 +225,7 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             udp_flow_idle: Duration::from_secs(60),
             max_udp_flows: 4096,
+            udp_socket_mark: None,
         }
     }
 }

@@ -284,7 +284,7 @@ async fn run(
         tracing::warn!(app = %app, machine = %id, "machine has no private IP address");
         return;
     };
-    let upstream = match connect(addr).await {
+    let upstream = match connect(addr, shared.config.udp_socket_mark).await {
         Ok(upstream) => Arc::new(upstream),
         Err(err) => {
             tracing::warn!(app = %app, machine = %id, %addr, error = %err, "cannot open a UDP socket to machine");
@@ -299,15 +299,19 @@ async fn run(
     drop(picked);
 }
 
-/// A socket connected to the machine, from an ephemeral port, ready for
-/// the non-blocking sends of [`Link::forward`] (a new socket counts as
-/// not writable until the runtime has polled it once).
-async fn connect(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// A socket connected to the machine, from an ephemeral port, carrying
+/// `mark` (`SO_MARK`) if one is given, ready for the non-blocking sends of
+/// [`Link::forward`] (a new socket counts as not writable until the
+/// runtime has polled it once).
+async fn connect(addr: SocketAddr, mark: Option<u32>) -> io::Result<UdpSocket> {
     let local: SocketAddr = match addr {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local).await?;
+    if let Some(mark) = mark {
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Mark, &mark)?;
+    }
     socket.connect(addr).await?;
     socket.writable().await?;
     Ok(socket)

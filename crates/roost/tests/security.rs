@@ -952,3 +952,106 @@ async fn security_s3_secret_keys_are_sealed_at_rest() {
     .await;
     assert_eq!(read.trim(), "kept");
 }
+
+/// A host program's UDP socket bound to the service address, port `port`:
+/// python3 (not roost) printing whatever datagrams reach it within
+/// `secs` seconds, then `done`. Killed on drop.
+struct HostUdpListener(std::process::Child);
+
+impl HostUdpListener {
+    fn start(address: std::net::Ipv6Addr, port: u16, secs: u32) -> HostUdpListener {
+        let script = format!(
+            "import socket, time\n\
+             s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+             s.bind(('{address}', {port}))\n\
+             print('ready', flush=True)\n\
+             end = time.monotonic() + {secs}\n\
+             while time.monotonic() < end:\n\
+             \x20   s.settimeout(max(end - time.monotonic(), 0.01))\n\
+             \x20   try:\n\
+             \x20       data, peer = s.recvfrom(65535)\n\
+             \x20       print('got', data.decode(), 'from', peer[0], flush=True)\n\
+             \x20   except socket.timeout:\n\
+             \x20       pass\n\
+             print('done', flush=True)\n"
+        );
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        let stdout = child.stdout.as_mut().expect("piped stdout");
+        let mut reader = std::io::BufReader::new(stdout);
+        std::io::BufRead::read_line(&mut reader, &mut line).expect("listener output");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the host's UDP listener did not start"
+        );
+        HostUdpListener(child)
+    }
+
+    /// What it printed after `ready`, once it ended.
+    fn heard(mut self) -> String {
+        let mut out = String::new();
+        let stdout = self.0.stdout.as_mut().expect("piped stdout");
+        std::io::Read::read_to_string(stdout, &mut out).expect("listener output");
+        out
+    }
+}
+
+impl Drop for HostUdpListener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Finding 10, the UDP input filter: it accepted datagrams from machines
+/// to any host socket bound to a specific address (`-m socket`), so a host
+/// program with a UDP socket on the service address (or a gateway)
+/// answered every machine. Now only sockets carrying roost's mark match
+/// (the edge proxy's UDP flows; `udp_round_trip_to_a_machine` in the proxy
+/// tests shows they still work), and roost's DNS answers as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_host_udp_sockets_are_out_of_machines_reach() {
+    let daemon = Daemon::start().await;
+    let (status, machine) = create_machine(&daemon, &sh_config("sleep 3600")).await;
+    assert_eq!(status, 200, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    daemon.wait_state(&id, "started", 30).await;
+
+    let service = roost_net::AddressPlan::new(daemon.site).service_address();
+    let port = common::free_port();
+    let listener = HostUdpListener::start(service, port, 3);
+    // The datagrams leave from the machine's own network namespace, the
+    // way its programs' would (busybox has no UDP client).
+    let sent = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", daemon.netns_dir().join(&id).display()))
+        .args(["python3", "-c"])
+        .arg(format!(
+            "import socket, time\n\
+             s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+             for i in range(5):\n\
+             \x20   try:\n\
+             \x20       s.sendto(b'probe', ('{service}', {port}))\n\
+             \x20   except OSError:\n\
+             \x20       pass\n\
+             \x20   time.sleep(0.2)\n"
+        ))
+        .status()
+        .expect("nsenter python3");
+    assert!(sent.success());
+    let heard = listener.heard();
+    assert!(heard.contains("done"), "{heard}");
+    assert!(
+        !heard.contains("got"),
+        "a machine reached a host program's UDP socket: {heard}"
+    );
+
+    let name = format!("{id}.vm.{APP}.internal");
+    let asked = daemon.sh(&id, &format!("nslookup -type=AAAA {name}")).await;
+    assert_eq!(asked.exit_code, 0, "{asked:?}");
+    assert!(asked.stdout.contains(&name), "{asked:?}");
+}

@@ -124,7 +124,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
     // Machines reach the services below at the service address too.
     let on_service = |port: u16| service.map(|addr| SocketAddr::new(addr, port).to_string());
     let dns = services::start_dns(&machines).await?;
-    let proxy = proxy::start(&machines, &args.proxy, &args.region).await?;
+    // The input filter lets machines' datagrams reach only host sockets
+    // with the site's mark: the proxy's UDP flows carry it.
+    let udp_mark = (!args.no_private_network)
+        .then(|| roost_net::AddressPlan::new(args.network_site).socket_mark());
+    let proxy = proxy::start(&machines, &args.proxy, &args.region, udp_mark).await?;
     let listener = tokio::net::TcpListener::bind(&args.api_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.api_listen))?;

@@ -136,10 +136,12 @@ impl Backends for MachinesBackends {
 }
 
 /// Starts the proxy's listeners and supervisor; returns their tasks.
+/// `udp_socket_mark` marks the sockets of UDP flows to machines.
 pub async fn start(
     machines: &Machines,
     args: &ProxyArgs,
     region: &str,
+    udp_socket_mark: Option<u32>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let config = ProxyConfig {
         domain: args.proxy_domain.trim_matches('.').to_ascii_lowercase(),
@@ -148,6 +150,7 @@ pub async fn start(
         queue_timeout: Duration::from_secs(args.proxy_queue_secs),
         affinity_keys: args.proxy_affinity_keys.clone(),
         tick: Duration::from_millis(args.proxy_tick_ms.max(10)),
+        udp_socket_mark,
         ..ProxyConfig::default()
     };
     let certificate = match (&args.proxy_tls_cert, &args.proxy_tls_key) {
