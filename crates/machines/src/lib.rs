@@ -37,7 +37,7 @@ pub use files::{
 };
 pub use guest_files::{check_guest_path, write_file as write_guest_file, DirEntry, EntryKind};
 pub use ids::is_machine_id;
-pub use machine_ops::{ListFilter, StartResponse};
+pub use machine_ops::{ListFilter, StartResponse, LISTED_EVENTS};
 pub use ops::CRASH_AT_ENV;
 pub use paths::MachinePaths;
 pub use roost_image::{Image, ImageStore, RegistryConfig};
@@ -84,6 +84,8 @@ pub struct MachinesConfig {
     pub network: Option<roost_net::NetConfig>,
     /// The egress policy default of apps created from now on.
     pub egress_default: roost_types::EgressDefault,
+    /// How many of its newest events each machine keeps.
+    pub events_per_machine: u32,
 }
 
 impl MachinesConfig {
@@ -99,6 +101,7 @@ impl MachinesConfig {
             storage: StorageConfig::default(),
             network: None,
             egress_default: roost_types::EgressDefault::Deny,
+            events_per_machine: roost_store::DEFAULT_EVENTS_PER_MACHINE,
         }
     }
 }
@@ -149,7 +152,10 @@ impl Machines {
         for dir in [config.data_dir.clone(), config.data_dir.join("machines")] {
             private_dir(&dir)?;
         }
-        let store = Store::open(&config.data_dir.join("roost.db"))?;
+        let store = Store::open_keeping_events(
+            &config.data_dir.join("roost.db"),
+            config.events_per_machine,
+        )?;
         storage::seal_plaintext_keys(&store, &config.data_dir)?;
         let images = ImageStore::open(config.data_dir.join("images"))?;
         let puller = roost_image::Puller::new(config.registries)

@@ -24,6 +24,31 @@ pub struct ListFilter {
     pub metadata: BTreeMap<String, String>,
 }
 
+impl ListFilter {
+    fn admits(&self, record: &MachineRecord) -> bool {
+        let m = &record.machine;
+        (self.include_deleted || m.state != MachineState::Destroyed)
+            && self
+                .region
+                .as_ref()
+                .is_none_or(|region| &m.region == region)
+            && self
+                .state
+                .as_ref()
+                .is_none_or(|states| states.contains(&m.state))
+            && self
+                .metadata
+                .iter()
+                .all(|(k, v)| m.config.metadata.get(k) == Some(v))
+    }
+}
+
+/// Events each machine of a list carries, its newest: what a glance at a
+/// fleet needs (the last start, stop or exit), at a cost that does not grow
+/// with the history kept. A machine's own view and its events endpoint give
+/// every kept event.
+pub const LISTED_EVENTS: u32 = 5;
+
 /// Body of a successful start, as Fly returns it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StartResponse {
@@ -95,7 +120,7 @@ impl Machines {
 
     /// Apps, optionally only those of `org_slug`.
     pub fn list_apps(&self, org_slug: Option<&str>) -> Result<ListAppsResponse> {
-        let machines = self.inner.store.list_machines(None)?;
+        let counts = self.inner.store.machine_counts()?;
         let apps: Vec<ListApp> = self
             .inner
             .store
@@ -103,10 +128,7 @@ impl Machines {
             .into_iter()
             .filter(|app| org_slug.is_none_or(|org| org == app.org_slug))
             .map(|app| ListApp {
-                machine_count: machines
-                    .iter()
-                    .filter(|m| m.app == app.name && m.machine.state != MachineState::Destroyed)
-                    .count() as u64,
+                machine_count: counts.get(&app.name).copied().unwrap_or(0),
                 id: app.id,
                 name: app.name,
                 network: serde_json::Value::String(app.network),
@@ -219,33 +241,34 @@ impl Machines {
         Ok(machine)
     }
 
+    /// The app's machines that pass `filter`, each with its
+    /// [`LISTED_EVENTS`] newest events: a bounded number of store queries
+    /// however many machines and events there are.
     pub fn list_machines(&self, app: &str, filter: &ListFilter) -> Result<Vec<Machine>> {
         self.inner.app(app)?;
-        self.inner
+        Ok(self
+            .inner
+            .store
+            .list_machines_with_events(app, LISTED_EVENTS)?
+            .into_iter()
+            .filter(|(r, _)| filter.admits(r))
+            .map(|(r, events)| self.inner.present(&r, events))
+            .collect())
+    }
+
+    /// The app's machines that are not destroyed, as the edge proxy routes
+    /// on them (state, address, services, cordon): one store query, no
+    /// events, no check results.
+    pub fn machines_for_routing(&self, app: &str) -> Result<Vec<Machine>> {
+        self.inner.app(app)?;
+        Ok(self
+            .inner
             .store
             .list_machines(Some(app))?
             .into_iter()
-            .filter(|r| filter.include_deleted || r.machine.state != MachineState::Destroyed)
-            .filter(|r| {
-                filter
-                    .region
-                    .as_ref()
-                    .is_none_or(|region| &r.machine.region == region)
-            })
-            .filter(|r| {
-                filter
-                    .state
-                    .as_ref()
-                    .is_none_or(|states| states.contains(&r.machine.state))
-            })
-            .filter(|r| {
-                filter
-                    .metadata
-                    .iter()
-                    .all(|(k, v)| r.machine.config.metadata.get(k) == Some(v))
-            })
-            .map(|r| self.inner.view(&r))
-            .collect()
+            .filter(|r| ListFilter::default().admits(r))
+            .map(|r| r.machine)
+            .collect())
     }
 
     pub fn get_machine(&self, app: &str, id: &str) -> Result<Machine> {
@@ -455,7 +478,8 @@ impl Machines {
     /// Events of a machine, newest first.
     pub fn events(&self, app: &str, id: &str) -> Result<Vec<MachineEvent>> {
         self.inner.machine(app, id)?;
-        Ok(self.inner.store.list_events(id)?)
+        let store = &self.inner.store;
+        Ok(store.list_events(id, store.events_per_machine())?)
     }
 
     /// Config versions of a machine, newest first.
@@ -781,14 +805,23 @@ impl Inner {
         })
     }
 
+    /// The machine as the API shows it, with every kept event.
     pub(crate) fn view(&self, record: &MachineRecord) -> Result<Machine> {
+        let events = self
+            .store
+            .list_events(&record.machine.id, self.store.events_per_machine())?;
+        Ok(self.present(record, events))
+    }
+
+    /// The machine as the API shows it, with `events`.
+    fn present(&self, record: &MachineRecord, events: Vec<MachineEvent>) -> Machine {
         let mut machine = record.machine.clone();
-        machine.events = self.store.list_events(&machine.id)?;
+        machine.events = events;
         if machine.state == MachineState::Started {
             machine.checks = self.checks.get(&machine.id);
         }
         self.egress.fill_view(&mut machine);
-        Ok(machine)
+        machine
     }
 
     fn current_lease(&self, id: &str) -> Result<Option<Lease>> {

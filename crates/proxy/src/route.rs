@@ -247,6 +247,19 @@ impl AppState {
     }
 }
 
+/// When [`Router::snapshot`] re-reads an app's machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reread {
+    /// Always: the caller must see what the orchestrator holds now.
+    Always,
+    /// When [`Backends::change_count`] moved, the snapshot was invalidated
+    /// or it is older than [`ProxyConfig::snapshot_max_age`] (requests).
+    IfOld,
+    /// Only when the change count moved or the snapshot was invalidated:
+    /// the supervisor's rounds, so an idle fleet costs no store reads.
+    IfChanged,
+}
+
 /// How a request names its machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -367,15 +380,15 @@ impl Router {
             .cloned()
     }
 
-    /// The app's machines, from the cache when it is current.
+    /// The app's machines, from the cache unless `reread` says otherwise.
     pub(crate) async fn snapshot(
         &self,
         app: &str,
-        force: bool,
+        reread: Reread,
     ) -> Result<(Arc<AppState>, Arc<Snapshot>), RouteError> {
         let state = self.app_state(app);
         if let Some(state) = &state {
-            if let Some(snapshot) = self.current(state, force) {
+            if let Some(snapshot) = self.current(state, reread) {
                 return Ok((state.clone(), snapshot));
             }
         }
@@ -384,11 +397,12 @@ impl Router {
             None => Arc::new(AppState::new()),
         };
         let _refresh = state.refresh.lock().await;
-        if !force {
-            if let Some(snapshot) = self.current(&state, false) {
+        if reread != Reread::Always {
+            if let Some(snapshot) = self.current(&state, reread) {
                 return Ok((state.clone(), snapshot));
             }
         }
+        let began = Instant::now();
         // Read the counter first: a change during the listing then makes
         // the next request list again.
         let change_count = self.backends.change_count();
@@ -437,21 +451,27 @@ impl Router {
             stale: AtomicBool::new(false),
         });
         *state.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+        tracing::debug!(
+            app,
+            machines = snapshot.backends.len(),
+            micros = began.elapsed().as_micros() as u64,
+            "proxy re-read the app's machines"
+        );
         Ok((state, snapshot))
     }
 
-    fn current(&self, state: &AppState, force: bool) -> Option<Arc<Snapshot>> {
-        if force {
-            return None;
-        }
+    fn current(&self, state: &AppState, reread: Reread) -> Option<Arc<Snapshot>> {
         let snapshot = state
             .snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
-        let fresh = !snapshot.stale.load(Ordering::SeqCst)
-            && snapshot.change_count == self.backends.change_count()
-            && snapshot.fetched.elapsed() < self.config.snapshot_max_age;
+        let fresh = match reread {
+            Reread::Always => false,
+            Reread::IfOld => snapshot.fetched.elapsed() < self.config.snapshot_max_age,
+            Reread::IfChanged => true,
+        } && !snapshot.stale.load(Ordering::SeqCst)
+            && snapshot.change_count == self.backends.change_count();
         fresh.then_some(snapshot)
     }
 
@@ -468,7 +488,7 @@ impl Router {
         let mut failed_starts: HashSet<String> = HashSet::new();
         let mut target = target.clone();
         for _ in 0..MAX_ROUNDS {
-            let (state, snapshot) = self.snapshot(app, false).await?;
+            let (state, snapshot) = self.snapshot(app, Reread::IfOld).await?;
             let candidates: Vec<(&Arc<Backend>, usize, usize)> = snapshot
                 .backends
                 .iter()
@@ -496,7 +516,7 @@ impl Router {
                     let _gate = state.start_gate.lock().await;
                     // Someone else may have started a machine while this
                     // request waited for the gate.
-                    let (_, fresh) = self.snapshot(app, true).await?;
+                    let (_, fresh) = self.snapshot(app, Reread::Always).await?;
                     let already = fresh
                         .backends
                         .iter()

@@ -1,5 +1,6 @@
-//! The proxy's background loop: on every tick it re-reads each app's
-//! machines, runs due health checks and stops idle machines (autostop).
+//! The proxy's background loop: on every tick it re-reads the machines of
+//! each app that changed since (an unchanged fleet costs no store reads),
+//! runs due health checks and stops idle machines (autostop).
 //!
 //! Autostop: a started machine whose services have `autostop` on, with
 //! nothing in flight for [`ProxyConfig::autostop_idle`], is stopped
@@ -8,6 +9,7 @@
 //! (routing skips it) and only if its in-flight count is zero, so no
 //! request is sent to a machine on its way down.
 
+use crate::route::Reread;
 use crate::Shared;
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -36,7 +38,7 @@ async fn sweep(shared: &Arc<Shared>) {
     };
     let mut live = HashSet::new();
     for app in apps {
-        let (state, snapshot) = match router.snapshot(&app, true).await {
+        let (state, snapshot) = match router.snapshot(&app, Reread::IfChanged).await {
             Ok(found) => found,
             Err(err) => {
                 tracing::debug!(app, error = %err, "proxy supervisor skips app");
@@ -99,7 +101,7 @@ fn autostop(
             // Re-read before routing may use the machine again, so no
             // request sees it as started once it is not.
             state.invalidate();
-            let _ = shared.router.snapshot(&app, true).await;
+            let _ = shared.router.snapshot(&app, Reread::Always).await;
             backend.slot.end_drain();
         });
     }

@@ -26,8 +26,15 @@ pub use volumes::{SnapshotRecord, VolumeOperation, VolumeRecord};
 use roost_types::{Lease, Machine, MachineEvent, MachineState};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+
+/// Events kept per machine unless the store is opened with another bound
+/// (`roost up --events-per-machine`). A machine's history would otherwise
+/// grow with every start and stop (autostop cycles add two each time), and
+/// so would every read of it.
+pub const DEFAULT_EVENTS_PER_MACHINE: u32 = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -92,12 +99,24 @@ pub struct Operation {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// How many of a machine's newest events are kept; older ones are
+    /// deleted as new ones are written.
+    events_per_machine: u32,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, migrating an
-    /// older layout forward first.
+    /// older layout forward first, keeping
+    /// [`DEFAULT_EVENTS_PER_MACHINE`] events per machine.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_keeping_events(path, DEFAULT_EVENTS_PER_MACHINE)
+    }
+
+    /// [`Store::open`] keeping `events_per_machine` (at least 1) events
+    /// per machine. A machine holding more, written under a larger bound or
+    /// by a roost from before the bound, is cut down at its next event;
+    /// reads return at most the bound meanwhile.
+    pub fn open_keeping_events(path: &Path, events_per_machine: u32) -> Result<Store, StoreError> {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -106,7 +125,13 @@ impl Store {
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            events_per_machine: events_per_machine.max(1),
         })
+    }
+
+    /// How many events are kept per machine.
+    pub fn events_per_machine(&self) -> u32 {
+        self.events_per_machine
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -217,7 +242,7 @@ impl Store {
             "INSERT INTO versions (machine_id, version, config) VALUES (?1, ?2, ?3)",
             params![m.id, m.instance_id, serde_json::to_string(&m.config)?],
         )?;
-        insert_event(&tx, &m.id, event)?;
+        self.insert_event(&tx, &m.id, event)?;
         let op = insert_operation(&tx, &m.id, op_kind, op_params)?;
         tx.commit()?;
         Ok(op)
@@ -261,7 +286,7 @@ impl Store {
             });
         }
         if let Some(event) = event {
-            insert_event(&tx, &m.id, event)?;
+            self.insert_event(&tx, &m.id, event)?;
         }
         tx.commit()?;
         Ok(())
@@ -303,15 +328,74 @@ impl Store {
     }
 
     pub fn append_event(&self, machine_id: &str, event: &MachineEvent) -> Result<(), StoreError> {
-        insert_event(&self.conn(), machine_id, event)
+        self.insert_event(&self.conn(), machine_id, event)
     }
 
-    /// Events of a machine, newest first (as Fly lists them).
-    pub fn list_events(&self, machine_id: &str) -> Result<Vec<MachineEvent>, StoreError> {
+    /// A machine's `limit` newest events, newest first (as Fly lists
+    /// them); there are never more than the bound.
+    pub fn list_events(
+        &self,
+        machine_id: &str,
+        limit: u32,
+    ) -> Result<Vec<MachineEvent>, StoreError> {
         self.list_json(
-            "SELECT data FROM events WHERE machine_id = ?1 ORDER BY seq DESC",
-            [machine_id],
+            "SELECT data FROM events WHERE machine_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            params![machine_id, limit.min(self.events_per_machine)],
         )
+    }
+
+    /// The machines of `app`, oldest first, each with its `events` newest
+    /// events (newest first): two queries however many machines there are,
+    /// each reading only the rows it returns (the events through the
+    /// `(machine_id, seq)` index, from each machine's `events`-th newest).
+    pub fn list_machines_with_events(
+        &self,
+        app: &str,
+        events: u32,
+    ) -> Result<Vec<(MachineRecord, Vec<MachineEvent>)>, StoreError> {
+        let machines = self.list_machines(Some(app))?;
+        let mut by_machine: HashMap<String, Vec<MachineEvent>> = HashMap::new();
+        let limit = events.min(self.events_per_machine);
+        if limit > 0 {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT e.machine_id, e.data FROM machines m
+                 JOIN events e ON e.machine_id = m.id AND e.seq >= coalesce(
+                     (SELECT seq FROM events WHERE machine_id = m.id
+                      ORDER BY seq DESC LIMIT 1 OFFSET ?2 - 1), 0)
+                 WHERE m.app = ?1
+                 ORDER BY e.machine_id, e.seq DESC",
+            )?;
+            let rows = stmt.query_map(params![app, limit], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (machine_id, data) = row?;
+                by_machine
+                    .entry(machine_id)
+                    .or_default()
+                    .push(serde_json::from_str(&data)?);
+            }
+        }
+        Ok(machines
+            .into_iter()
+            .map(|record| {
+                let events = by_machine.remove(&record.machine.id).unwrap_or_default();
+                (record, events)
+            })
+            .collect())
+    }
+
+    /// How many machines that are not destroyed each app has (apps
+    /// without any are absent).
+    pub fn machine_counts(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT app, count(*) FROM machines WHERE state != ?1 GROUP BY app")?;
+        let rows = stmt.query_map([MachineState::Destroyed.as_str()], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn get_lease(&self, machine_id: &str) -> Result<Option<Lease>, StoreError> {
@@ -349,7 +433,7 @@ impl Store {
             params![m.id, m.state.as_str(), serde_json::to_string(record)?],
         )?;
         if let Some(event) = event {
-            insert_event(&tx, &m.id, event)?;
+            self.insert_event(&tx, &m.id, event)?;
         }
         let op = insert_operation(&tx, &m.id, kind, params)?;
         tx.commit()?;
@@ -386,7 +470,7 @@ impl Store {
             ],
         )?;
         if let Some(event) = event {
-            insert_event(&tx, &m.id, event)?;
+            self.insert_event(&tx, &m.id, event)?;
         }
         tx.execute("DELETE FROM operations WHERE id = ?1", [op_id])?;
         tx.commit()?;
@@ -433,6 +517,28 @@ impl Store {
         )
     }
 
+    /// Appends a machine's event and deletes those older than its
+    /// `events_per_machine` newest (an index range, so the cost is the
+    /// rows dropped, not the history kept).
+    fn insert_event(
+        &self,
+        conn: &Connection,
+        machine_id: &str,
+        event: &MachineEvent,
+    ) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO events (machine_id, data) VALUES (?1, ?2)",
+            params![machine_id, serde_json::to_string(event)?],
+        )?;
+        conn.execute(
+            "DELETE FROM events WHERE machine_id = ?1 AND seq <= (
+                 SELECT seq FROM events WHERE machine_id = ?1
+                 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+            params![machine_id, self.events_per_machine],
+        )?;
+        Ok(())
+    }
+
     /// The JSON record in column 0 of the row `sql` selects by `key`.
     fn get_json<T: serde::de::DeserializeOwned>(
         &self,
@@ -457,18 +563,6 @@ impl Store {
         let rows = stmt.query_map(params, |row| row.get::<_, String>(0))?;
         rows.map(|data| Ok(serde_json::from_str(&data?)?)).collect()
     }
-}
-
-fn insert_event(
-    conn: &Connection,
-    machine_id: &str,
-    event: &MachineEvent,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO events (machine_id, data) VALUES (?1, ?2)",
-        params![machine_id, serde_json::to_string(event)?],
-    )?;
-    Ok(())
 }
 
 fn insert_operation(
@@ -613,7 +707,7 @@ mod tests {
             MachineState::Started
         );
         let kinds: Vec<_> = store
-            .list_events("m1")
+            .list_events("m1", 10)
             .unwrap()
             .into_iter()
             .map(|e| e.kind)
@@ -635,9 +729,118 @@ mod tests {
             .unwrap();
         store.delete_app("a").unwrap();
         assert!(store.get_machine("m1").unwrap().is_none());
-        assert!(store.list_events("m1").unwrap().is_empty());
+        assert!(store.list_events("m1", 10).unwrap().is_empty());
         assert_eq!(store.list_machines(None).unwrap().len(), 1);
         assert_eq!(store.unfinished_operations().unwrap().len(), 1);
+    }
+
+    /// A store at `dir` keeping `bound` events, with app `a` and machines
+    /// `m1` and `m2`, each with its launch event and `extra` more.
+    fn store_with_events(dir: &Path, bound: u32, extra: usize) -> Store {
+        let store = Store::open_keeping_events(&dir.join("roost.db"), bound).unwrap();
+        store.create_app(&app("a")).unwrap();
+        let json = serde_json::json!({});
+        for id in ["m1", "m2"] {
+            store
+                .insert_machine(&machine(id, "a"), &event("launch"), "create", &json)
+                .unwrap();
+            for n in 0..extra {
+                store
+                    .append_event(id, &event(&format!("{id}-{n}")))
+                    .unwrap();
+            }
+        }
+        store
+    }
+
+    fn kinds(events: &[MachineEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn events_beyond_the_bound_are_dropped_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_events(dir.path(), 3, 4);
+        assert_eq!(
+            kinds(&store.list_events("m1", 100).unwrap()),
+            ["m1-3", "m1-2", "m1-1"]
+        );
+        assert_eq!(
+            kinds(&store.list_events("m2", 2).unwrap()),
+            ["m2-3", "m2-2"]
+        );
+        let rows: u32 = store
+            .conn()
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 6, "each machine keeps exactly the bound");
+        // A state change's event is bounded too.
+        let mut record = store.get_machine("m1").unwrap().unwrap();
+        record.machine.state = MachineState::Stopped;
+        store.update_machine(&record, Some(&event("stop"))).unwrap();
+        assert_eq!(
+            kinds(&store.list_events("m1", 100).unwrap()),
+            ["stop", "m1-3", "m1-2"]
+        );
+    }
+
+    #[test]
+    fn a_lower_bound_cuts_a_longer_history_at_its_next_event() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store_with_events(dir.path(), 10, 5));
+        let store = Store::open_keeping_events(&dir.path().join("roost.db"), 2).unwrap();
+        assert_eq!(store.list_events("m1", 100).unwrap().len(), 2);
+        store.append_event("m1", &event("new")).unwrap();
+        assert_eq!(
+            kinds(&store.list_events("m1", 100).unwrap()),
+            ["new", "m1-4"]
+        );
+        let listed = store.list_machines_with_events("a", 100).unwrap();
+        assert_eq!(
+            kinds(&listed[1].1),
+            ["m2-4", "m2-3"],
+            "read under the bound"
+        );
+    }
+
+    #[test]
+    fn listing_gives_each_machine_its_newest_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_events(dir.path(), 200, 5);
+        store.create_app(&app("b")).unwrap();
+        let json = serde_json::json!({});
+        store
+            .insert_machine(&machine("m3", "b"), &event("launch"), "create", &json)
+            .unwrap();
+        let listed = store.list_machines_with_events("a", 2).unwrap();
+        let ids: Vec<_> = listed.iter().map(|(r, _)| r.machine.id.as_str()).collect();
+        assert_eq!(ids, ["m1", "m2"]);
+        assert_eq!(kinds(&listed[0].1), ["m1-4", "m1-3"]);
+        assert_eq!(kinds(&listed[1].1), ["m2-4", "m2-3"]);
+        let all = store.list_machines_with_events("a", 100).unwrap();
+        assert_eq!(kinds(&all[0].1).len(), 6);
+        assert_eq!(kinds(&all[0].1).last(), Some(&"launch"));
+        assert!(store.list_machines_with_events("a", 0).unwrap()[0]
+            .1
+            .is_empty());
+        let b = store.list_machines_with_events("b", 10).unwrap();
+        assert_eq!(kinds(&b[0].1), ["launch"]);
+        assert!(store
+            .list_machines_with_events("none", 10)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn machines_are_counted_per_app_without_destroyed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_events(dir.path(), 200, 0);
+        let mut record = store.get_machine("m2").unwrap().unwrap();
+        record.machine.state = MachineState::Destroyed;
+        store.update_machine(&record, None).unwrap();
+        let counts = store.machine_counts().unwrap();
+        assert_eq!(counts.len(), 1);
+        assert_eq!(counts["a"], 1);
     }
 
     #[test]

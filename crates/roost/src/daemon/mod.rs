@@ -47,6 +47,15 @@ pub struct UpArgs {
     /// PEM file of CA certificates trusted for registries besides the system roots.
     #[arg(long, value_name = "FILE")]
     pub registry_ca: Option<PathBuf>,
+    /// How many of its newest lifecycle events each machine keeps (at
+    /// least 1); older ones are dropped as new ones are written.
+    #[arg(
+        long,
+        env = "ROOST_EVENTS_PER_MACHINE",
+        default_value_t = roost_store::DEFAULT_EVENTS_PER_MACHINE,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub events_per_machine: u32,
     /// Seconds between scheduled volume snapshots, which is also the "day"
     /// snapshot retention counts in. For tests.
     #[arg(long, default_value_t = 86_400, hide = true)]
@@ -213,6 +222,7 @@ fn machines_config(args: &UpArgs, service: Option<IpAddr>) -> Result<MachinesCon
     config.volume_snapshot_day =
         std::time::Duration::from_secs(args.volume_snapshot_day_secs.max(1));
     config.egress_default = args.egress.egress_default;
+    config.events_per_machine = args.events_per_machine;
     if service.is_some() {
         config.network = Some(roost_net::NetConfig {
             site: args.network_site,

@@ -3,7 +3,7 @@
 //! check results) goes through the same `Machines` methods the API calls.
 
 use anyhow::{Context, Result};
-use roost_machines::{ListFilter, MachineError, Machines};
+use roost_machines::{MachineError, Machines};
 use roost_proxy::{
     AffinityKey, BackendError, Backends, BoxFuture, Proxy, ProxyConfig, ProxyError, TlsCertificate,
 };
@@ -102,11 +102,7 @@ impl Backends for MachinesBackends {
     }
 
     fn machines<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<Vec<Machine>, BackendError>> {
-        Box::pin(async move {
-            self.0
-                .list_machines(app, &ListFilter::default())
-                .map_err(backend_error)
-        })
+        Box::pin(async move { self.0.machines_for_routing(app).map_err(backend_error) })
     }
 
     fn start<'a>(&'a self, app: &'a str, id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
