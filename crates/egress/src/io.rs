@@ -51,6 +51,11 @@ impl<S> Metered<S> {
             watcher: tally,
         }
     }
+
+    /// The stream and its tally, for a tunnel that counts by itself.
+    pub(crate) fn into_parts(self) -> (S, Tally) {
+        (self.inner, self.watcher)
+    }
 }
 
 impl<S> Idle<S> {
@@ -59,6 +64,11 @@ impl<S> Idle<S> {
             inner,
             watcher: IdleClock::new(timeout),
         }
+    }
+
+    /// The stream, for a tunnel that keeps the idle bound by itself.
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
     }
 }
 

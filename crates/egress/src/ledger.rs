@@ -58,6 +58,8 @@ pub(crate) struct MachineMeter {
     sent: AtomicU64,
     received: AtomicU64,
     open_connections: AtomicU64,
+    /// Connections past the limit, open until they have been told so.
+    turned_away: AtomicU64,
     allowed: AtomicU64,
     refused: AtomicU64,
 }
@@ -208,25 +210,53 @@ impl Drop for Tally {
 #[derive(Debug)]
 pub(crate) struct ConnectionSlot {
     meter: Arc<MachineMeter>,
+    kind: SlotKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SlotKind {
+    Open,
+    TurnedAway,
 }
 
 impl MachineMeter {
     /// A slot, unless the machine already has `limit` connections open.
     pub(crate) fn try_open(self: &Arc<Self>, limit: usize) -> Option<ConnectionSlot> {
-        let before = self.open_connections.fetch_add(1, Ordering::AcqRel);
+        self.try_take(SlotKind::Open, limit)
+    }
+
+    /// A slot for a connection past the limit while it is answered that it
+    /// is, unless `limit` such answers are pending already: then the
+    /// connection is closed at once, so that a machine opening connections
+    /// in a loop holds at most twice its limit of the host's descriptors.
+    pub(crate) fn try_turn_away(self: &Arc<Self>, limit: usize) -> Option<ConnectionSlot> {
+        self.try_take(SlotKind::TurnedAway, limit)
+    }
+
+    fn counter(&self, kind: SlotKind) -> &AtomicU64 {
+        match kind {
+            SlotKind::Open => &self.open_connections,
+            SlotKind::TurnedAway => &self.turned_away,
+        }
+    }
+
+    fn try_take(self: &Arc<Self>, kind: SlotKind, limit: usize) -> Option<ConnectionSlot> {
+        let counter = self.counter(kind);
+        let before = counter.fetch_add(1, Ordering::AcqRel);
         if before >= limit as u64 {
-            self.open_connections.fetch_sub(1, Ordering::AcqRel);
+            counter.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         Some(ConnectionSlot {
             meter: self.clone(),
+            kind,
         })
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.meter.open_connections.fetch_sub(1, Ordering::AcqRel);
+        self.meter.counter(self.kind).fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -299,5 +329,12 @@ mod tests {
         assert!(meter.try_open(2).is_none());
         drop(first);
         assert!(meter.try_open(2).is_some());
+        // Past the limit, as many more may be turned away with an answer.
+        let away = meter.try_turn_away(2).unwrap();
+        let _away = meter.try_turn_away(2).unwrap();
+        assert!(meter.try_turn_away(2).is_none());
+        drop(away);
+        assert!(meter.try_turn_away(2).is_some());
+        assert_eq!(meter.open_connections.load(Ordering::Relaxed), 1);
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! 1. the client is placed by its address ([`Directory::machine_at`]): a
 //!    machine of an app, or refused; each machine holds at most
-//!    [`EgressConfig::max_connections_per_machine`] connections;
+//!    [`EgressConfig::max_connections_per_machine`] connections (past
+//!    them, a 429, then closing unanswered);
 //! 2. the app's [`Policy`] (asked afresh each time, so changes apply at
 //!    once) decides the host and port: deny wins, then allow, then the
 //!    default;
@@ -17,7 +18,10 @@
 //!    machine's counters ([`Ledger`]).
 //!
 //! A refusal is a 403 whose JSON body names the host, the rule and the
-//! call that would allow it. A request carrying `Proxy-Tokenizer` is
+//! call that would allow it. Bad input gets a 4xx or a closed connection
+//! within a bound: a request head must arrive whole within
+//! [`EgressConfig::header_timeout`] (a silent or trickling client is
+//! closed then) and fit in 64 KiB (else 431). A request carrying `Proxy-Tokenizer` is
 //! handed to the tokenizer (roost-tokenizer) for its credential and then
 //! sent over TLS, so one proxy setting serves both.
 //!
@@ -29,6 +33,7 @@ mod io;
 mod ledger;
 pub mod policy;
 mod proxy;
+mod splice;
 
 pub use ledger::{Ledger, LOG_ENTRIES_PER_APP};
 pub use policy::{Destination, Pattern, Policy, PolicyError, Rule};

@@ -6,6 +6,7 @@ use crate::answer::{self, Answer};
 use crate::io::{Idle, Metered};
 use crate::ledger::{ConnectionSlot, Decision, Ledger, MachineMeter, Tally};
 use crate::policy::{Destination, Policy};
+use crate::splice;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderValue, Method, Request, Response, Uri};
@@ -21,11 +22,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-/// Header and body buffer of one client connection: request heads larger
-/// than this are refused (431).
+/// Largest request head (start line and headers) a client may send:
+/// larger ones are refused (431).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Buffer size of each direction of a tunnel.
-const TUNNEL_BUFFER: usize = 64 * 1024;
 const PROXY_TOKENIZER: &str = "proxy-tokenizer";
 
 /// Bodies of the proxy's answers: the upstream's, or its own.
@@ -58,7 +57,10 @@ pub struct EgressConfig {
     /// Where `Proxy-Tokenizer` requests get their credentials; without it
     /// they are refused.
     pub tokenizer: Option<Tokenizer>,
-    /// Client connections one machine may hold open at once.
+    /// Client connections one machine may hold open at once. As many
+    /// more are answered 429 and closed; past those, a new connection is
+    /// closed unanswered, so a machine looping on connect holds at most
+    /// twice this many of the host's descriptors.
     pub max_connections_per_machine: usize,
     /// Time a client has to send each request head, from the moment the
     /// proxy waits for it (keep-alive idle time included): slowloris bound.
@@ -134,23 +136,30 @@ enum Client {
         _slot: ConnectionSlot,
     },
     /// Every request on the connection gets this answer, then it closes.
-    Refused(Answer),
+    Refused {
+        answer: Answer,
+        _slot: Option<ConnectionSlot>,
+    },
 }
 
 impl roost_workers::Worker for EgressProxy {
     fn serve(&self, stream: TcpStream, peer: SocketAddr) {
-        let client = Arc::new(self.admit(peer));
+        let Some(client) = self.admit(peer) else {
+            tracing::debug!(%peer, "egress client closed at once: too many connections turned away");
+            return;
+        };
+        let client = Arc::new(client);
         let proxy = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let (proxy, client) = (proxy.clone(), client.clone());
             async move { Ok::<_, std::convert::Infallible>(proxy.handle(client, req).await) }
         });
         let config = &self.shared.config;
-        let io = TokioIo::new(Idle::new(stream, config.idle_timeout));
+        let io: TokioIo<ClientStream> = TokioIo::new(Idle::new(stream, config.idle_timeout));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
-            .max_buf_size(MAX_HEAD_BYTES)
+            .max_header_size(MAX_HEAD_BYTES)
             .serve_connection(io, service)
             .with_upgrades();
         tokio::spawn(async move {
@@ -162,23 +171,32 @@ impl roost_workers::Worker for EgressProxy {
 }
 
 impl EgressProxy {
-    /// Places a new client connection: a known machine below its limit.
-    fn admit(&self, peer: SocketAddr) -> Client {
+    /// Places a new client connection: a known machine below its limit, or
+    /// a refusal to answer; `None` when the connection is to be closed
+    /// unanswered (its machine has as many refusals pending as its limit).
+    fn admit(&self, peer: SocketAddr) -> Option<Client> {
         let shared = &self.shared;
         let Some(machine) = shared.directory.machine_at(peer.ip()) else {
-            return Client::Refused(answer::not_a_machine(peer.ip()));
+            return Some(Client::Refused {
+                answer: answer::not_a_machine(peer.ip()),
+                _slot: None,
+            });
         };
         let meter = shared.ledger.meter(&machine.id);
         let limit = shared.config.max_connections_per_machine;
-        match meter.try_open(limit) {
-            Some(slot) => Client::Machine {
+        if let Some(slot) = meter.try_open(limit) {
+            return Some(Client::Machine {
                 origin: shared.config.guard.origin_of(peer.ip()),
                 machine,
                 meter,
                 _slot: slot,
-            },
-            None => Client::Refused(answer::too_many_connections(&machine, limit)),
+            });
         }
+        let slot = meter.try_turn_away(limit)?;
+        Some(Client::Refused {
+            answer: answer::too_many_connections(&machine, limit),
+            _slot: Some(slot),
+        })
     }
 
     async fn handle(&self, client: Arc<Client>, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -189,7 +207,7 @@ impl EgressProxy {
                 meter,
                 ..
             } => (machine, *origin, meter),
-            Client::Refused(answer) => return answer.clone().closing().into_response(),
+            Client::Refused { answer, .. } => return answer.clone().closing().into_response(),
         };
         let request = Exchange {
             shared: &self.shared,
@@ -222,6 +240,8 @@ struct Exchange<'a> {
 
 /// A destination connection, metered for its decision.
 type Upstream = Metered<TcpStream>;
+/// A client connection, bounded in idle time.
+type ClientStream = Idle<TcpStream>;
 
 impl Exchange<'_> {
     /// CONNECT host:port: a tunnel the proxy does not look into.
@@ -233,25 +253,31 @@ impl Exchange<'_> {
             .port_u16()
             .ok_or_else(|| answer::bad_request("CONNECT needs a port: CONNECT host:port"))?;
         let destination = destination(authority.host(), port)?;
-        let mut upstream = self.open(&destination, "CONNECT", false).await?;
+        let upstream = self.open(&destination, "CONNECT", false).await?;
         let admitted = self.client.clone();
+        let idle = self.shared.config.idle_timeout;
         tokio::spawn(async move {
             let _slot = admitted;
-            let client = match hyper::upgrade::on(req).await {
+            let upgraded = match hyper::upgrade::on(req).await {
                 Ok(upgraded) => upgraded,
                 Err(err) => {
                     tracing::debug!(error = %err, "CONNECT client left before the tunnel");
                     return;
                 }
             };
-            let mut client = TokioIo::new(client);
-            let copied = tokio::io::copy_bidirectional_with_sizes(
-                &mut client,
-                &mut upstream,
-                TUNNEL_BUFFER,
-                TUNNEL_BUFFER,
-            );
-            if let Err(err) = copied.await {
+            let client = match upgraded.downcast::<TokioIo<ClientStream>>() {
+                Ok(client) => client,
+                Err(_) => {
+                    tracing::error!(
+                        "CONNECT: the upgraded connection is not the client's TCP stream"
+                    );
+                    return;
+                }
+            };
+            let (upstream, tally) = upstream.into_parts();
+            let stream = client.io.into_inner().into_inner();
+            let relayed = splice::relay(stream, upstream, &client.read_buf, &tally, idle);
+            if let Err(err) = relayed.await {
                 tracing::debug!(error = %err, "egress tunnel ended");
             }
         });
@@ -275,7 +301,21 @@ impl Exchange<'_> {
                     "the request target must be http://host[:port]/path, without user info",
                 )
             })?;
-        if let Some(host) = req.headers().get(HOST) {
+        let mut hosts = req.headers().get_all(HOST).iter();
+        if let Some(host) = hosts.next() {
+            if hosts.next().is_some() {
+                return Err(answer::bad_request(
+                    "the request has more than one Host header: send one, naming the request target's host",
+                ));
+            }
+            if host
+                .to_str()
+                .map_or(true, |h| h.parse::<http::uri::Authority>().is_err())
+            {
+                return Err(answer::bad_request(
+                    "the Host header is not host[:port]: send the request target's host, or no Host header",
+                ));
+            }
             if !roost_tokenizer::host_header_names(host, authority.host(), authority.port_u16()) {
                 return Err(answer::bad_request(format!(
                     "the Host header disagrees with the request target {authority}: the proxy dials the target, so they must name the same host"

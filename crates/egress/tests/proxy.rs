@@ -570,13 +570,51 @@ async fn bad_input_gets_a_clear_answer_or_a_bounded_close() {
             reply.body
         );
     }
-    // A head larger than the proxy takes, and garbage.
-    let huge = format!(
+    // Absurd Host headers and targets: bad characters, empty, twice, huge.
+    let absurd = [
+        ("Host: exa mple.com".to_string(), "not host[:port]"),
+        ("Host: <script>".to_string(), "not host[:port]"),
+        ("Host: example.com/path".to_string(), "not host[:port]"),
+        ("Host: ".to_string(), "not host[:port]"),
+        (
+            format!("Host: {authority}\r\nHost: evil.example"),
+            "more than one Host",
+        ),
+    ];
+    for (host, needle) in absurd {
+        let request = format!("GET http://{authority}/ HTTP/1.1\r\n{host}\r\n\r\n");
+        let reply = send(A, s.proxy, &request).await;
+        assert_eq!(reply.status, 400, "{host:?}: {} {}", reply.head, reply.body);
+        assert!(reply.body.contains(needle), "{host:?}: {}", reply.body);
+    }
+    let long_name = format!("{}.example", "a".repeat(300));
+    for request in [
+        get(&format!("http://{long_name}/")),
+        connect(&format!("{long_name}:443")),
+        "CONNECT :443 HTTP/1.1\r\n\r\n".to_string(),
+        "GET http:///path HTTP/1.1\r\n\r\n".to_string(),
+    ] {
+        let reply = send(A, s.proxy, &request).await;
+        assert_eq!(
+            reply.status, 400,
+            "{request:?}: {} {}",
+            reply.head, reply.body
+        );
+    }
+    // A head larger than the proxy takes (64 KiB), in the Host header or
+    // the target, and garbage.
+    let huge_host = format!(
         "GET http://{authority}/ HTTP/1.1\r\nHost: {}\r\n\r\n",
         "h".repeat(100_000)
     );
-    let too_large = send(A, s.proxy, &huge).await.status;
-    assert!(matches!(too_large, 400 | 431), "{too_large}");
+    let huge_target = format!(
+        "GET http://{}.example/ HTTP/1.1\r\n\r\n",
+        "h".repeat(100_000)
+    );
+    for huge in [huge_host, huge_target] {
+        let too_large = send(A, s.proxy, &huge).await.status;
+        assert!(matches!(too_large, 414 | 431), "{too_large}");
+    }
     assert_eq!(
         send(A, s.proxy, "\x16\x03\x01 not http\r\n\r\n")
             .await
@@ -606,4 +644,175 @@ async fn bad_input_gets_a_clear_answer_or_a_bounded_close() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// CONNECT tunnels pass bytes the client sent with the CONNECT itself,
+/// carry large bodies both ways intact, count every byte for the decision
+/// and the machine, and close once nothing has moved for the idle bound.
+#[tokio::test]
+async fn tunnels_carry_every_byte_counted_and_close_when_idle() {
+    let s = setup_with(&[], |c| c.idle_timeout = Duration::from_secs(1), None).await;
+    let authority = s.http.addr.to_string();
+    // The request through the tunnel rides in the CONNECT's own packet.
+    let body = "x".repeat(4 * 1024 * 1024);
+    let inner = format!(
+        "POST /big HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = connect_from(A, s.proxy).await;
+    stream
+        .write_all(format!("{}{inner}", connect(&authority)).as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+        .await
+        .expect("the tunnel ends when the upstream closes")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (connected, echoed) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(connected.starts_with("HTTP/1.1 200"), "{connected}");
+    let (_, echo) = echoed.split_once("\r\n\r\n").unwrap();
+    let echo: serde_json::Value = serde_json::from_str(echo).unwrap();
+    assert_eq!(echo["path"], "/big");
+    assert_eq!(echo["body"].as_str().unwrap().len(), body.len());
+    // The client's half stays open until it closes too.
+    assert!(s.ledger.log("a").entries[0].open);
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let entry = s.ledger.log("a").entries.pop().unwrap();
+    assert!(!entry.open, "{entry:?}");
+    assert_eq!(entry.bytes_sent, inner.len() as u64, "{entry:?}");
+    assert_eq!(entry.bytes_received, echoed.len() as u64, "{entry:?}");
+    let counters = s.ledger.machine("machine-a").unwrap();
+    assert_eq!(
+        (counters.bytes_sent, counters.bytes_received),
+        (entry.bytes_sent, entry.bytes_received)
+    );
+
+    // A tunnel neither end uses is closed after the idle bound (1 s here),
+    // and gives its machine's connection slot back.
+    let mut quiet = connect_from(A, s.proxy).await;
+    quiet
+        .write_all(connect(&authority).as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), quiet.read_to_end(&mut rest))
+        .await
+        .expect("an idle tunnel is closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(s.ledger.machine("machine-a").unwrap().open_connections, 0);
+}
+
+/// Slowloris: many clients of one machine trickle request heads a byte at
+/// a time, or connect and send nothing. Another machine's requests are
+/// answered at once throughout; every slow client is closed when the
+/// header timeout ends, however busily it trickles; past twice its limit
+/// a machine's new connections are closed at once, so it cannot hoard the
+/// host's descriptors.
+#[tokio::test]
+async fn slowloris_clients_are_cut_off_and_other_machines_keep_their_egress() {
+    const LIMIT: usize = 40;
+    let timeout = Duration::from_secs(1);
+    let s = setup_with(
+        &[],
+        |c| {
+            c.header_timeout = timeout;
+            c.max_connections_per_machine = LIMIT;
+        },
+        None,
+    )
+    .await;
+    let target = format!("http://{}/", s.http.addr);
+    let started = Instant::now();
+    // LIMIT trickling clients hold A's slots...
+    let mut trickling = Vec::new();
+    for _ in 0..LIMIT {
+        let mut stream = connect_from(A, s.proxy).await;
+        trickling.push(tokio::spawn(async move {
+            let head = format!(
+                "GET {} HTTP/1.1\r\nX-Slow: {}",
+                "http://example.com/",
+                "a".repeat(200)
+            );
+            for byte in head.bytes() {
+                if stream.write_all(&[byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let mut rest = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+            Instant::now()
+        }));
+    }
+    // ...LIMIT silent ones are turned away but wait for their request...
+    let mut silent = Vec::new();
+    for _ in 0..LIMIT {
+        silent.push(connect_from(A, s.proxy).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let counters = s.ledger.machine("machine-a").unwrap();
+    assert_eq!(counters.open_connections, LIMIT as u64);
+    // ...and past those, a connection is closed unanswered at once.
+    for _ in 0..LIMIT {
+        let mut extra = connect_from(A, s.proxy).await;
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_millis(500), extra.read_to_end(&mut rest))
+            .await
+            .expect("a connection past twice the limit is closed at once");
+        assert!(
+            read.map_or(true, |n| n == 0),
+            "{:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+
+    // Meanwhile machine B's requests are answered at once.
+    for _ in 0..20 {
+        let asked = Instant::now();
+        let reply = send(B, s.proxy, &get(&target)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(
+            asked.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < timeout,
+        "the slow clients were not open all along"
+    );
+
+    // Every slow client is closed when the header timeout ends.
+    let bound = timeout + Duration::from_secs(1);
+    for client in trickling {
+        let closed = client.await.unwrap();
+        assert!(
+            closed - started < bound,
+            "a trickling client lasted {:?}",
+            closed - started
+        );
+    }
+    for mut client in silent {
+        let mut rest = Vec::new();
+        let left = (started + bound).saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, client.read_to_end(&mut rest))
+            .await
+            .expect("a silent client is closed when the header timeout ends")
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(s.ledger.machine("machine-a").unwrap().open_connections, 0);
+    assert_eq!(send(A, s.proxy, &get(&target)).await.status, 200);
 }

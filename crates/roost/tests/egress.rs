@@ -22,8 +22,16 @@ struct Setup {
     https: Upstream,
 }
 
+/// `--egress-header-timeout` of every test's daemon here.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Setup {
+    /// A daemon whose machines hold at most three egress connections each.
     async fn start() -> Setup {
+        Setup::with_limit(3).await
+    }
+
+    async fn with_limit(max_connections: usize) -> Setup {
         let http = upstream::http_upstream().await;
         let https = upstream::tls_upstream().await;
         let (http_addr, https_addr) = (http.addr.to_string(), https.addr.to_string());
@@ -35,7 +43,9 @@ impl Setup {
             "--tokenizer-ca",
             https.ca_file.to_str().unwrap(),
             "--egress-max-connections",
-            "3",
+            &max_connections.to_string(),
+            "--egress-header-timeout",
+            &HEADER_TIMEOUT.as_secs().to_string(),
         ])
         .await;
         Setup {
@@ -121,6 +131,44 @@ impl Setup {
             String::from_utf8_lossy(&out.stderr)
         );
         (out.status.success(), text)
+    }
+
+    /// `count` connections to the egress proxy from machine `id`'s
+    /// address: made on a thread that has joined the machine's network
+    /// namespace (a socket stays in the namespace it was made in).
+    fn connect_from(&self, id: &str, count: usize) -> Vec<std::net::TcpStream> {
+        let netns = self.daemon.netns_dir().join(id);
+        let proxy = std::net::SocketAddr::from((self.daemon.network().service_address(), 3128));
+        std::thread::spawn(move || {
+            let namespace = std::fs::File::open(&netns).expect("the machine's netns");
+            nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("join the machine's netns");
+            (0..count)
+                .map(|_| {
+                    let stream =
+                        std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(5))
+                            .expect("connect to the egress proxy");
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(15)))
+                        .unwrap();
+                    stream
+                        .set_write_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    stream
+                })
+                .collect()
+        })
+        .join()
+        .expect("connecting thread")
+    }
+
+    /// Connections machine `id` holds open to the egress proxy, from its
+    /// view in the API.
+    async fn open_connections(&self, app: &str, id: &str) -> u64 {
+        let view = self.daemon.client().get_machine(app, id).await.unwrap();
+        view.egress
+            .expect("the machine's egress counters")
+            .open_connections
     }
 
     async fn policy(&self, app: &str, policy: serde_json::Value) -> serde_json::Value {
@@ -437,6 +485,24 @@ async fn bad_input_is_answered_and_bounded() {
     let absurd = format!("{}.example.org:443", "a".repeat(300));
     let absurd = s.raw(APP, &m.id, &connect(&absurd)).await;
     assert!(absurd.starts_with("HTTP/1.1 400"), "{absurd}");
+    for host in ["Host: exa mple.com", "Host: ", "Host: <x>"] {
+        let request = format!("GET http://{http}/ HTTP/1.1\r\n{host}\r\nConnection: close\r\n\r\n");
+        let answer = s.raw(APP, &m.id, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+        assert!(
+            body_of(&answer)["error"]
+                .as_str()
+                .unwrap()
+                .contains("not host[:port]"),
+            "{answer}"
+        );
+    }
+    let huge = format!(
+        "GET http://{http}/ HTTP/1.1\r\nHost: {}\r\n\r\n",
+        "h".repeat(70_000)
+    );
+    let huge = s.raw(APP, &m.id, &huge).await;
+    assert!(huge.starts_with("HTTP/1.1 431"), "{huge}");
     let (status, body) = s
         .daemon
         .call(
@@ -501,6 +567,109 @@ async fn bad_input_is_answered_and_bounded() {
     assert!(fourth.contains("3 connections"), "{fourth}");
     let view = s.daemon.client().get_machine(APP, &m.id).await.unwrap();
     assert!(view.egress.unwrap().open_connections >= 3);
+}
+
+/// Slowloris against the real daemon: one machine holds its 32 slots with
+/// clients trickling a request head a byte at a time, 32 more connected
+/// and silent, and a stream of further connections past those (closed at
+/// once). Another machine's requests are answered promptly all along, and
+/// every slow client is closed when `--egress-header-timeout` ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn slowloris_clients_do_not_hold_up_other_machines() {
+    const LIMIT: usize = 32;
+    let s = Setup::with_limit(LIMIT).await;
+    let (m, slow) = s.two_apps().await;
+    s.policy(APP, serde_json::json!({"default": "allow"})).await;
+    let http = s.http.addr.to_string();
+    let started = Instant::now();
+    let trickling = s.connect_from(&slow.id, LIMIT);
+    let silent = s.connect_from(&slow.id, LIMIT);
+    let trickler = std::thread::spawn(move || {
+        use std::io::Write;
+        let head = format!("GET http://{http}/ HTTP/1.1\r\nX-Slow: {}", "a".repeat(500));
+        let mut open = trickling;
+        // A byte on every connection each 50 ms, until the proxy closes
+        // them (a write fails) or, bounded, the head runs out.
+        for byte in head.bytes() {
+            open.retain_mut(|stream| stream.write_all(&[byte]).is_ok());
+            if open.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (open.len(), Instant::now())
+    });
+    // Let the proxy place the silent ones before more arrive.
+    std::thread::sleep(Duration::from_millis(200));
+    let beyond = s.connect_from(&slow.id, LIMIT);
+    for mut stream in beyond {
+        use std::io::Read;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let closed = match stream.read_to_end(&mut rest) {
+            Ok(n) => n == 0,
+            Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(
+            closed,
+            "a connection past twice the limit was not closed at once: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    assert_eq!(s.open_connections(OTHER, &slow.id).await, LIMIT as u64);
+
+    // The other machine's egress answers promptly throughout.
+    let target = format!("http://{}/prompt", s.http.addr);
+    for _ in 0..10 {
+        let asked = Instant::now();
+        let mut stream = s.connect_from(&m.id, 1).pop().unwrap();
+        let reply = exchange(
+            &mut stream,
+            &format!(
+                "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                s.http.addr
+            ),
+        );
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < HEADER_TIMEOUT,
+        "the slow clients were not all open while the other machine's requests went through"
+    );
+
+    // Every slow client is gone when the header timeout has ended.
+    let bound = HEADER_TIMEOUT + Duration::from_secs(2);
+    let (still_open, ended) = trickler.join().unwrap();
+    assert_eq!(
+        still_open, 0,
+        "trickling clients outlived the header timeout"
+    );
+    assert!(ended - started < bound, "{:?}", ended - started);
+    for mut stream in silent {
+        use std::io::Read;
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    }
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
+    assert_eq!(s.open_connections(OTHER, &slow.id).await, 0);
+}
+
+/// Writes `request` on `stream` and reads until the proxy closes it.
+fn exchange(stream: &mut std::net::TcpStream, request: &str) -> String {
+    use std::io::{Read, Write};
+    stream
+        .write_all(request.as_bytes())
+        .expect("send the request");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// The end to end: a Debian machine (built with debootstrap from

@@ -20,9 +20,15 @@ pub struct EgressArgs {
     #[arg(long, env = "ROOST_EGRESS_DEFAULT", default_value = "deny")]
     pub egress_default: EgressDefault,
     /// Connections one machine may hold open to the egress proxy at once
-    /// (further ones get a 429 and are closed).
+    /// (as many more get a 429 and are closed; past those, new ones are
+    /// closed unanswered).
     #[arg(long, default_value_t = 256)]
     pub egress_max_connections: usize,
+    /// Seconds a client of the egress proxy has to send each request head
+    /// whole, however slowly it trickles in (on a kept-alive connection,
+    /// counted from the previous answer); a client that has not is closed.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub egress_header_timeout: u64,
 }
 
 /// Serves the egress proxy at the service address, port 3128, when there
@@ -40,10 +46,14 @@ pub(super) async fn start(
     if args.egress_max_connections == 0 {
         anyhow::bail!("--egress-max-connections must be at least 1");
     }
+    if args.egress_header_timeout == 0 {
+        anyhow::bail!("--egress-header-timeout must be at least 1 second");
+    }
     let config = roost_egress::EgressConfig {
         guard,
         tokenizer: Some(tokenizer),
         max_connections_per_machine: args.egress_max_connections,
+        header_timeout: std::time::Duration::from_secs(args.egress_header_timeout),
         ..roost_egress::EgressConfig::default()
     };
     let proxy = roost_egress::EgressProxy::new(
@@ -58,6 +68,7 @@ pub(super) async fn start(
     tracing::info!(
         %listen,
         max_connections_per_machine = args.egress_max_connections,
+        header_timeout_secs = args.egress_header_timeout,
         "egress proxy: apps created from now on get the policy default {} (roost up --egress-default)",
         machines.egress_default()
     );
