@@ -333,6 +333,40 @@ async fn machines_reach_what_their_policy_allows_live() {
         "{counters:?}"
     );
     assert!(counters.refused >= 3, "{counters:?}");
+
+    // The CLI's other verbs: show, set (replacing both lists) and log.
+    let shown = roost_cli(&s.daemon, &["egress", "show", "-a", APP]);
+    assert!(
+        shown.contains("default: deny") && shown.contains(&https) && shown.contains("127.0.0.1"),
+        "{shown}"
+    );
+    let set = roost_cli(
+        &s.daemon,
+        &[
+            "egress",
+            "set",
+            "-a",
+            APP,
+            "--default",
+            "allow",
+            "--deny",
+            "*:25",
+        ],
+    );
+    assert!(
+        set.contains("default: allow") && set.contains("*:25"),
+        "{set}"
+    );
+    let policy = s.daemon.client().egress_policy(APP).await.unwrap();
+    assert!(
+        policy.allow.is_empty() && policy.deny == ["*:25"],
+        "{policy:?}"
+    );
+    let log = roost_cli(&s.daemon, &["egress", "log", "-a", APP]);
+    assert!(
+        log.contains("DECISION") && log.contains(&format!("allow {https}")),
+        "{log}"
+    );
 }
 
 /// Whatever the policy allows, the proxy dials no destination of a
