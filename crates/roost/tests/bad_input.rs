@@ -743,8 +743,9 @@ async fn invalid_app_names_and_unknown_apps_are_refused() {
 
 /// Found by the schema fuzzer: exec of a program the machine does not have
 /// was a 500 whose message was the runtime's command line (host paths and
-/// all). It is the request's fault: a 400 naming the program, under either
-/// runtime, and nothing changes.
+/// all), and the machine could not be destroyed afterwards. It is the
+/// request's fault: a 400 naming the program, under either runtime, and
+/// nothing changes.
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_of_a_missing_program_is_refused() {
     let daemon = Daemon::start().await;
@@ -793,5 +794,15 @@ async fn exec_of_a_missing_program_is_refused() {
         // The machine still runs commands it has.
         let out = daemon.sh(id, "echo still here").await;
         assert_eq!(out.stdout.trim(), "still here", "{out:?}");
+    }
+    // And it can still be destroyed: the process the runtime forked into
+    // it for the failed exec died as roost's orphan, and left unreaped it
+    // kept the machine's init from ever exiting (a 500 after 10 s).
+    for id in &ids {
+        daemon
+            .client()
+            .destroy_machine(APP, id, true)
+            .await
+            .unwrap_or_else(|e| panic!("destroy {id} after failed execs: {e}"));
     }
 }

@@ -37,6 +37,9 @@ pub async fn kill_all(name: &str, timeout: Duration) -> Result<(), RuntimeError>
     loop {
         let left = cgroup.processes()?;
         if left.is_empty() {
+            // A process of the machine that died as roost's orphan has left
+            // the cgroup but, unreaped, would keep its pid namespace alive.
+            let _reaped = crate::process::reap_orphans();
             return Ok(());
         }
         if Instant::now() >= deadline {

@@ -113,8 +113,12 @@ impl Runtime {
             RuntimeError::io(format!("cannot run `{}`", self.describe(&args)), err)
         })?;
         let collected = tokio::time::timeout(req.timeout, collect(&mut child)).await;
+        // What the runtime forked into the machine and left behind would
+        // otherwise keep the machine from ever stopping.
+        let _reaped = crate::process::reap_orphans();
         let Ok(collected) = collected else {
             self.kill_exec(&mut child, &pid_file, id).await?;
+            let _reaped = crate::process::reap_orphans();
             return Err(RuntimeError::Timeout {
                 command: self.describe(&args),
                 timeout: req.timeout,

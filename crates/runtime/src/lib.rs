@@ -30,5 +30,5 @@ pub use error::RuntimeError;
 pub use exec::{ExecOutput, ExecRequest};
 pub use host::{cgroup_mode, CgroupMode};
 pub use logs::LogRelay;
-pub use process::{processes, set_child_subreaper, wait_for_exit, ProcessInfo};
+pub use process::{processes, reap_orphans, set_child_subreaper, wait_for_exit, ProcessInfo};
 pub use runtime::{ContainerState, ContainerStatus, OciRuntimeKind, Runtime};

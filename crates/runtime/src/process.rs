@@ -89,6 +89,67 @@ pub fn set_child_subreaper() -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Reaps the zombies inside machines' pid namespaces that were left to
+/// this process, the subreaper, and that nobody else waits for.
+///
+/// A runtime's `exec` forks a process into the machine's pid namespace;
+/// when the command cannot start (no such program), that process can die
+/// after its parent, and is re-parented to roost. Unreaped, it keeps the
+/// namespace alive: the machine's init, once killed, never finishes
+/// exiting, and the machine cannot be stopped. Only zombies that are
+/// children of this process, inside a nested pid namespace, and not the
+/// namespace's init (pid 1 there, which [`wait_for_exit`] collects) are
+/// taken; no other code waits for those. Returns how many were reaped.
+pub fn reap_orphans() -> usize {
+    let me = std::process::id().to_string();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut reaped = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        if is_orphan_in_a_machine(&status, &me) {
+            // SAFETY: `info` is a valid, writable siginfo_t; P_PID takes a pid.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let id = libc::id_t::try_from(pid).unwrap_or_default();
+            // SAFETY: as above; WNOHANG never blocks.
+            if unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOHANG) }
+                == 0
+            {
+                reaped += 1;
+            }
+        }
+    }
+    if reaped > 0 {
+        tracing::debug!(reaped, "reaped processes orphaned inside machines");
+    }
+    reaped
+}
+
+/// Whether `/proc/PID/status` text describes a zombie child of `parent`
+/// inside a nested pid namespace that is not that namespace's init.
+fn is_orphan_in_a_machine(status: &str, parent: &str) -> bool {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+    };
+    let zombie = field("State:").is_some_and(|state| state.starts_with('Z'));
+    let child = field("PPid:") == Some(parent);
+    let pids: Vec<&str> = field("NSpid:").map_or_else(Vec::new, |p| p.split_whitespace().collect());
+    zombie && child && pids.len() > 1 && pids.last() != Some(&"1")
+}
+
 /// One process of a machine, as shown by `ps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -323,6 +384,26 @@ fn parse_address(field: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_zombie_children_inside_a_machine_but_its_init_are_orphans() {
+        let status = |state: &str, ppid: u32, nspid: &str| {
+            format!("Name:\tcrun\nState:\t{state}\nPPid:\t{ppid}\nNSpid:\t{nspid}\n")
+        };
+        // A zombie child in a machine; then running, another parent's, the
+        // host's own, and a machine's init.
+        let cases = [
+            ("Z (zombie)", 7, "4546\t3", true),
+            ("S (sleeping)", 7, "4546\t3", false),
+            ("Z (zombie)", 8, "4546\t3", false),
+            ("Z (zombie)", 7, "4546", false),
+            ("Z (zombie)", 7, "4539\t1", false),
+        ];
+        for (state, ppid, nspid, orphan) in cases {
+            let text = status(state, ppid, nspid);
+            assert_eq!(is_orphan_in_a_machine(&text, "7"), orphan, "{text}");
+        }
+    }
 
     #[test]
     fn parses_proc_net_addresses() {
