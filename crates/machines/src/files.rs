@@ -183,6 +183,7 @@ impl Inner {
                 let paths = MachinePaths::new(&self.data_dir, id);
                 let mounted_here = !roost_runtime::rootfs::is_mounted(&paths.rootfs);
                 if mounted_here {
+                    self.ensure_rootfs_disk(&record, &paths)?;
                     crate::ops::mount_rootfs(&paths, OverlayUse::Host)?;
                     tracing::debug!(machine = %id, "mounted the rootfs of a machine at rest for file access");
                 }

@@ -9,7 +9,9 @@
 //!   machine is only ever in one operation.
 //! - Every lifecycle change is a durable operation ([`ops`]): recorded in the
 //!   store before it acts, resumed by [`Machines::open`] after a crash.
-//! - A machine not in `started` has no process and no mounted rootfs.
+//! - A machine not in `started` has no process and no mounted rootfs
+//!   overlay (its rootfs disk stays mounted, as its network namespace
+//!   stays: [`rootfs`]).
 //! - Input is validated before any state changes: a refused request leaves
 //!   nothing behind.
 
@@ -25,6 +27,7 @@ mod network;
 mod ops;
 mod paths;
 mod recovery;
+mod rootfs;
 mod secrets;
 mod spec;
 mod storage;
@@ -42,6 +45,7 @@ pub use ops::CRASH_AT_ENV;
 pub use paths::MachinePaths;
 pub use roost_image::{Image, ImageStore, RegistryConfig};
 pub use roost_runtime::OciRuntimeKind;
+pub use rootfs::DEFAULT_ROOTFS_GB;
 pub use spec::HostLimits;
 pub use storage::{StorageConfig, StorageInfo};
 
@@ -128,6 +132,8 @@ pub(crate) struct Inner {
     /// Bumped on every machine state change; waiters re-read the store.
     changes: tokio::sync::watch::Sender<u64>,
     volumes: volumes::VolumeLayer,
+    /// Machines' root filesystem disks.
+    rootfs: rootfs::RootfsDisks,
     storage: storage::StorageLayer,
     net: Option<roost_net::Network>,
     /// Health-check results reported by the edge proxy.
@@ -177,6 +183,7 @@ impl Machines {
         roost_runtime::set_child_subreaper()?;
         let volume_day = config.volume_snapshot_day;
         let volumes = volumes::VolumeLayer::open(&config.data_dir, volume_day)?;
+        let rootfs = rootfs::RootfsDisks::open(&config.data_dir)?;
         let storage = storage::StorageLayer {
             objects: roost_objects::ObjectStore::open(config.data_dir.join("objects")).map_err(
                 |e| MachineError::Internal(format!("cannot open the object store: {e}")),
@@ -214,6 +221,7 @@ impl Machines {
             locks: Mutex::new(HashMap::new()),
             changes: tokio::sync::watch::Sender::new(0),
             volumes,
+            rootfs,
             storage,
             net,
             checks: checks::CheckResults::default(),
@@ -276,13 +284,7 @@ impl Inner {
     /// config: the expensive, image-dependent part of bringing a machine up,
     /// done at create and update so that start only runs it.
     pub(crate) fn prepare(&self, record: &MachineRecord, paths: &MachinePaths) -> Result<()> {
-        for dir in [
-            &paths.dir,
-            &paths.bundle,
-            &paths.rootfs,
-            &paths.upper,
-            &paths.work,
-        ] {
+        for dir in [&paths.dir, &paths.bundle, &paths.rootfs] {
             std::fs::create_dir_all(dir)?;
         }
         let machine = &record.machine;

@@ -374,6 +374,17 @@ impl Machines {
         };
         // Refused before the image is resolved, which may pull it.
         decide(&record, &Intent::update(&req.config, update(false, None)))?;
+        let (size_gb, was_gb) = (
+            crate::rootfs::size_gb(&req.config),
+            crate::rootfs::size_gb(&record.machine.config),
+        );
+        if size_gb < was_gb {
+            return Err(MachineError::Invalid(format!(
+                "config.rootfs.size_gb = {size_gb} is invalid: machine {id}'s root filesystem \
+                 is {was_gb} GB and can only grow; destroy and recreate the machine for a \
+                 smaller one"
+            )));
+        }
         if let Some(expected) = &req.current_version {
             if expected != &record.machine.instance_id {
                 return Err(MachineError::Conflict(format!(

@@ -174,11 +174,15 @@ impl Inner {
         match step {
             Step::Prepare => self.prepare(record, &paths),
             Step::ConnectNetwork => self.connect_network(record).await,
-            Step::ResetRootfs => reset_dir_contents(&paths.upper)
-                .and_then(|()| reset_dir_contents(&paths.work))
-                .map_err(MachineError::from),
+            Step::ResetRootfs => {
+                self.ensure_rootfs_disk(record, &paths)?;
+                reset_dir_contents(&paths.upper)
+                    .and_then(|()| reset_dir_contents(&paths.work))
+                    .map_err(MachineError::from)
+            }
             Step::MountRootfs => {
                 if !roost_runtime::rootfs::is_mounted(&paths.rootfs) {
+                    self.ensure_rootfs_disk(record, &paths)?;
                     mount_rootfs(&paths, OverlayUse::Machine)?;
                 }
                 Ok(())
@@ -228,12 +232,19 @@ impl Inner {
                 Ok(self.store.update_machine(record, None)?)
             }
             Step::DisconnectNetwork => self.disconnect_network(&id).await,
-            Step::RemoveFiles => match std::fs::remove_dir_all(&paths.dir) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e.into()),
-            },
+            Step::RemoveFiles => self.rootfs.remove(&id),
         }
+    }
+
+    /// Makes and mounts the machine's root filesystem disk, of its
+    /// config's size, unless that is done ([`crate::rootfs`]).
+    pub(crate) fn ensure_rootfs_disk(
+        &self,
+        record: &MachineRecord,
+        paths: &MachinePaths,
+    ) -> Result<()> {
+        let size_gb = crate::rootfs::size_gb(&record.machine.config);
+        self.rootfs.ensure(paths, &record.machine.id, size_gb)
     }
 
     async fn run_container(&self, record: &mut MachineRecord, paths: &MachinePaths) -> Result<()> {

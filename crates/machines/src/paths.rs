@@ -11,7 +11,11 @@ pub struct MachinePaths {
     pub bundle: PathBuf,
     /// overlayfs mount point, mounted only while the machine runs.
     pub rootfs: PathBuf,
-    /// overlayfs upper dir: the machine's own changes to its image.
+    /// The machine's root filesystem disk (`image`, mounted at `mnt` from
+    /// its first start until it is destroyed; see `crate::rootfs`).
+    pub disk: roost_volume::VolumePaths,
+    /// overlayfs upper dir, on the disk: the machine's own changes to its
+    /// image.
     pub upper: PathBuf,
     pub work: PathBuf,
     /// The main process's stdout and stderr.
@@ -25,11 +29,13 @@ pub struct MachinePaths {
 impl MachinePaths {
     pub fn new(data_dir: &Path, id: &str) -> MachinePaths {
         let dir = data_dir.join("machines").join(id);
+        let disk = roost_volume::VolumePaths::in_dir(dir.clone());
         MachinePaths {
             bundle: dir.join("bundle"),
             rootfs: dir.join("bundle").join("rootfs"),
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            upper: disk.mount.join("upper"),
+            work: disk.mount.join("work"),
+            disk,
             log: dir.join("log"),
             lower: dir.join("lower"),
             resolv_conf: dir.join("resolv.conf"),

@@ -84,10 +84,15 @@ impl Inner {
                 let paths = MachinePaths::new(&self.data_dir, &name);
                 roost_runtime::rootfs::unmount(&paths.rootfs)?;
                 tracing::warn!(machine = %name, "removing orphaned machine files");
-                std::fs::remove_dir_all(entry.path())?;
+                self.rootfs.remove(&name)?;
             }
         }
-        Ok(())
+        let live = |id: &str| {
+            records
+                .iter()
+                .any(|r| r.machine.id == id && r.machine.state != MachineState::Destroyed)
+        };
+        self.rootfs.release_strays(live)
     }
 
     /// Waits in the background for the main process of a started machine.

@@ -69,6 +69,11 @@ pub fn validate(config: &MachineConfig, limits: HostLimits) -> Result<Sizing> {
             )))
         }
     };
+    if let Some(size_gb) = config.rootfs.as_ref().and_then(|rootfs| rootfs.size_gb) {
+        NumberRange::ROOTFS_SIZE_GB
+            .check_unsigned("config.rootfs.size_gb", size_gb)
+            .map_err(MachineError::Invalid)?;
+    }
     if let Some(stop) = &config.stop_config {
         if let Some(signal) = &stop.signal {
             parse_signal(signal)?;
@@ -453,11 +458,16 @@ mod tests {
             durations in (duration(0..=300), duration(1..=600), duration(1..=60), duration(0..=600)),
             mode in proptest::prop_oneof![4 => 0u32..=0o7777, 1 => proptest::prelude::any::<u32>()],
             idle in proptest::prop_oneof![4 => 1u64..=86_400, 1 => proptest::prelude::any::<u64>()],
+            rootfs_gb in proptest::prop_oneof![4 => 1u64..=500, 1 => proptest::prelude::any::<u64>()],
         ) {
             let n = [numbers.0, numbers.1, numbers.2, numbers.3, numbers.4, numbers.5, numbers.6,
                      numbers.7, numbers.8];
             let d = [durations.0, durations.1, durations.2, durations.3];
-            let config = numbers_config(&n, &d, mode, idle);
+            let mut config = numbers_config(&n, &d, mode, idle);
+            config.rootfs = Some(roost_types::RootfsConfig {
+                size_gb: Some(rootfs_gb),
+                ..Default::default()
+            });
             let port = |v: i64| NumberRange::PORT.check("p", v).is_ok();
             let limit = |v: i64| NumberRange::CONCURRENCY_LIMIT.check("c", v).is_ok();
             let in_range = (1..=i64::from(LIMITS.cpus)).contains(&n[0])
@@ -471,9 +481,10 @@ mod tests {
                     DurationRange::CHECK_TIMEOUT, DurationRange::CHECK_GRACE_PERIOD,
                 ]).all(|(text, range)| range.parse("d", text).is_ok())
                 && mode <= 0o7777
-                && NumberRange::IDLE_TIMEOUT_SECS.check_unsigned("i", idle).is_ok();
+                && NumberRange::IDLE_TIMEOUT_SECS.check_unsigned("i", idle).is_ok()
+                && NumberRange::ROOTFS_SIZE_GB.check_unsigned("r", rootfs_gb).is_ok();
             match validate(&config, LIMITS) {
-                Ok(_) => proptest::prop_assert!(in_range, "accepted {:?} {:?} {} {}", n, d, mode, idle),
+                Ok(_) => proptest::prop_assert!(in_range, "accepted {:?} {:?} {} {} {}", n, d, mode, idle, rootfs_gb),
                 Err(err) => {
                     let message = err.to_string();
                     proptest::prop_assert!(!in_range, "refused: {}", message);

@@ -452,7 +452,7 @@ async fn security_setuid_files_of_machines_and_images_are_out_of_local_users_rea
     let machine_dir = data.join("machines").join(&id);
     let layers = data.join("images/layers/sha256");
     let mut planted = vec![
-        machine_dir.join("upper/planted"),
+        machine_dir.join("mnt/upper/planted"),
         machine_dir.join("bundle/rootfs/planted"),
     ];
     planted.extend(
@@ -1054,4 +1054,161 @@ async fn security_host_udp_sockets_are_out_of_machines_reach() {
     let asked = daemon.sh(&id, &format!("nslookup -type=AAAA {name}")).await;
     assert_eq!(asked.exit_code, 0, "{asked:?}");
     assert!(asked.stdout.contains(&name), "{asked:?}");
+}
+
+/// Runs `script` under `sh -c` in machine `id`, for at most `secs` seconds.
+async fn sh_for(daemon: &Daemon, id: &str, script: &str, secs: u64) -> roost_types::ExecResponse {
+    daemon
+        .client()
+        .exec(
+            APP,
+            id,
+            &roost_types::ExecRequest {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                timeout: Some(secs),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exec {script:?} in {id}: {e}"))
+}
+
+/// The size of the filesystem at `/` inside machine `id`, in KiB, from
+/// its own `df`.
+async fn root_size_kib(daemon: &Daemon, id: &str) -> u64 {
+    let df = daemon.sh(id, "df -k / | tail -n 1").await;
+    assert_eq!(df.exit_code, 0, "{df:?}");
+    df.stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|size| size.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {df:?}"))
+}
+
+/// Bytes free on the filesystem holding `path`.
+fn free_bytes(path: &std::path::Path) -> u64 {
+    let stat = nix::sys::statvfs::statvfs(path).expect("statvfs");
+    stat.blocks_available() * stat.fragment_size()
+}
+
+/// Whether a root filesystem of `kib` KiB is one of `gb` GB: ext4 keeps a
+/// few percent for its journal and tables.
+fn is_gb(kib: u64, gb: u64) -> bool {
+    let full = gb << 20;
+    kib <= full && kib >= full * 9 / 10
+}
+
+/// Finding 9: `dd` inside a machine wrote 2 GiB into the host's root
+/// filesystem, and `df` inside showed the host's 252 GB. A machine's root
+/// filesystem now has a size (`rootfs.size_gb`, 8 GB by default): `df /`
+/// inside shows it, writing past it is `ENOSPC` inside while the host and
+/// another machine go on writing, the data survives stop and start, the
+/// size grows with an update and never shrinks, and destroy releases the
+/// disk's loop device, mount and files.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_a_machine_fills_its_own_rootfs_not_the_hosts_disk() {
+    let daemon = Daemon::start().await;
+    for bad in [0, 501] {
+        let mut config = sh_config("sleep 3600");
+        config.rootfs = Some(roost_types::RootfsConfig {
+            size_gb: Some(bad),
+            ..Default::default()
+        });
+        let (status, body) = create_machine(&daemon, &config).await;
+        assert_refused(status, &body, "config.rootfs.size_gb");
+    }
+
+    let mut small = sh_config("sleep 3600");
+    small.rootfs = Some(roost_types::RootfsConfig {
+        size_gb: Some(1),
+        ..Default::default()
+    });
+    let (status, machine) = create_machine(&daemon, &small).await;
+    assert_eq!(status, 200, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    let (status, other) = create_machine(&daemon, &sh_config("sleep 3600")).await;
+    assert_eq!(status, 200, "{other}");
+    let other = other["id"].as_str().unwrap().to_string();
+    daemon.wait_state(&id, "started", 30).await;
+    daemon.wait_state(&other, "started", 30).await;
+
+    let size = root_size_kib(&daemon, &id).await;
+    assert!(is_gb(size, 1), "df / in a 1 GB machine says {size} KiB");
+    let size = root_size_kib(&daemon, &other).await;
+    assert!(
+        is_gb(size, roost_machines::DEFAULT_ROOTFS_GB),
+        "df / in a machine of the default size says {size} KiB"
+    );
+
+    let kept = daemon.sh(&id, "echo kept > /root/marker && sync").await;
+    assert_eq!(kept.exit_code, 0, "{kept:?}");
+    let host_free = free_bytes(&daemon.data_dir());
+    let filled = sh_for(
+        &daemon,
+        &id,
+        "dd if=/dev/zero of=/fill bs=1M count=2048 conv=fsync",
+        180,
+    )
+    .await;
+    assert_ne!(filled.exit_code, 0, "dd wrote 2 GiB into 1 GB: {filled:?}");
+    assert!(
+        filled.stderr.contains("No space left on device"),
+        "{filled:?}"
+    );
+    let used = host_free.saturating_sub(free_bytes(&daemon.data_dir()));
+    assert!(
+        used < 1_200 << 20,
+        "filling a 1 GB machine took {used} bytes of the host's disk"
+    );
+    let written = daemon
+        .sh(&other, "echo fine > /root/other && cat /root/other")
+        .await;
+    assert_eq!(written.stdout, "fine\n", "{written:?}");
+
+    let (status, body) = on_machine(&daemon, Method::POST, &id, "/stop").await;
+    assert_eq!(status, 200, "{body}");
+    daemon.wait_state(&id, "stopped", 30).await;
+    let (status, body) = on_machine(&daemon, Method::POST, &id, "/start").await;
+    assert_eq!(status, 200, "{body}");
+    daemon.wait_state(&id, "started", 30).await;
+    let marker = daemon.sh(&id, "cat /root/marker && rm /fill").await;
+    assert_eq!(marker.stdout, "kept\n", "{marker:?}");
+
+    let path = format!("/v1/apps/{APP}/machines/{id}");
+    let update = |gb: u64| {
+        let mut config = small.clone();
+        config.rootfs = Some(roost_types::RootfsConfig {
+            size_gb: Some(gb),
+            ..Default::default()
+        });
+        daemon.call(Method::POST, &path, Some(json!({ "config": config })))
+    };
+    let (status, body) = update(2).await;
+    assert_eq!(status, 200, "{body}");
+    daemon.wait_state(&id, "started", 30).await;
+    let size = root_size_kib(&daemon, &id).await;
+    assert!(is_gb(size, 2), "df / after growing to 2 GB says {size} KiB");
+    let marker = daemon.sh(&id, "cat /root/marker").await;
+    assert_eq!(marker.stdout, "kept\n", "{marker:?}");
+    let (status, body) = update(1).await;
+    assert_refused(status, &body, "can only grow");
+
+    for machine in [&id, &other] {
+        let (status, body) = on_machine(&daemon, Method::DELETE, machine, "?force=true").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let data = daemon.data_dir();
+    let loops = common::loop_devices_left_under(&data, 10).await;
+    assert!(
+        loops.is_empty(),
+        "loop devices outlived their machines: {loops:?}"
+    );
+    let mounts = common::mounts_under(&data);
+    assert!(
+        mounts.is_empty(),
+        "mounts outlived their machines: {mounts:?}"
+    );
+    for machine in [&id, &other] {
+        assert!(!data.join("machines").join(machine).exists());
+    }
 }

@@ -430,7 +430,10 @@ async fn bad_volume_input_is_refused_and_changes_nothing() {
             .len(),
         1
     );
-    assert_eq!(common::loop_devices_under(&daemon.data_dir()).len(), 1);
+    assert_eq!(
+        common::loop_devices_under(&daemon.data_dir().join("volumes")).len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -463,7 +466,8 @@ async fn fsynced_data_survives_kills_and_snapshots_hold_it() {
         .await
         .expect("kill the machine");
     daemon.wait_state(&id, "stopped", 30).await;
-    let left = common::loop_devices_left_under(&daemon.data_dir(), 10).await;
+    // The machine's rootfs disk stays attached; its volume's must not.
+    let left = common::loop_devices_left_under(&daemon.data_dir().join("volumes"), 10).await;
     assert!(left.is_empty(), "loop devices outlived the stop: {left:?}");
     daemon
         .client()
@@ -494,7 +498,8 @@ async fn check_no_volume_leaks(daemon: &Daemon, point: &str) {
         .filter(|m| m.state == roost_types::MachineState::Started)
         .flat_map(|m| m.config.mounts.iter().map(|v| v.volume.clone()))
         .collect();
-    for device in common::loop_devices_under(&data) {
+    // Machines' rootfs disks (under `machines/`) stay attached until destroy.
+    for device in common::loop_devices_under(&data.join("volumes")) {
         let backing = std::fs::read_to_string(
             std::path::Path::new("/sys/block")
                 .join(device.file_name().expect("name"))

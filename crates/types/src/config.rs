@@ -157,6 +157,12 @@ pub enum RootfsPersist {
 pub struct RootfsConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persist: Option<RootfsPersist>,
+    /// Size of the root filesystem in GB (GiB), Fly's `rootfs.size_gb`:
+    /// the most a machine can write outside its volumes. 8 when absent;
+    /// 1 to 500 ([`crate::NumberRange::ROOTFS_SIZE_GB`]). It may grow with
+    /// an update, never shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_gb: Option<u64>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -80,6 +80,9 @@ impl NumberRange {
     pub const IDLE_TIMEOUT_SECS: NumberRange = NumberRange::new(1, 86_400, "seconds");
     /// `config.files[].mode`: permission bits, setuid/setgid/sticky included.
     pub const FILE_MODE: NumberRange = NumberRange::new(0, 0o7777, "(octal 0 to 7777)");
+    /// `config.rootfs.size_gb`, in GB (GiB); the largest is Fly's volume
+    /// limit. The disk is sparse: the host pays for what is written.
+    pub const ROOTFS_SIZE_GB: NumberRange = NumberRange::new(1, 500, "GB");
 
     pub const fn new(min: i64, max: i64, unit: &'static str) -> NumberRange {
         NumberRange { min, max, unit }

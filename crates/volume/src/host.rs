@@ -27,6 +27,19 @@ pub struct VolumePaths {
     partial: PathBuf,
 }
 
+impl VolumePaths {
+    /// The files of a volume kept in directory `dir`.
+    pub fn in_dir(dir: PathBuf) -> VolumePaths {
+        VolumePaths {
+            image: dir.join("image"),
+            mount: dir.join("mnt"),
+            holder: dir.join("holder"),
+            partial: dir.join("image.partial"),
+            dir,
+        }
+    }
+}
+
 /// The volumes under one directory (roost uses `DATA/volumes`).
 #[derive(Debug, Clone)]
 pub struct VolumeHost {
@@ -47,14 +60,7 @@ impl VolumeHost {
 
     /// The paths of volume `id`, which must be a plain name (the caller's ids are).
     pub fn paths(&self, id: &str) -> VolumePaths {
-        let dir = self.root.join(id);
-        VolumePaths {
-            image: dir.join("image"),
-            mount: dir.join("mnt"),
-            holder: dir.join("holder"),
-            partial: dir.join("image.partial"),
-            dir,
-        }
+        VolumePaths::in_dir(self.root.join(id))
     }
 
     /// Ids of every volume with a directory here.
