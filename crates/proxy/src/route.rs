@@ -211,6 +211,9 @@ impl Backend {
 /// The app's machines at one moment.
 pub(crate) struct Snapshot {
     pub backends: Vec<Arc<Backend>>,
+    /// The started ones among them: all the supervisor's rounds look at
+    /// (health checks, autostop), so a stopped fleet costs them nothing.
+    pub started: Vec<Arc<Backend>>,
     fetched: Instant,
     change_count: u64,
     stale: AtomicBool,
@@ -419,7 +422,7 @@ impl Router {
                 .or_insert_with(|| state.clone())
                 .clone()
         };
-        let backends = {
+        let backends: Vec<Arc<Backend>> = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             machines
                 .into_iter()
@@ -444,8 +447,14 @@ impl Router {
                 })
                 .collect()
         };
+        let started = backends
+            .iter()
+            .filter(|b| b.is_started())
+            .cloned()
+            .collect();
         let snapshot = Arc::new(Snapshot {
             backends,
+            started,
             fetched: Instant::now(),
             change_count,
             stale: AtomicBool::new(false),

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 pub(crate) async fn run(shared: Weak<Shared>) {
+    let mut apps = Apps::default();
     loop {
         let Some(tick) = shared.upgrade().map(|s| s.config.tick) else {
             return;
@@ -23,35 +24,57 @@ pub(crate) async fn run(shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        sweep(&shared).await;
+        sweep(&shared, &mut apps).await;
     }
 }
 
-async fn sweep(shared: &Arc<Shared>) {
+/// The apps of the last sweep, read again only when a machine changed
+/// (an app without machines has nothing to check or stop).
+#[derive(Default)]
+struct Apps {
+    names: Vec<String>,
+    /// [`crate::Backends::change_count`] when `names` was read.
+    change_count: Option<u64>,
+}
+
+async fn sweep(shared: &Arc<Shared>, apps: &mut Apps) {
     let router = &shared.router;
-    let apps = match router.backends.apps().await {
-        Ok(apps) => apps,
-        Err(err) => {
-            tracing::warn!(error = %err, "proxy supervisor cannot list apps");
-            return;
+    let change_count = router.backends.change_count();
+    let changed = apps.change_count != Some(change_count);
+    if changed {
+        match router.backends.apps().await {
+            Ok(names) => {
+                *apps = Apps {
+                    names,
+                    change_count: Some(change_count),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "proxy supervisor cannot list apps");
+                return;
+            }
         }
-    };
+    }
     let mut live = HashSet::new();
-    for app in apps {
-        let (state, snapshot) = match router.snapshot(&app, Reread::IfChanged).await {
+    for app in &apps.names {
+        let (state, snapshot) = match router.snapshot(app, Reread::IfChanged).await {
             Ok(found) => found,
             Err(err) => {
                 tracing::debug!(app, error = %err, "proxy supervisor skips app");
                 continue;
             }
         };
-        live.extend(snapshot.backends.iter().map(|b| b.id().to_string()));
+        if changed {
+            live.extend(snapshot.backends.iter().map(|b| b.id().to_string()));
+        }
         shared
             .checker
-            .schedule(&router.backends, &app, &snapshot.backends);
-        autostop(shared, &app, &state, &snapshot);
+            .schedule(&router.backends, app, &snapshot.started);
+        autostop(shared, app, &state, &snapshot);
     }
-    router.retain_slots(&live);
+    if changed {
+        router.retain_slots(&live);
+    }
 }
 
 fn autostop(
@@ -62,13 +85,9 @@ fn autostop(
 ) {
     let idle_limit = shared.config.autostop_idle;
     let started: Vec<_> = snapshot
-        .backends
+        .started
         .iter()
-        .filter(|b| {
-            b.machine.state == roost_types::MachineState::Started
-                && !b.routes.is_empty()
-                && !b.slot.is_draining()
-        })
+        .filter(|b| !b.routes.is_empty() && !b.slot.is_draining())
         .collect();
     let mut running = started.len();
     // Longest idle first, so the machines stopped are the coldest ones.
