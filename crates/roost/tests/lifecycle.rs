@@ -183,3 +183,77 @@ async fn tty_machines_log_through_their_terminal_across_roost_restarts() {
         .expect("destroy");
     assert!(common::processes_mentioning(&id).is_empty());
 }
+
+/// Runs `program` with `args`, asserting that it succeeds.
+fn run_ok(program: &str, args: &[&std::ffi::OsStr]) {
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(status.success(), "{program} {args:?}: {status}");
+}
+
+/// A machine of a data dir from before rootfs disks kept its changes in
+/// `DATA/machines/<id>/upper` on the data dir's filesystem. Its next start
+/// copies them onto a new disk of its size: nothing is lost, and the old
+/// directory is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upper_dir_from_before_rootfs_disks_moves_onto_a_disk() {
+    let mut daemon = Daemon::start().await;
+    let client = daemon.client();
+    let id = client
+        .create_machine(APP, &sleeper())
+        .await
+        .expect("create")
+        .id;
+    let made = exec(
+        &daemon,
+        &id,
+        "mkdir -p /root/a && echo old > /root/a/f && rm /bin/true",
+    )
+    .await;
+    assert_eq!(made.exit_code, 0, "{made:?}");
+    client
+        .stop_machine(APP, &id, &StopRequest::default())
+        .await
+        .expect("stop");
+    daemon.kill();
+
+    // Back to the old layout: the upper dir beside the bundle, no disk.
+    let dir = daemon.data_dir().join("machines").join(&id);
+    let (mnt, legacy) = (dir.join("mnt"), dir.join("upper"));
+    run_ok(
+        "cp",
+        &[
+            "-a".as_ref(),
+            mnt.join("upper").as_os_str(),
+            legacy.as_os_str(),
+        ],
+    );
+    nix::mount::umount2(&mnt, nix::mount::MntFlags::empty()).expect("unmount the disk");
+    for device in common::loop_devices_under(&dir) {
+        run_ok("losetup", &["-d".as_ref(), device.as_os_str()]);
+    }
+    std::fs::remove_file(dir.join("image")).expect("remove the disk");
+
+    daemon.spawn(None).await;
+    client.start_machine(APP, &id).await.expect("start");
+    daemon.wait_state(&id, "started", 30).await;
+    let kept = exec(
+        &daemon,
+        &id,
+        "cat /root/a/f; test -e /bin/true || echo whiteout",
+    )
+    .await;
+    assert_eq!(kept.stdout, "old\nwhiteout\n", "{kept:?}");
+    assert!(!legacy.exists(), "the old upper dir is left behind");
+    assert!(dir.join("image").exists(), "no disk was made");
+    client
+        .destroy_machine(APP, &id, true)
+        .await
+        .expect("destroy");
+    assert!(common::mounts_under(&daemon.data_dir()).is_empty());
+    assert!(common::loop_devices_left_under(&daemon.data_dir(), 10)
+        .await
+        .is_empty());
+}
