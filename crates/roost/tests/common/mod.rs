@@ -27,6 +27,8 @@ pub struct Daemon {
     own_netns_dir: bool,
     /// roost's `RUST_LOG`.
     log_level: &'static str,
+    /// More environment variables of the roost process.
+    extra_env: Vec<(String, String)>,
 }
 
 pub fn free_port() -> u16 {
@@ -45,24 +47,30 @@ impl Daemon {
 
     /// [`Daemon::start`] with more `roost up` flags.
     pub async fn start_with_args(args: &[&str]) -> Daemon {
-        Daemon::start_configured(args, true, "info").await
+        Daemon::start_configured(args, true, "info", &[]).await
     }
 
     /// [`Daemon::start`] without `--netns-dir`: roost uses its default
     /// for the site (removed again by the teardown).
     pub async fn start_with_default_netns_dir() -> Daemon {
-        Daemon::start_configured(&[], false, "info").await
+        Daemon::start_configured(&[], false, "info", &[]).await
     }
 
     /// [`Daemon::start`] logging at `level` (`RUST_LOG`).
     pub async fn start_with_log_level(level: &'static str) -> Daemon {
-        Daemon::start_configured(&[], true, level).await
+        Daemon::start_configured(&[], true, level, &[]).await
+    }
+
+    /// [`Daemon::start`] with more environment variables for roost.
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_configured(&[], true, "info", env).await
     }
 
     async fn start_configured(
         args: &[&str],
         own_netns_dir: bool,
         log_level: &'static str,
+        env: &[(&str, &str)],
     ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut daemon = Daemon {
@@ -74,6 +82,10 @@ impl Daemon {
             site: free_site(),
             own_netns_dir,
             log_level,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         daemon.spawn(None).await;
         let layout = roost_testkit::busybox_layout(daemon.dir.path());
@@ -132,6 +144,7 @@ impl Daemon {
             .arg("--network-site")
             .arg(self.site.to_string())
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", self.log_level)
             // Concurrent daemons must not fight over the S3 default port;
             // tests that use S3 pass --s3-listen.
