@@ -4,12 +4,12 @@
 //!
 //! The model has two parts:
 //! - **states and intents**: [`MachineState`] (Fly's vocabulary, from
-//!   `roost-types`); an [`Intent`] is what a caller or the platform asks
-//!   for.
-//! - **one transition function**, [`transition`]: from a state and an
-//!   intent to a plan of idempotent steps, a call that may proceed without
-//!   a plan, or a [`Refusal`] that names the states the intent is allowed
-//!   from.
+//!   `roost-types`) and [`VolumeState`]; an [`Intent`] or [`VolumeIntent`]
+//!   is what a caller or the platform asks for.
+//! - **one transition function per subject**, [`transition`] for machines
+//!   and [`volume::transition`] for volumes: from a state and an intent to
+//!   a plan of idempotent steps, a call that may proceed without a plan,
+//!   or a [`Refusal`] that names the states the intent is allowed from.
 //!
 //! Every caller decides through these functions: the service before it
 //! acts, the edge proxy's routing predicates, recovery, and the crash
@@ -25,11 +25,13 @@
 mod machine;
 mod operation;
 mod refusal;
+pub mod volume;
 
 pub use machine::{
     restart_backoff, transition, AfterExit, Intent, MachinePlan, OpKind, Source, Step, StopOptions,
-    Transition, Update, WAITABLE,
+    Update, WAITABLE,
 };
-pub use operation::{Operation, StepName};
+pub use operation::{Operation, StepName, Transition};
 pub use refusal::{Reason, Refusal};
 pub use roost_types::MachineState;
+pub use volume::{VolumeIntent, VolumeOpKind, VolumePlan, VolumeSource, VolumeState, VolumeStep};

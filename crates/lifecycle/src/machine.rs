@@ -1,7 +1,7 @@
 //! Machines: intents, the steps of their plans, and the one function that
 //! decides what an intent does to a machine in a given state.
 
-use crate::operation::{Operation, StepName};
+use crate::operation::{Operation, StepName, Transition};
 use crate::refusal::{Reason, Refusal, Wording};
 use crate::MachineState;
 use roost_types::{MachineConfig, RestartPolicy, RootfsPersist};
@@ -381,17 +381,6 @@ impl Intent {
             ..update
         })
     }
-}
-
-/// What an allowed intent does.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Transition {
-    /// Run this plan as a durable operation.
-    Run(MachinePlan),
-    /// The machine is already where the intent would take it.
-    Unchanged,
-    /// The call proceeds on the machine as it is, with no operation.
-    Proceed,
 }
 
 /// States a wait can ask for: the ones a machine rests in and a client

@@ -36,3 +36,15 @@ pub trait Operation: Clone + Serialize + DeserializeOwned + Send + Sync + 'stati
             .collect()
     }
 }
+
+/// What an allowed intent does; `P` is the plan of the subject's
+/// operations.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition<P = crate::MachinePlan> {
+    /// Run this plan as a durable operation.
+    Run(P),
+    /// The subject is already where the intent would take it.
+    Unchanged,
+    /// The call proceeds on the subject as it is, with no operation.
+    Proceed,
+}

@@ -70,6 +70,27 @@ impl Refusal {
         }
     }
 
+    /// A refusal of an intent on a subject in `state`, which is gone when
+    /// `destroyed` and busy while `transitional`.
+    pub(crate) fn in_state(
+        subject: &'static str,
+        state: &'static str,
+        destroyed: bool,
+        transitional: bool,
+        allowed: Vec<&'static str>,
+        wanted: &'static str,
+        wording: Wording,
+    ) -> Refusal {
+        let reason = if destroyed {
+            Reason::Gone
+        } else if transitional {
+            Reason::Busy
+        } else {
+            Reason::WrongState
+        };
+        Refusal::new(subject, state, reason, &allowed, wanted, wording)
+    }
+
     /// A refusal of an intent on a machine in `state`.
     pub(crate) fn machine(
         state: MachineState,
@@ -77,15 +98,15 @@ impl Refusal {
         wanted: &'static str,
         wording: Wording,
     ) -> Refusal {
-        let reason = if state == MachineState::Destroyed {
-            Reason::Gone
-        } else if state.is_transitional() {
-            Reason::Busy
-        } else {
-            Reason::WrongState
-        };
-        let allowed: Vec<&'static str> = allowed.iter().map(|s| s.as_str()).collect();
-        Refusal::new("machine", state.as_str(), reason, &allowed, wanted, wording)
+        Refusal::in_state(
+            "machine",
+            state.as_str(),
+            state == MachineState::Destroyed,
+            state.is_transitional(),
+            allowed.iter().map(|s| s.as_str()).collect(),
+            wanted,
+            wording,
+        )
     }
 }
 

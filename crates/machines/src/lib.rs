@@ -7,7 +7,8 @@
 //! Invariants:
 //! - Operations on one machine are serialized by a per-machine lock, so a
 //!   machine is only ever in one operation.
-//! - Every lifecycle change is a durable operation ([`ops`]): recorded in the
+//! - Every lifecycle change of a machine or a volume is a durable
+//!   operation on `roost-engine` ([`ops`], [`volumes`]): recorded in the
 //!   store before it acts, resumed by [`Machines::open`] after a crash.
 //! - A machine not in `started` has no process and no mounted rootfs
 //!   overlay (its rootfs disk stays mounted, as its network namespace
@@ -41,8 +42,8 @@ pub use files::{
 pub use guest_files::{check_guest_path, write_file as write_guest_file, DirEntry, EntryKind};
 pub use ids::is_machine_id;
 pub use machine_ops::{ListFilter, StartResponse, LISTED_EVENTS};
-pub use ops::CRASH_AT_ENV;
 pub use paths::MachinePaths;
+pub use roost_engine::CRASH_AT_ENV;
 pub use roost_image::{Image, ImageStore, RegistryConfig};
 pub use roost_runtime::OciRuntimeKind;
 pub use rootfs::DEFAULT_ROOTFS_GB;
@@ -126,7 +127,8 @@ pub(crate) struct Inner {
     data_dir: PathBuf,
     region: String,
     limits: HostLimits,
-    crash_at: Option<String>,
+    /// Runs every machine and volume operation.
+    engine: roost_engine::Engine,
     log_relay: roost_runtime::LogRelay,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bumped on every machine state change; waiters re-read the store.
@@ -216,7 +218,7 @@ impl Machines {
             data_dir: config.data_dir,
             region: config.region,
             limits: HostLimits::detect(),
-            crash_at: config.crash_at,
+            engine: roost_engine::Engine::new(config.crash_at),
             log_relay: config.log_relay,
             locks: Mutex::new(HashMap::new()),
             changes: tokio::sync::watch::Sender::new(0),
@@ -227,7 +229,6 @@ impl Machines {
             checks: checks::CheckResults::default(),
             egress: egress::EgressLayer::new(config.egress_default),
         });
-        inner.recover_volume_operations().await?;
         inner.recover().await?;
         inner.converge_volume_mounts().await?;
         tokio::spawn(volumes::snapshot_periodically(

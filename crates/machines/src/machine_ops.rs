@@ -1,7 +1,6 @@
 //! The public operations of [`Machines`]: what the API, CLI and MCP call.
 
 use crate::error::{MachineError, Missing, Result};
-use crate::ops::event;
 use crate::paths::MachinePaths;
 use crate::{ids, now_rfc3339, spec, Inner, Machines};
 use roost_lifecycle::{Intent, StopOptions, Transition, Update, WAITABLE};
@@ -224,15 +223,7 @@ impl Machines {
         };
         let lock = inner.lock_for(&id);
         let _guard = lock.lock().await;
-        let launch_event = event("launch", "created", "user", None);
-        let op = inner.store.insert_machine(
-            &record,
-            &launch_event,
-            plan.kind.name(),
-            &serde_json::to_value(&plan).map_err(|e| MachineError::Internal(e.to_string()))?,
-        )?;
-        inner.notify_change();
-        let record = inner.run_op(op.id, record, plan, 0).await?;
+        let record = inner.run_create_op(record, plan).await?;
         let mut machine = inner.view(&record)?;
         if let Some(ttl) = req.lease_ttl {
             let lease = inner.acquire_lease(&record, ttl, "lease acquired at create".into())?;

@@ -1,30 +1,24 @@
-//! Durable lifecycle operations.
+//! Machine operations on the durable engine.
 //!
 //! Every lifecycle change (create, start, stop, restart, update, destroy and
 //! the handling of a main process that exited on its own) is a
-//! [`MachinePlan`] from the lifecycle model: a list of idempotent [`Step`]s
-//! plus the state the machine settles in. The
-//! plan is written to the store together with the machine's transitional
-//! state before the first step runs, and the index of the next step after
-//! each one. A roost process killed anywhere therefore leaves an operation
-//! that the next process resumes at the step that was under way; because
-//! each step checks the world before acting (is the rootfs mounted? does the
-//! container exist?), running it twice is harmless.
+//! [`MachinePlan`] from the lifecycle model, run by `roost-engine`: the plan
+//! is recorded with the machine's transitional state before the first step,
+//! the next step's index after each one, and the settled state, its event
+//! and the end of the operation in one last transaction. This module is the
+//! machine's side of that: [`MachineOp`] runs each [`Step`] on the host and
+//! keeps the record the store writes with the operation.
 
 use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
 use crate::Inner;
-use roost_lifecycle::{MachinePlan, Operation as _, Step, StepName};
+use roost_engine::{Logged, OpId, OperationLog, Subject};
+use roost_lifecycle::{MachinePlan, Operation, Step, StepName};
 use roost_runtime::rootfs::OverlayUse;
-use roost_store::{MachineRecord, Operation};
+use roost_store::{MachineRecord, OperationWrite, Store, StoreError};
 use roost_types::{MachineEvent, MachineState};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Environment variable naming a step at which roost kills itself (SIGKILL)
-/// right after the step's action and before its progress is recorded:
-/// `ROOST_CRASH_AT=<op>:<step>`, e.g. `start:run`. For crash-recovery tests.
-pub const CRASH_AT_ENV: &str = "ROOST_CRASH_AT";
 
 pub fn event(
     kind: &str,
@@ -42,8 +36,121 @@ pub fn event(
     }
 }
 
-fn crash_point_reached(inner: &Inner, plan: &MachinePlan, step: Step) -> bool {
-    inner.crash_at.as_deref() == Some(&format!("{}:{}", plan.kind.name(), step.name()))
+/// One machine operation as the engine drives it: the machine's record
+/// and the event the store writes with it at the operation's start or end.
+pub(crate) struct MachineOp<'a> {
+    inner: &'a Arc<Inner>,
+    record: MachineRecord,
+    event: Option<MachineEvent>,
+    /// The machine is new: the operation's start inserts it.
+    new: bool,
+}
+
+impl Subject for MachineOp<'_> {
+    type Plan = MachinePlan;
+    type Error = MachineError;
+
+    fn id(&self) -> &str {
+        &self.record.machine.id
+    }
+
+    fn begin(&mut self, plan: &MachinePlan) {
+        let machine = &mut self.record.machine;
+        machine.state = plan.first_state();
+        machine.updated_at = crate::now_rfc3339();
+        self.event = Some(event(
+            plan.kind.name(),
+            machine.state.as_str(),
+            plan.source.as_str(),
+            None,
+        ));
+    }
+
+    async fn enter(&mut self, plan: &MachinePlan, step: Step) -> Result<()> {
+        let state = plan.state_during(step);
+        if self.record.machine.state != state {
+            self.record.machine.state = state;
+            self.inner.store.update_machine(&self.record, None)?;
+            self.inner.notify_change();
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, plan: &MachinePlan, step: Step) -> Result<()> {
+        self.inner.run_step(step, &mut self.record, plan).await
+    }
+
+    fn settle(&mut self, plan: &MachinePlan) {
+        self.record.machine.state = plan.settle;
+        self.record.machine.updated_at = crate::now_rfc3339();
+        if plan.settle != MachineState::Started {
+            self.record.init_pid = None;
+        }
+        self.event = Some(event(
+            plan.kind.name(),
+            plan.settle.as_str(),
+            plan.source.as_str(),
+            None,
+        ));
+    }
+
+    fn fail(&mut self, plan: &MachinePlan, step: Step, error: &MachineError) {
+        self.record.machine.state = MachineState::Failed;
+        self.record.init_pid = None;
+        self.record.machine.updated_at = crate::now_rfc3339();
+        self.event = Some(event(
+            plan.kind.name(),
+            "failed",
+            plan.source.as_str(),
+            Some(serde_json::json!({"error": error.to_string(), "step": step.name()})),
+        ));
+    }
+}
+
+impl OperationLog<MachineOp<'_>> for Store {
+    type Error = StoreError;
+
+    fn begin(&self, op: &MachineOp<'_>, plan: &MachinePlan) -> Result<OpId, StoreError> {
+        let record = &op.record;
+        let write = match (&op.event, op.new) {
+            (Some(event), true) => OperationWrite::NewMachine { record, event },
+            (event, _) => OperationWrite::Machine {
+                record,
+                event: event.as_ref(),
+            },
+        };
+        let id = log_start(self, write, plan)?;
+        op.inner.notify_change();
+        Ok(id)
+    }
+
+    fn advance(&self, op: OpId, next_step: usize) -> Result<(), StoreError> {
+        log_step(self, op, next_step)
+    }
+
+    fn finish(&self, op_id: OpId, op: &MachineOp<'_>) -> Result<(), StoreError> {
+        let write = OperationWrite::Machine {
+            record: &op.record,
+            event: op.event.as_ref(),
+        };
+        self.finish_operation(op_id, write)
+    }
+}
+
+/// Records the start of `plan` with its subject's `write`: the store side
+/// of every subject's [`OperationLog::begin`].
+pub(crate) fn log_start<P: Operation>(
+    store: &Store,
+    write: OperationWrite<'_>,
+    plan: &P,
+) -> Result<OpId, StoreError> {
+    let params = serde_json::to_value(plan)?;
+    Ok(store.begin_operation(write, plan.kind(), &params)?.id)
+}
+
+/// The store side of every subject's [`OperationLog::advance`].
+pub(crate) fn log_step(store: &Store, op: OpId, next_step: usize) -> Result<(), StoreError> {
+    store.set_operation_step(op, next_step as u32)
 }
 
 impl Inner {
@@ -51,116 +158,65 @@ impl Inner {
     /// the machine's lock.
     pub(crate) async fn run_new_op(
         self: &Arc<Self>,
-        mut record: MachineRecord,
+        record: MachineRecord,
         plan: MachinePlan,
     ) -> Result<MachineRecord> {
-        record.machine.state = plan.first_state();
-        record.machine.updated_at = crate::now_rfc3339();
-        let begin = event(
-            plan.kind.name(),
-            record.machine.state.as_str(),
-            plan.source.as_str(),
-            None,
-        );
-        let op = self.store.begin_operation(
-            &record,
-            Some(&begin),
-            plan.kind.name(),
-            &serde_json::to_value(&plan).map_err(|e| MachineError::Internal(e.to_string()))?,
-        )?;
-        self.notify_change();
-        self.run_op(op.id, record, plan, 0).await
+        self.drive(record, false, &plan, None).await
     }
 
-    /// Resumes an operation a previous process left unfinished.
-    pub(crate) async fn resume_op(self: &Arc<Self>, op: Operation) -> Result<()> {
-        let Some(record) = self.store.get_machine(&op.machine_id)? else {
-            tracing::warn!(machine = %op.machine_id, "dropping operation of a machine that no longer exists");
-            return Ok(());
-        };
-        let plan: MachinePlan = serde_json::from_value(op.params.clone())
-            .map_err(|e| MachineError::Internal(format!("unreadable operation {}: {e}", op.id)))?;
-        tracing::info!(machine = %op.machine_id, op = plan.kind.name(), step = op.step, "resuming interrupted operation");
-        self.run_op(op.id, record, plan, op.step as usize)
+    /// Inserts the new machine `record` with its create `plan` and runs
+    /// it. The caller holds the machine's lock.
+    pub(crate) async fn run_create_op(
+        self: &Arc<Self>,
+        record: MachineRecord,
+        plan: MachinePlan,
+    ) -> Result<MachineRecord> {
+        self.drive(record, true, &plan, None).await
+    }
+
+    /// Resumes an operation a previous process left unfinished. The caller
+    /// holds the machine's lock.
+    pub(crate) async fn resume_op(
+        self: &Arc<Self>,
+        record: MachineRecord,
+        plan: MachinePlan,
+        logged: Logged,
+    ) -> Result<()> {
+        self.drive(record, false, &plan, Some(logged))
             .await
             .map(|_| ())
     }
 
-    pub(crate) async fn run_op(
+    /// Runs `plan` on the engine (recording it first unless `logged`), then
+    /// does what follows a settled machine: its lease goes with it, a
+    /// started one's exit is watched.
+    async fn drive(
         self: &Arc<Self>,
-        op_id: i64,
-        mut record: MachineRecord,
-        plan: MachinePlan,
-        from: usize,
+        record: MachineRecord,
+        new: bool,
+        plan: &MachinePlan,
+        logged: Option<Logged>,
     ) -> Result<MachineRecord> {
-        for (index, step) in plan.steps.iter().copied().enumerate().skip(from) {
-            let state = plan.state_during(step);
-            if record.machine.state != state {
-                record.machine.state = state;
-                self.store.update_machine(&record, None)?;
-                self.notify_change();
-            }
-            if let Err(err) = self.run_step(step, &mut record, &plan).await {
-                tracing::error!(machine = %record.machine.id, step = step.name(), error = %err, "operation step failed");
-                self.fail_op(op_id, &mut record, &plan, step, &err).await;
-                return Err(err);
-            }
-            if crash_point_reached(self, &plan, step) {
-                tracing::error!(step = step.name(), "{CRASH_AT_ENV} reached: killing roost");
-                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-            }
-            self.store.set_operation_step(op_id, index as u32 + 1)?;
-        }
-        record.machine.state = plan.settle;
-        record.machine.updated_at = crate::now_rfc3339();
-        if plan.settle != MachineState::Started {
-            record.init_pid = None;
-        }
-        let done = event(
-            plan.kind.name(),
-            plan.settle.as_str(),
-            plan.source.as_str(),
-            None,
-        );
-        self.store.finish_operation(op_id, &record, Some(&done))?;
+        let mut op = MachineOp {
+            inner: self,
+            record,
+            event: None,
+            new,
+        };
+        let result = match logged {
+            None => self.engine.start(&self.store, &mut op, plan).await,
+            Some(logged) => self.engine.run(&self.store, &mut op, plan, logged).await,
+        };
+        self.notify_change();
+        result?;
+        let record = op.record;
         if plan.settle == MachineState::Destroyed {
             self.store.delete_lease(&record.machine.id)?;
         }
-        self.notify_change();
         if let (MachineState::Started, Some(pid)) = (plan.settle, record.init_pid) {
             self.watch_exit(&record.machine.id, &record.machine.instance_id, pid);
         }
         Ok(record)
-    }
-
-    /// A step failed: take down whatever runs, mark the machine failed and
-    /// close the operation, so nothing half-started is left behind.
-    async fn fail_op(
-        self: &Arc<Self>,
-        op_id: i64,
-        record: &mut MachineRecord,
-        plan: &MachinePlan,
-        failed: Step,
-        err: &MachineError,
-    ) {
-        for step in plan.compensation().iter().copied() {
-            if let Err(cleanup) = self.run_step(step, record, plan).await {
-                tracing::error!(machine = %record.machine.id, step = step.name(), error = %cleanup, "cleanup after failure failed");
-            }
-        }
-        record.machine.state = MachineState::Failed;
-        record.init_pid = None;
-        record.machine.updated_at = crate::now_rfc3339();
-        let failure = event(
-            plan.kind.name(),
-            "failed",
-            plan.source.as_str(),
-            Some(serde_json::json!({"error": err.to_string(), "step": failed.name()})),
-        );
-        if let Err(store_err) = self.store.finish_operation(op_id, record, Some(&failure)) {
-            tracing::error!(error = %store_err, "could not record failed operation; it will be resumed at restart");
-        }
-        self.notify_change();
     }
 
     async fn run_step(

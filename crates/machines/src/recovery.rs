@@ -1,22 +1,22 @@
 //! Convergence after a restart, and reacting to main processes that exit
 //! on their own.
 
-use crate::error::Result;
+use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
 use crate::Inner;
+use roost_engine::Logged;
 use roost_lifecycle::{restart_backoff, AfterExit, Intent, Source, Transition};
-use roost_store::MachineRecord;
+use roost_store::{MachineRecord, Operation, OperationSubject};
 use roost_types::MachineState;
 use std::sync::Arc;
 
 impl Inner {
     /// Brings every machine to a valid state; see [`crate::Machines::open`].
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<()> {
+        self.thaw_volumes()?;
         for op in self.store.unfinished_operations()? {
-            let lock = self.lock_for(&op.machine_id);
-            let _guard = lock.lock().await;
-            if let Err(err) = self.resume_op(op).await {
-                tracing::error!(error = %err, "resumed operation failed; machine marked failed");
+            if let Err(err) = self.resume(&op).await {
+                tracing::error!(subject = %op.subject_id, op = %op.kind, error = %err, "resumed operation failed");
             }
         }
         let records = self.store.list_machines(None)?;
@@ -27,6 +27,40 @@ impl Inner {
         }
         self.remove_orphans(&records).await?;
         self.converge_network(&records).await
+    }
+
+    /// Resumes an unfinished operation of the one log, machine's or
+    /// volume's, oldest first, so each resumes in the order it began.
+    async fn resume(self: &Arc<Self>, op: &Operation) -> Result<()> {
+        let (id, subject) = (&op.subject_id, op.subject.as_str());
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        tracing::info!(subject, id, op = %op.kind, step = op.step, "resuming an interrupted operation");
+        let logged = Logged {
+            id: op.id,
+            next_step: op.step as usize,
+        };
+        let resumed = match op.subject {
+            OperationSubject::Machine => match self.store.get_machine(id)? {
+                Some(record) => Some(self.resume_op(record, recorded_plan(op)?, logged).await),
+                None => None,
+            },
+            OperationSubject::Volume => match self.store.get_volume(id)? {
+                Some(record) => Some(
+                    self.resume_volume_op(record, recorded_plan(op)?, logged)
+                        .await,
+                ),
+                None => None,
+            },
+        };
+        resumed.unwrap_or_else(|| {
+            tracing::warn!(
+                subject,
+                id,
+                "dropping the operation of something that no longer exists"
+            );
+            Ok(())
+        })
     }
 
     /// A started machine keeps running (its exit watcher is re-armed) or is
@@ -192,4 +226,16 @@ impl Inner {
             _ => Ok(()),
         }
     }
+}
+
+/// The plan `op` recorded.
+fn recorded_plan<P: serde::de::DeserializeOwned>(op: &Operation) -> Result<P> {
+    serde_json::from_value(op.params.clone()).map_err(|e| {
+        MachineError::Internal(format!(
+            "the plan of {} operation {} ({}) is unreadable: {e}",
+            op.subject.as_str(),
+            op.id,
+            op.kind
+        ))
+    })
 }

@@ -9,21 +9,25 @@
 //! - A volume is mounted on the host only while its machine runs (the
 //!   `attach_volumes` and `detach_volumes` steps of machine operations).
 //! - Every change to a volume (create, restore, fork, extend, snapshot,
-//!   destroy) is a durable operation in the store's volume operation log,
-//!   resumed by [`crate::Machines::open`] after a crash; its one step is
-//!   idempotent (images are built under a temporary name, growth and
-//!   snapshots can simply run again).
+//!   destroy) is a [`VolumePlan`] of the lifecycle model run on the durable
+//!   engine, like machines' operations, and resumed by
+//!   [`crate::Machines::open`] after a crash; each step is idempotent
+//!   (images are built under a temporary name, growth and snapshots can
+//!   simply run again).
 //! - Lock order: claims, then a machine, then a volume.
 
 use crate::error::{MachineError, Missing, Result};
 use crate::{now_rfc3339, Inner, Machines};
-use roost_store::{MachineRecord, SnapshotRecord, VolumeRecord};
+use roost_engine::{Logged, OpId, OperationLog, Subject};
+use roost_lifecycle::{
+    volume, Transition, VolumeIntent, VolumePlan, VolumeSource, VolumeState, VolumeStep,
+};
+use roost_store::{MachineRecord, OperationWrite, SnapshotRecord, Store, StoreError, VolumeRecord};
 use roost_types::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MachineConfig, MachineState,
     UpdateVolumeRequest, Volume, VolumeSnapshot,
 };
 use roost_volume::{FsType, SnapshotStore, VolumeError, VolumeHost};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,17 +43,6 @@ const MAX_RETENTION_DAYS: u32 = 60;
 const SYSTEM_PATHS: &[&str] = &[
     "/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/boot", "/.roost",
 ];
-
-/// Volume states, as Fly names them.
-mod state {
-    pub const CREATING: &str = "creating";
-    pub const RESTORING: &str = "restoring";
-    pub const HYDRATING: &str = "hydrating";
-    pub const CREATED: &str = "created";
-    pub const EXTENDING: &str = "extending";
-    pub const DESTROYING: &str = "destroying";
-    pub const DESTROYED: &str = "destroyed";
-}
 
 /// The host side of volumes, owned by the service.
 pub(crate) struct VolumeLayer {
@@ -88,88 +81,44 @@ impl VolumeLayer {
     }
 }
 
-/// The kinds of volume operation; each has one idempotent step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum VolumeOpKind {
-    Create,
-    Restore,
-    Fork,
-    Extend,
-    Snapshot,
-    Destroy,
-}
-
-impl VolumeOpKind {
-    fn name(self) -> &'static str {
-        match self {
-            VolumeOpKind::Create => "volume_create",
-            VolumeOpKind::Restore => "volume_restore",
-            VolumeOpKind::Fork => "volume_fork",
-            VolumeOpKind::Extend => "volume_extend",
-            VolumeOpKind::Snapshot => "volume_snapshot",
-            VolumeOpKind::Destroy => "volume_destroy",
-        }
-    }
-
-    /// Its step, named as `ROOST_CRASH_AT` names it.
-    fn step(self) -> &'static str {
-        match self {
-            VolumeOpKind::Create => "allocate_image",
-            VolumeOpKind::Restore => "restore_snapshot",
-            VolumeOpKind::Fork => "copy_volume",
-            VolumeOpKind::Extend => "grow_filesystem",
-            VolumeOpKind::Snapshot => "take_snapshot",
-            VolumeOpKind::Destroy => "remove_image",
-        }
-    }
-
-    /// Whether the operation builds a new image (and a failure leaves no volume).
-    fn builds(self) -> bool {
-        matches!(
-            self,
-            VolumeOpKind::Create | VolumeOpKind::Restore | VolumeOpKind::Fork
-        )
-    }
-}
-
-/// Everything a volume operation needs to run or resume, stored with it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct VolumePlan {
-    kind: VolumeOpKind,
-    /// Size the image must have, in bytes.
-    size: u64,
-    /// Snapshot to restore, volume to fork, or snapshot to take.
-    #[serde(default)]
-    source: Option<String>,
-    /// For snapshots: taken by the daily schedule rather than on demand.
-    #[serde(default)]
-    scheduled: bool,
-    #[serde(default)]
-    fstype: Option<String>,
-    /// The record before the operation, restored if it fails.
-    previous: Option<Volume>,
-}
-
-impl VolumePlan {
-    /// A plan for an existing volume, remembering it as it was.
-    fn on(kind: VolumeOpKind, size: u64, source: Option<String>, previous: &Volume) -> VolumePlan {
-        VolumePlan {
-            kind,
-            size,
-            source,
-            scheduled: false,
-            fstype: None,
-            previous: Some(previous.clone()),
-        }
-    }
-}
-
 fn volume_error(err: VolumeError) -> MachineError {
     match err {
         VolumeError::Invalid(_) => MachineError::Invalid(err.to_string()),
         VolumeError::SnapshotNotFound(_) => MachineError::NotFound(err.to_string()),
         other => MachineError::Internal(other.to_string()),
+    }
+}
+
+/// The state `record` is in.
+fn volume_state(record: &VolumeRecord) -> Result<VolumeState> {
+    VolumeState::parse(&record.volume.state).ok_or_else(|| {
+        MachineError::Internal(format!(
+            "volume {} has an unknown state {:?}",
+            record.volume.id, record.volume.state
+        ))
+    })
+}
+
+/// Whether `record` exists and is not destroyed.
+fn is_live(record: &VolumeRecord) -> bool {
+    record.volume.state != VolumeState::Destroyed.as_str()
+}
+
+/// What `intent` does to `record`, by the lifecycle model; a refusal is a
+/// conflict naming the volume and the states the intent is allowed from.
+fn decide(record: &VolumeRecord, intent: VolumeIntent) -> Result<Transition<VolumePlan>> {
+    volume::transition(volume_state(record)?, intent)
+        .map_err(|refusal| MachineError::Conflict(format!("volume {} {refusal}", record.volume.id)))
+}
+
+/// The plan `intent` runs on `record`, remembering the record as it was.
+fn plan_for(record: &VolumeRecord, intent: VolumeIntent) -> Result<VolumePlan> {
+    match decide(record, intent)? {
+        Transition::Run(plan) => Ok(plan.on(&record.volume)),
+        _ => Err(MachineError::Internal(format!(
+            "volume {}: the lifecycle model plans no {intent:?} operation",
+            record.volume.id
+        ))),
     }
 }
 
@@ -264,6 +213,145 @@ fn overlaps(a: &str, b: &str) -> bool {
     a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
 }
 
+/// One volume operation as the engine drives it: the volume's record, and
+/// what its steps found.
+struct VolumeOp<'a> {
+    inner: &'a Arc<Inner>,
+    record: VolumeRecord,
+    /// The volume is new: the operation's start inserts it.
+    new: bool,
+    /// The filesystem has its final size (an online growth may need the
+    /// machine to restart to see all of it).
+    complete: bool,
+}
+
+impl<'a> VolumeOp<'a> {
+    fn new(inner: &'a Arc<Inner>, record: VolumeRecord, new: bool) -> VolumeOp<'a> {
+        VolumeOp {
+            inner,
+            record,
+            new,
+            complete: true,
+        }
+    }
+
+    /// Records the snapshot [`VolumeStep::TakeSnapshot`] took.
+    fn record_snapshot(&self, plan: &VolumePlan, info: roost_volume::SnapshotInfo) -> Result<()> {
+        let now = chrono::Utc::now();
+        self.inner.store.put_snapshot(&SnapshotRecord {
+            app: self.record.app.clone(),
+            volume_id: self.record.volume.id.clone(),
+            snapshot: VolumeSnapshot {
+                id: plan.source.clone().unwrap_or_default(),
+                created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                digest: info.digest,
+                size: info.stored_bytes,
+                status: "created".into(),
+                volume_size: info.volume_size,
+                kind: if plan.scheduled {
+                    "scheduled"
+                } else {
+                    "on-demand"
+                }
+                .into(),
+            },
+            created_ms: now.timestamp_millis(),
+        })?;
+        Ok(())
+    }
+}
+
+impl Subject for VolumeOp<'_> {
+    type Plan = VolumePlan;
+    type Error = MachineError;
+
+    fn id(&self) -> &str {
+        &self.record.volume.id
+    }
+
+    fn begin(&mut self, plan: &VolumePlan) {
+        self.record.volume.state = plan.state_during().as_str().to_string();
+    }
+
+    async fn run(&mut self, plan: &VolumePlan, step: VolumeStep) -> Result<()> {
+        let layer = &self.inner.volumes;
+        let host = layer.host.clone();
+        let id = self.record.volume.id.clone();
+        let size = plan.size;
+        let source = plan.source.clone().unwrap_or_default();
+        match step {
+            VolumeStep::AllocateImage => {
+                let fs = plan
+                    .fstype
+                    .as_deref()
+                    .and_then(FsType::parse)
+                    .unwrap_or(layer.fstype);
+                blocking(move || host.create(&id, size, fs)).await
+            }
+            VolumeStep::RestoreSnapshot => {
+                let store = Arc::clone(&layer.snapshots);
+                blocking(move || host.restore(&id, &store, &source, size)).await
+            }
+            VolumeStep::CopyVolume => {
+                let lock = self.inner.lock_for(&source);
+                let _guard = lock.lock().await;
+                blocking(move || host.fork(&source, &id, size)).await
+            }
+            VolumeStep::GrowFilesystem => {
+                self.complete = blocking(move || host.grow(&id, size)).await?;
+                Ok(())
+            }
+            VolumeStep::TakeSnapshot => {
+                let store = Arc::clone(&layer.snapshots);
+                let info = blocking(move || host.snapshot(&id, &store, &source)).await?;
+                self.record_snapshot(plan, info)
+            }
+            VolumeStep::RemoveImage => blocking(move || host.remove(&id)).await,
+            VolumeStep::DiscardSnapshot => {
+                let store = Arc::clone(&layer.snapshots);
+                blocking(move || {
+                    host.thaw(&id)?;
+                    store.delete(&source)
+                })
+                .await
+            }
+        }
+    }
+
+    fn settle(&mut self, plan: &VolumePlan) {
+        self.record.volume.state = plan.settle().as_str().to_string();
+    }
+
+    fn fail(&mut self, plan: &VolumePlan, _step: VolumeStep, _error: &MachineError) {
+        match (plan.failed_state(), &plan.previous) {
+            (Some(state), _) => self.record.volume.state = state.as_str().to_string(),
+            (None, Some(previous)) => self.record.volume = previous.clone(),
+            (None, None) => {}
+        }
+    }
+}
+
+impl OperationLog<VolumeOp<'_>> for Store {
+    type Error = StoreError;
+
+    fn begin(&self, op: &VolumeOp<'_>, plan: &VolumePlan) -> Result<OpId, StoreError> {
+        let write = if op.new {
+            OperationWrite::NewVolume(&op.record)
+        } else {
+            OperationWrite::Volume(&op.record)
+        };
+        crate::ops::log_start(self, write, plan)
+    }
+
+    fn advance(&self, op: OpId, next_step: usize) -> Result<(), StoreError> {
+        crate::ops::log_step(self, op, next_step)
+    }
+
+    fn finish(&self, op_id: OpId, op: &VolumeOp<'_>) -> Result<(), StoreError> {
+        self.finish_operation(op_id, OperationWrite::Volume(&op.record))
+    }
+}
+
 impl Inner {
     fn volume_record(&self, app: &str, id: &str) -> Result<VolumeRecord> {
         if !has_id_shape(id, "vol_") {
@@ -295,7 +383,7 @@ impl Inner {
     /// The wire view: the record plus live capacity and attachment.
     fn volume_view(&self, record: &VolumeRecord) -> Result<Volume> {
         let mut volume = record.volume.clone();
-        if volume.state != state::DESTROYED {
+        if is_live(record) {
             let holder = self
                 .volume_holder(&record.app, &volume.id)?
                 .map(|m| m.machine.id);
@@ -342,12 +430,8 @@ impl Inner {
             let record = self
                 .volume_record(app, &mount.volume)
                 .map_err(|e| MachineError::Invalid(format!("config.mounts[{i}].volume: {e}")))?;
-            if record.volume.state != state::CREATED && record.volume.state != state::EXTENDING {
-                return Err(MachineError::Invalid(format!(
-                    "config.mounts[{i}].volume: volume {} is {}; only a created volume can be mounted",
-                    mount.volume, record.volume.state
-                )));
-            }
+            decide(&record, VolumeIntent::Mount)
+                .map_err(|e| MachineError::Invalid(format!("config.mounts[{i}].volume: {e}")))?;
             if let Some(holder) = self.volume_holder(app, &mount.volume)? {
                 if Some(holder.machine.id.as_str()) != machine {
                     return Err(MachineError::Conflict(format!(
@@ -407,180 +491,38 @@ impl Inner {
         Ok(())
     }
 
-    /// Records `plan` for `record` and runs it.
+    /// Records `plan` for `record` (inserting it when `new`) and runs it.
+    /// Returns the settled record and whether the filesystem already has
+    /// its final size. The caller holds the volume's lock.
     async fn run_new_volume_op(
         self: &Arc<Self>,
-        mut record: VolumeRecord,
+        record: VolumeRecord,
         plan: VolumePlan,
-        insert: bool,
+        new: bool,
     ) -> Result<(VolumeRecord, bool)> {
-        record.volume.state = match plan.kind {
-            VolumeOpKind::Create => state::CREATING,
-            VolumeOpKind::Restore => state::RESTORING,
-            VolumeOpKind::Fork => state::HYDRATING,
-            VolumeOpKind::Extend => state::EXTENDING,
-            VolumeOpKind::Snapshot => state::CREATED,
-            VolumeOpKind::Destroy => state::DESTROYING,
-        }
-        .to_string();
-        let params =
-            serde_json::to_value(&plan).map_err(|e| MachineError::Internal(e.to_string()))?;
-        let op = if insert {
-            self.store
-                .insert_volume(&record, plan.kind.name(), &params)?
-        } else {
-            self.store
-                .begin_volume_operation(&record, plan.kind.name(), &params)?
-        };
-        self.run_volume_op(op.id, record, plan, 0).await
+        let mut op = VolumeOp::new(self, record, new);
+        self.engine.start(&self.store, &mut op, &plan).await?;
+        Ok((op.record, op.complete))
     }
 
-    /// Runs (or resumes at `from`) a volume operation. Returns the settled
-    /// record and whether the filesystem already has its final size.
-    async fn run_volume_op(
+    /// Resumes a volume operation a previous process left unfinished. The
+    /// caller holds the volume's lock.
+    pub(crate) async fn resume_volume_op(
         self: &Arc<Self>,
-        op_id: i64,
-        mut record: VolumeRecord,
+        record: VolumeRecord,
         plan: VolumePlan,
-        from: usize,
-    ) -> Result<(VolumeRecord, bool)> {
-        let mut complete = true;
-        if from == 0 {
-            match self.run_volume_step(&record, &plan).await {
-                Ok(done) => complete = done,
-                Err(err) => {
-                    tracing::error!(volume = %record.volume.id, op = plan.kind.name(), error = %err, "volume operation failed");
-                    self.fail_volume_op(op_id, record, &plan).await;
-                    return Err(err);
-                }
-            }
-            let point = format!("{}:{}", plan.kind.name(), plan.kind.step());
-            if self.crash_at.as_deref() == Some(point.as_str()) {
-                tracing::error!(point, "{} reached: killing roost", crate::CRASH_AT_ENV);
-                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-            }
-            self.store.set_volume_operation_step(op_id, 1)?;
-        }
-        record.volume.state = if plan.kind == VolumeOpKind::Destroy {
-            state::DESTROYED
-        } else {
-            state::CREATED
-        }
-        .to_string();
-        self.store.finish_volume_operation(op_id, &record)?;
-        tracing::info!(volume = %record.volume.id, op = plan.kind.name(), "volume operation done");
-        Ok((record, complete))
+        logged: Logged,
+    ) -> Result<()> {
+        let mut op = VolumeOp::new(self, record, false);
+        self.engine.run(&self.store, &mut op, &plan, logged).await
     }
 
-    async fn run_volume_step(&self, record: &VolumeRecord, plan: &VolumePlan) -> Result<bool> {
-        let host = self.volumes.host.clone();
-        let id = record.volume.id.clone();
-        let size = plan.size;
-        let source = plan.source.clone().unwrap_or_default();
-        match plan.kind {
-            VolumeOpKind::Create => {
-                let fs = plan
-                    .fstype
-                    .as_deref()
-                    .and_then(FsType::parse)
-                    .unwrap_or(self.volumes.fstype);
-                blocking(move || host.create(&id, size, fs)).await?;
-            }
-            VolumeOpKind::Restore => {
-                let store = Arc::clone(&self.volumes.snapshots);
-                blocking(move || host.restore(&id, &store, &source, size)).await?;
-            }
-            VolumeOpKind::Fork => {
-                let lock = self.lock_for(&source);
-                let _guard = lock.lock().await;
-                blocking(move || host.fork(&source, &id, size)).await?;
-            }
-            VolumeOpKind::Extend => return blocking(move || host.grow(&id, size)).await,
-            VolumeOpKind::Snapshot => {
-                let store = Arc::clone(&self.volumes.snapshots);
-                let snapshot_id = source.clone();
-                let info = blocking(move || host.snapshot(&id, &store, &snapshot_id)).await?;
-                let now = chrono::Utc::now();
-                self.store.put_snapshot(&SnapshotRecord {
-                    app: record.app.clone(),
-                    volume_id: record.volume.id.clone(),
-                    snapshot: VolumeSnapshot {
-                        id: source,
-                        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                        digest: info.digest,
-                        size: info.stored_bytes,
-                        status: "created".into(),
-                        volume_size: info.volume_size,
-                        kind: if plan.scheduled {
-                            "scheduled"
-                        } else {
-                            "on-demand"
-                        }
-                        .into(),
-                    },
-                    created_ms: now.timestamp_millis(),
-                })?;
-            }
-            VolumeOpKind::Destroy => blocking(move || host.remove(&id)).await?,
-        }
-        Ok(true)
-    }
-
-    /// A step failed: undo what it left and put the record back (a volume
-    /// that was being built is gone), closing the operation.
-    async fn fail_volume_op(&self, op_id: i64, mut record: VolumeRecord, plan: &VolumePlan) {
-        let host = self.volumes.host.clone();
-        let id = record.volume.id.clone();
-        let cleanup = if plan.kind.builds() {
-            record.volume.state = state::DESTROYED.to_string();
-            blocking(move || host.remove(&id)).await
-        } else {
-            if let Some(previous) = &plan.previous {
-                record.volume = previous.clone();
-            }
-            match (plan.kind, plan.source.clone()) {
-                (VolumeOpKind::Snapshot, Some(snapshot)) => {
-                    let store = Arc::clone(&self.volumes.snapshots);
-                    blocking(move || {
-                        host.thaw(&id)?;
-                        store.delete(&snapshot)
-                    })
-                    .await
-                }
-                _ => Ok(()),
-            }
-        };
-        if let Err(err) = cleanup {
-            tracing::error!(volume = %record.volume.id, error = %err, "cleanup after a failed volume operation failed");
-        }
-        if let Err(err) = self.store.finish_volume_operation(op_id, &record) {
-            tracing::error!(error = %err, "could not record the failed volume operation; it is resumed at restart");
-        }
-    }
-
-    /// Before machines are recovered: thaws volumes a killed process left
-    /// frozen and finishes interrupted volume operations.
-    pub(crate) async fn recover_volume_operations(self: &Arc<Self>) -> Result<()> {
+    /// Before operations are resumed: thaws volumes a killed process left
+    /// frozen mid-snapshot.
+    pub(crate) fn thaw_volumes(&self) -> Result<()> {
         for id in self.volumes.host.ids().map_err(volume_error)? {
             if let Err(err) = self.volumes.host.thaw(&id) {
                 tracing::error!(volume = %id, error = %err, "cannot thaw volume");
-            }
-        }
-        for op in self.store.unfinished_volume_operations()? {
-            let Some(record) = self.store.get_volume(&op.volume_id)? else {
-                continue;
-            };
-            let plan: VolumePlan = serde_json::from_value(op.params.clone()).map_err(|e| {
-                MachineError::Internal(format!("unreadable volume operation {}: {e}", op.id))
-            })?;
-            tracing::info!(volume = %op.volume_id, op = plan.kind.name(), step = op.step, "resuming interrupted volume operation");
-            let lock = self.lock_for(&op.volume_id);
-            let _guard = lock.lock().await;
-            if let Err(err) = self
-                .run_volume_op(op.id, record, plan, op.step as usize)
-                .await
-            {
-                tracing::error!(volume = %op.volume_id, error = %err, "resumed volume operation failed");
             }
         }
         Ok(())
@@ -591,11 +533,7 @@ impl Inner {
     /// no longer exist are released.
     pub(crate) async fn converge_volume_mounts(&self) -> Result<()> {
         let volumes = self.store.list_volumes(None)?;
-        let live = |id: &str| {
-            volumes
-                .iter()
-                .any(|v| v.volume.id == id && v.volume.state != state::DESTROYED)
-        };
+        let live = |id: &str| volumes.iter().any(|v| v.volume.id == id && is_live(v));
         for id in self.volumes.host.ids().map_err(volume_error)? {
             let holder_runs = match self.volumes.host.holder(&id) {
                 Some(machine) => self
@@ -616,7 +554,7 @@ impl Inner {
         let host = self.volumes.host.clone();
         let keep: Vec<String> = volumes
             .iter()
-            .filter(|v| v.volume.state != state::DESTROYED)
+            .filter(|v| is_live(v))
             .map(|v| v.volume.id.clone())
             .collect();
         blocking(move || host.release_stray_loops(|id| keep.iter().any(|k| k == id))).await
@@ -628,19 +566,9 @@ impl Inner {
         record: VolumeRecord,
         scheduled: bool,
     ) -> Result<VolumeSnapshot> {
-        if record.volume.state != state::CREATED {
-            return Err(MachineError::Conflict(format!(
-                "volume {} is {}; only a created volume can be snapshotted",
-                record.volume.id, record.volume.state
-            )));
-        }
         let snapshot_id = new_id("vs_");
-        let mut plan = VolumePlan::on(
-            VolumeOpKind::Snapshot,
-            0,
-            Some(snapshot_id.clone()),
-            &record.volume,
-        );
+        let mut plan = plan_for(&record, VolumeIntent::Snapshot)?;
+        plan.source = Some(snapshot_id.clone());
         plan.scheduled = scheduled;
         self.run_new_volume_op(record, plan, false).await?;
         self.store
@@ -660,7 +588,7 @@ impl Inner {
         let volumes = self.store.list_volumes(None)?;
         for record in &volumes {
             let volume = &record.volume;
-            if volume.state != state::CREATED || !volume.auto_backup_enabled {
+            if volume_state(record)? != VolumeState::Created || !volume.auto_backup_enabled {
                 continue;
             }
             let created = chrono::DateTime::parse_from_rfc3339(&volume.created_at)
@@ -681,7 +609,7 @@ impl Inner {
             let Some(current) = self.store.get_volume(&volume.id)? else {
                 continue;
             };
-            if current.volume.state == state::CREATED {
+            if volume_state(&current)? == VolumeState::Created {
                 self.snapshot_volume(current, true).await?;
             }
         }
@@ -739,7 +667,7 @@ impl Machines {
                 ))
             })?,
         };
-        let (kind, source, min_bytes, fstype) = match (&req.snapshot_id, &req.source_volume_id) {
+        let (source, min_bytes, fstype) = match (&req.snapshot_id, &req.source_volume_id) {
             (Some(_), Some(_)) => {
                 return Err(MachineError::Invalid(
                     "give snapshot_id (restore) or source_volume_id (fork), not both".into(),
@@ -757,33 +685,34 @@ impl Machines {
                         })
                     })?;
                 let origin = inner.store.get_volume(&found.volume_id)?;
-                let fs = origin.and_then(|v| FsType::parse(&v.volume.fstype));
-                (
-                    VolumeOpKind::Restore,
-                    Some(snapshot.clone()),
-                    found.snapshot.volume_size,
-                    fs.unwrap_or(fstype),
-                )
+                let fs = origin
+                    .and_then(|v| FsType::parse(&v.volume.fstype))
+                    .unwrap_or(fstype);
+                let source = VolumeSource::Snapshot {
+                    id: snapshot.clone(),
+                    fstype: fs.name().into(),
+                };
+                (source, found.snapshot.volume_size, fs)
             }
             (None, Some(source)) => {
                 let record = inner
                     .volume_record(app, source)
                     .map_err(|e| MachineError::Invalid(format!("source_volume_id: {e}")))?;
-                if record.volume.state != state::CREATED {
-                    return Err(MachineError::Invalid(format!(
-                        "source_volume_id: volume {source} is {}; only a created volume can be forked",
-                        record.volume.state
-                    )));
-                }
+                decide(&record, VolumeIntent::Fork)
+                    .map_err(|e| MachineError::Invalid(format!("source_volume_id: {e}")))?;
                 let fs = FsType::parse(&record.volume.fstype).unwrap_or(fstype);
-                (
-                    VolumeOpKind::Fork,
-                    Some(source.clone()),
-                    record.volume.size_gb * GIB,
-                    fs,
-                )
+                let source = VolumeSource::Volume {
+                    id: source.clone(),
+                    fstype: fs.name().into(),
+                };
+                (source, record.volume.size_gb * GIB, fs)
             }
-            (None, None) => (VolumeOpKind::Create, None, fstype.min_size(), fstype),
+            (None, None) => {
+                let source = VolumeSource::Empty {
+                    fstype: fstype.name().into(),
+                };
+                (source, fstype.min_size(), fstype)
+            }
         };
         let min_gb = min_bytes.div_ceil(GIB).max(1);
         let size_gb = req.size_gb.unwrap_or(min_gb);
@@ -804,7 +733,7 @@ impl Machines {
             volume: Volume {
                 id: id.clone(),
                 name,
-                state: state::CREATING.into(),
+                state: VolumeState::Creating.as_str().into(),
                 size_gb,
                 region: inner.region.clone(),
                 zone: inner.region.clone(),
@@ -816,14 +745,7 @@ impl Machines {
                 ..Default::default()
             },
         };
-        let plan = VolumePlan {
-            kind,
-            size: size_gb * GIB,
-            source,
-            scheduled: false,
-            fstype: Some(fstype.name().into()),
-            previous: None,
-        };
+        let plan = VolumePlan::build(source, size_gb * GIB);
         let lock = inner.lock_for(&id);
         let _guard = lock.lock().await;
         let (record, _) = inner.run_new_volume_op(record, plan, true).await?;
@@ -846,7 +768,7 @@ impl Machines {
             .store
             .list_volumes(Some(app))?
             .iter()
-            .filter(|r| r.volume.state != state::DESTROYED)
+            .filter(|r| is_live(r))
             .map(|r| self.inner.volume_view(r))
             .collect()
     }
@@ -868,9 +790,7 @@ impl Machines {
         let lock = self.inner.lock_for(id);
         let _guard = lock.lock().await;
         let mut record = self.inner.volume_record(app, id)?;
-        if record.volume.state == state::DESTROYED {
-            return Err(MachineError::Conflict(format!("volume {id} is destroyed")));
-        }
+        decide(&record, VolumeIntent::Edit)?;
         if let Some(days) = retention {
             record.volume.snapshot_retention = days;
         }
@@ -902,18 +822,8 @@ impl Machines {
                 current + 1
             )));
         }
-        if record.volume.state != state::CREATED {
-            return Err(MachineError::Conflict(format!(
-                "volume {id} is {}; only a created volume can be extended",
-                record.volume.state
-            )));
-        }
-        let plan = VolumePlan::on(
-            VolumeOpKind::Extend,
-            req.size_gb * GIB,
-            None,
-            &record.volume,
-        );
+        let mut plan = plan_for(&record, VolumeIntent::Extend)?;
+        plan.size = req.size_gb * GIB;
         let mut grown = record;
         grown.volume.size_gb = req.size_gb;
         let (record, complete) = inner.run_new_volume_op(grown, plan, false).await?;
@@ -939,13 +849,7 @@ impl Machines {
         let lock = inner.lock_for(id);
         let _guard = lock.lock().await;
         let record = inner.volume_record(app, id)?;
-        if record.volume.state != state::CREATED {
-            return Err(MachineError::Conflict(format!(
-                "volume {id} is {}; only a created volume can be destroyed",
-                record.volume.state
-            )));
-        }
-        let plan = VolumePlan::on(VolumeOpKind::Destroy, 0, None, &record.volume);
+        let plan = plan_for(&record, VolumeIntent::Destroy)?;
         let (record, _) = inner.run_new_volume_op(record, plan, false).await?;
         inner.volume_view(&record)
     }

@@ -12,16 +12,18 @@
 //! every lifecycle step is idempotent.
 
 mod network;
+mod operations;
 mod schema;
 mod secrets;
 mod storage;
 mod volumes;
 
 pub use network::{MachineAddressRecord, FIRST_APP_NETWORK, FIRST_MACHINE_SLOT};
+pub use operations::{Operation, OperationSubject, OperationWrite};
 pub use schema::SCHEMA_VERSION;
 pub use secrets::SecretRecord;
 pub use storage::StorageKeyRecord;
-pub use volumes::{SnapshotRecord, VolumeOperation, VolumeRecord};
+pub use volumes::{SnapshotRecord, VolumeRecord};
 
 use roost_types::{Lease, Machine, MachineEvent, MachineState};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -83,18 +85,6 @@ pub struct MachineRecord {
     /// Automatic restarts since the last user-requested start.
     #[serde(default)]
     pub restart_count: u32,
-}
-
-/// A lifecycle operation in progress. `step` is the index of the next step
-/// to run; recovery resumes there (steps are idempotent, so re-running the
-/// step that was under way at a crash is safe).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Operation {
-    pub id: i64,
-    pub machine_id: String,
-    pub kind: String,
-    pub step: u32,
-    pub params: serde_json::Value,
 }
 
 pub struct Store {
@@ -200,12 +190,16 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let machine_filter = "machine_id IN (SELECT id FROM machines WHERE app = ?1)";
-        for table in ["versions", "events", "leases", "operations"] {
+        for table in ["versions", "events", "leases"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE {machine_filter}"),
                 [name],
             )?;
         }
+        tx.execute(
+            "DELETE FROM operations WHERE subject = 'machine' AND subject_id IN (SELECT id FROM machines WHERE app = ?1)",
+            [name],
+        )?;
         tx.execute("DELETE FROM machines WHERE app = ?1", [name])?;
         tx.execute("DELETE FROM app_secrets WHERE app = ?1", [name])?;
         tx.execute("DELETE FROM machine_addresses WHERE app = ?1", [name])?;
@@ -213,39 +207,6 @@ impl Store {
         tx.execute("DELETE FROM apps WHERE name = ?1", [name])?;
         tx.commit()?;
         Ok(())
-    }
-
-    /// Inserts a new machine together with its first version, its first
-    /// event and the create operation, in one transaction, so a crash never
-    /// leaves a machine without the operation that will finish it.
-    pub fn insert_machine(
-        &self,
-        record: &MachineRecord,
-        event: &MachineEvent,
-        op_kind: &str,
-        op_params: &serde_json::Value,
-    ) -> Result<Operation, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let m = &record.machine;
-        tx.execute(
-            "INSERT INTO machines (id, app, name, state, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                m.id,
-                record.app,
-                m.name,
-                m.state.as_str(),
-                serde_json::to_string(record)?
-            ],
-        )?;
-        tx.execute(
-            "INSERT INTO versions (machine_id, version, config) VALUES (?1, ?2, ?3)",
-            params![m.id, m.instance_id, serde_json::to_string(&m.config)?],
-        )?;
-        self.insert_event(&tx, &m.id, event)?;
-        let op = insert_operation(&tx, &m.id, op_kind, op_params)?;
-        tx.commit()?;
-        Ok(op)
     }
 
     pub fn get_machine(&self, id: &str) -> Result<Option<MachineRecord>, StoreError> {
@@ -269,24 +230,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let m = &record.machine;
-        let updated = tx.execute(
-            "UPDATE machines SET name = ?2, state = ?3, data = ?4 WHERE id = ?1",
-            params![
-                m.id,
-                m.name,
-                m.state.as_str(),
-                serde_json::to_string(record)?
-            ],
-        )?;
-        if updated == 0 {
-            return Err(StoreError::NotFound {
-                kind: "machine",
-                name: m.id.clone(),
-            });
-        }
+        write_machine(&tx, record)?;
         if let Some(event) = event {
-            self.insert_event(&tx, &m.id, event)?;
+            self.insert_event(&tx, &record.machine.id, event)?;
         }
         tx.commit()?;
         Ok(())
@@ -416,99 +362,6 @@ impl Store {
         Ok(())
     }
 
-    /// Records the start of an operation on an existing machine, together
-    /// with the machine's new (transitional) state and its event.
-    pub fn begin_operation(
-        &self,
-        record: &MachineRecord,
-        event: Option<&MachineEvent>,
-        kind: &str,
-        params: &serde_json::Value,
-    ) -> Result<Operation, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let m = &record.machine;
-        tx.execute(
-            "UPDATE machines SET state = ?2, data = ?3 WHERE id = ?1",
-            params![m.id, m.state.as_str(), serde_json::to_string(record)?],
-        )?;
-        if let Some(event) = event {
-            self.insert_event(&tx, &m.id, event)?;
-        }
-        let op = insert_operation(&tx, &m.id, kind, params)?;
-        tx.commit()?;
-        Ok(op)
-    }
-
-    /// Records that `op` finished step `step - 1` and will run `step` next.
-    pub fn set_operation_step(&self, op_id: i64, step: u32) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE operations SET step = ?2 WHERE id = ?1",
-            params![op_id, step],
-        )?;
-        Ok(())
-    }
-
-    /// Ends an operation, saving the machine's settled record and event in
-    /// the same transaction.
-    pub fn finish_operation(
-        &self,
-        op_id: i64,
-        record: &MachineRecord,
-        event: Option<&MachineEvent>,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let m = &record.machine;
-        tx.execute(
-            "UPDATE machines SET name = ?2, state = ?3, data = ?4 WHERE id = ?1",
-            params![
-                m.id,
-                m.name,
-                m.state.as_str(),
-                serde_json::to_string(record)?
-            ],
-        )?;
-        if let Some(event) = event {
-            self.insert_event(&tx, &m.id, event)?;
-        }
-        tx.execute("DELETE FROM operations WHERE id = ?1", [op_id])?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Operations a previous process left unfinished, oldest first.
-    pub fn unfinished_operations(&self) -> Result<Vec<Operation>, StoreError> {
-        self.operation_rows("SELECT id, machine_id, kind, step, params FROM operations ORDER BY id")
-    }
-
-    /// Operations selected by `sql` (columns id, subject id, kind, step,
-    /// params), for the machine and the volume operation logs alike.
-    fn operation_rows(&self, sql: &str) -> Result<Vec<Operation>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(sql)?;
-        let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, u32>(3)?,
-                row.get::<_, String>(4)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (id, machine_id, kind, step, params) = row?;
-            Ok(Operation {
-                id,
-                machine_id,
-                kind,
-                step,
-                params: serde_json::from_str(&params)?,
-            })
-        })
-        .collect()
-    }
-
     /// Machines in `state`, across all apps.
     pub fn machines_in_state(&self, state: MachineState) -> Result<Vec<MachineRecord>, StoreError> {
         self.list_json(
@@ -565,23 +418,45 @@ impl Store {
     }
 }
 
-fn insert_operation(
-    conn: &Connection,
-    machine_id: &str,
-    kind: &str,
-    params: &serde_json::Value,
-) -> Result<Operation, StoreError> {
+/// Inserts a new machine's row and its first version.
+fn insert_machine(conn: &Connection, record: &MachineRecord) -> Result<(), StoreError> {
+    let m = &record.machine;
     conn.execute(
-        "INSERT INTO operations (machine_id, kind, step, params) VALUES (?1, ?2, 0, ?3)",
-        params![machine_id, kind, serde_json::to_string(params)?],
+        "INSERT INTO machines (id, app, name, state, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            m.id,
+            record.app,
+            m.name,
+            m.state.as_str(),
+            serde_json::to_string(record)?
+        ],
     )?;
-    Ok(Operation {
-        id: conn.last_insert_rowid(),
-        machine_id: machine_id.to_string(),
-        kind: kind.to_string(),
-        step: 0,
-        params: params.clone(),
-    })
+    conn.execute(
+        "INSERT INTO versions (machine_id, version, config) VALUES (?1, ?2, ?3)",
+        params![m.id, m.instance_id, serde_json::to_string(&m.config)?],
+    )?;
+    Ok(())
+}
+
+/// Replaces an existing machine's row.
+fn write_machine(conn: &Connection, record: &MachineRecord) -> Result<(), StoreError> {
+    let m = &record.machine;
+    let updated = conn.execute(
+        "UPDATE machines SET name = ?2, state = ?3, data = ?4 WHERE id = ?1",
+        params![
+            m.id,
+            m.name,
+            m.state.as_str(),
+            serde_json::to_string(record)?
+        ],
+    )?;
+    if updated == 0 {
+        return Err(StoreError::NotFound {
+            kind: "machine",
+            name: m.id.clone(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -596,7 +471,7 @@ mod tests {
         (dir, store)
     }
 
-    fn app(name: &str) -> AppRecord {
+    pub(crate) fn app(name: &str) -> AppRecord {
         AppRecord {
             id: name.to_string(),
             name: name.to_string(),
@@ -607,7 +482,7 @@ mod tests {
         }
     }
 
-    fn machine(id: &str, app: &str) -> MachineRecord {
+    pub(crate) fn machine(id: &str, app: &str) -> MachineRecord {
         MachineRecord {
             app: app.to_string(),
             machine: Machine {
@@ -633,7 +508,20 @@ mod tests {
         }
     }
 
-    fn event(kind: &str) -> MachineEvent {
+    /// Inserts `record` with its launch event and unfinished launch
+    /// operation, as the service creates a machine.
+    pub(crate) fn launch(store: &Store, record: &MachineRecord) -> Operation {
+        let event = event("launch");
+        let write = OperationWrite::NewMachine {
+            record,
+            event: &event,
+        };
+        store
+            .begin_operation(write, "launch", &serde_json::json!({}))
+            .unwrap()
+    }
+
+    pub(crate) fn event(kind: &str) -> MachineEvent {
         MachineEvent {
             id: kind.to_string(),
             kind: kind.to_string(),
@@ -681,52 +569,13 @@ mod tests {
     }
 
     #[test]
-    fn operations_survive_reopen_and_finish_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("roost.db");
-        let mut record = machine("m1", "a");
-        {
-            let store = Store::open(&path).unwrap();
-            store.create_app(&app("a")).unwrap();
-            let op = store
-                .insert_machine(&record, &event("launch"), "create", &serde_json::json!({}))
-                .unwrap();
-            store.set_operation_step(op.id, 2).unwrap();
-        }
-        let store = Store::open(&path).unwrap();
-        let ops = store.unfinished_operations().unwrap();
-        assert_eq!(ops.len(), 1);
-        assert_eq!((ops[0].kind.as_str(), ops[0].step), ("create", 2));
-        record.machine.state = MachineState::Started;
-        store
-            .finish_operation(ops[0].id, &record, Some(&event("start")))
-            .unwrap();
-        assert!(store.unfinished_operations().unwrap().is_empty());
-        assert_eq!(
-            store.get_machine("m1").unwrap().unwrap().machine.state,
-            MachineState::Started
-        );
-        let kinds: Vec<_> = store
-            .list_events("m1", 10)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        assert_eq!(kinds, ["start", "launch"]);
-    }
-
-    #[test]
     fn deleting_an_app_removes_its_machines() {
         let (_dir, store) = store();
         store.create_app(&app("a")).unwrap();
         store.create_app(&app("b")).unwrap();
-        let json = serde_json::json!({});
-        store
-            .insert_machine(&machine("m1", "a"), &event("launch"), "create", &json)
-            .unwrap();
-        store
-            .insert_machine(&machine("m2", "b"), &event("launch"), "create", &json)
-            .unwrap();
+        for (id, app) in [("m1", "a"), ("m2", "b")] {
+            launch(&store, &machine(id, app));
+        }
         store.delete_app("a").unwrap();
         assert!(store.get_machine("m1").unwrap().is_none());
         assert!(store.list_events("m1", 10).unwrap().is_empty());
@@ -739,11 +588,8 @@ mod tests {
     fn store_with_events(dir: &Path, bound: u32, extra: usize) -> Store {
         let store = Store::open_keeping_events(&dir.join("roost.db"), bound).unwrap();
         store.create_app(&app("a")).unwrap();
-        let json = serde_json::json!({});
         for id in ["m1", "m2"] {
-            store
-                .insert_machine(&machine(id, "a"), &event("launch"), "create", &json)
-                .unwrap();
+            launch(&store, &machine(id, "a"));
             for n in 0..extra {
                 store
                     .append_event(id, &event(&format!("{id}-{n}")))
@@ -808,10 +654,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_events(dir.path(), 200, 5);
         store.create_app(&app("b")).unwrap();
-        let json = serde_json::json!({});
-        store
-            .insert_machine(&machine("m3", "b"), &event("launch"), "create", &json)
-            .unwrap();
+        launch(&store, &machine("m3", "b"));
         let listed = store.list_machines_with_events("a", 2).unwrap();
         let ids: Vec<_> = listed.iter().map(|(r, _)| r.machine.id.as_str()).collect();
         assert_eq!(ids, ["m1", "m2"]);

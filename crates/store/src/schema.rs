@@ -14,7 +14,7 @@ use crate::StoreError;
 use rusqlite::Connection;
 
 /// Migration `i` of this list takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[BASELINE];
+const MIGRATIONS: &[&str] = &[BASELINE, ONE_OPERATION_LOG];
 
 /// The layout this build writes and reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -102,6 +102,20 @@ CREATE TABLE IF NOT EXISTS machine_addresses (
     slot INTEGER NOT NULL,
     UNIQUE (app, slot)
 );
+";
+
+/// 1 → 2: one operation log for machines and volumes. The machines'
+/// `operations` table gains the subject each row acts on (every row so far
+/// is a machine's), and the rows of `volume_operations`, unfinished volume
+/// operations, move into it with their step and plan, so recovery resumes
+/// them from the one log. Their ids change (the log orders by id); nothing
+/// refers to an operation by id across a restart.
+const ONE_OPERATION_LOG: &str = "
+ALTER TABLE operations RENAME COLUMN machine_id TO subject_id;
+ALTER TABLE operations ADD COLUMN subject TEXT NOT NULL DEFAULT 'machine';
+INSERT INTO operations (subject, subject_id, kind, step, params)
+    SELECT 'volume', volume_id, kind, step, params FROM volume_operations ORDER BY id;
+DROP TABLE volume_operations;
 ";
 
 /// Brings the database to [`SCHEMA_VERSION`], one migration per

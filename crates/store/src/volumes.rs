@@ -1,7 +1,5 @@
-//! Volumes, their snapshots and the operation log of volume operations.
-//!
-//! Volume operations have their own log (not the machines' `operations`
-//! table) so that each recovery loop only ever sees operations it knows.
+//! Volumes and their snapshots. Volume operations are in the one
+//! operation log (`operations.rs`), like machines'.
 
 use crate::{Store, StoreError};
 use roost_types::{Volume, VolumeSnapshot};
@@ -26,96 +24,7 @@ pub struct SnapshotRecord {
     pub created_ms: i64,
 }
 
-/// An unfinished volume operation; `step` is the index of the next step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VolumeOperation {
-    pub id: i64,
-    pub volume_id: String,
-    pub kind: String,
-    pub step: u32,
-    pub params: serde_json::Value,
-}
-
 impl Store {
-    /// Inserts a new volume together with the operation that builds it.
-    pub fn insert_volume(
-        &self,
-        record: &VolumeRecord,
-        kind: &str,
-        params: &serde_json::Value,
-    ) -> Result<VolumeOperation, StoreError> {
-        self.record_volume_operation(record, kind, params, true)
-    }
-
-    /// Saves a volume's new (transitional) record with the operation that
-    /// will settle it.
-    pub fn begin_volume_operation(
-        &self,
-        record: &VolumeRecord,
-        kind: &str,
-        params: &serde_json::Value,
-    ) -> Result<VolumeOperation, StoreError> {
-        self.record_volume_operation(record, kind, params, false)
-    }
-
-    /// Writes (inserting when `new`) the volume's record and a new
-    /// operation in one transaction, so a crash never separates them.
-    fn record_volume_operation(
-        &self,
-        record: &VolumeRecord,
-        kind: &str,
-        params: &serde_json::Value,
-        new: bool,
-    ) -> Result<VolumeOperation, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let v = &record.volume;
-        if new {
-            tx.execute(
-                "INSERT INTO volumes (id, app, state, data) VALUES (?1, ?2, ?3, ?4)",
-                params![v.id, record.app, v.state, serde_json::to_string(record)?],
-            )?;
-        } else {
-            write_volume(&tx, record)?;
-        }
-        tx.execute(
-            "INSERT INTO volume_operations (volume_id, kind, step, params) VALUES (?1, ?2, 0, ?3)",
-            params![v.id, kind, serde_json::to_string(params)?],
-        )?;
-        let op = VolumeOperation {
-            id: tx.last_insert_rowid(),
-            volume_id: v.id.clone(),
-            kind: kind.to_string(),
-            step: 0,
-            params: params.clone(),
-        };
-        tx.commit()?;
-        Ok(op)
-    }
-
-    pub fn set_volume_operation_step(&self, op_id: i64, step: u32) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE volume_operations SET step = ?2 WHERE id = ?1",
-            params![op_id, step],
-        )?;
-        Ok(())
-    }
-
-    /// Ends a volume operation, saving the volume's settled record in the
-    /// same transaction.
-    pub fn finish_volume_operation(
-        &self,
-        op_id: i64,
-        record: &VolumeRecord,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        write_volume(&tx, record)?;
-        tx.execute("DELETE FROM volume_operations WHERE id = ?1", [op_id])?;
-        tx.commit()?;
-        Ok(())
-    }
-
     /// Records a snapshot, replacing one of the same id (a snapshot step
     /// that ran again after a crash).
     pub fn put_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError> {
@@ -128,23 +37,6 @@ impl Store {
             ],
         )?;
         Ok(())
-    }
-
-    /// Volume operations a previous process left unfinished, oldest first.
-    pub fn unfinished_volume_operations(&self) -> Result<Vec<VolumeOperation>, StoreError> {
-        let ops = self.operation_rows(
-            "SELECT id, volume_id, kind, step, params FROM volume_operations ORDER BY id",
-        )?;
-        Ok(ops
-            .into_iter()
-            .map(|op| VolumeOperation {
-                id: op.id,
-                volume_id: op.machine_id,
-                kind: op.kind,
-                step: op.step,
-                params: op.params,
-            })
-            .collect())
     }
 
     pub fn get_volume(&self, id: &str) -> Result<Option<VolumeRecord>, StoreError> {
@@ -186,7 +78,18 @@ impl Store {
     }
 }
 
-fn write_volume(conn: &Connection, record: &VolumeRecord) -> Result<(), StoreError> {
+/// Inserts a new volume's row.
+pub(crate) fn insert_volume(conn: &Connection, record: &VolumeRecord) -> Result<(), StoreError> {
+    let v = &record.volume;
+    conn.execute(
+        "INSERT INTO volumes (id, app, state, data) VALUES (?1, ?2, ?3, ?4)",
+        params![v.id, record.app, v.state, serde_json::to_string(record)?],
+    )?;
+    Ok(())
+}
+
+/// Replaces an existing volume's row.
+pub(crate) fn write_volume(conn: &Connection, record: &VolumeRecord) -> Result<(), StoreError> {
     let v = &record.volume;
     let updated = conn.execute(
         "UPDATE volumes SET state = ?2, data = ?3 WHERE id = ?1",
@@ -202,10 +105,10 @@ fn write_volume(conn: &Connection, record: &VolumeRecord) -> Result<(), StoreErr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(id: &str, state: &str) -> VolumeRecord {
+    pub(crate) fn record(id: &str, state: &str) -> VolumeRecord {
         VolumeRecord {
             app: "a".into(),
             volume: Volume {
@@ -217,23 +120,8 @@ mod tests {
     }
 
     #[test]
-    fn a_volume_operation_survives_reopen_and_snapshots_are_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("roost.db");
-        {
-            let store = Store::open(&path).expect("open");
-            let op = store
-                .insert_volume(
-                    &record("vol_1", "creating"),
-                    "volume_create",
-                    &serde_json::json!({}),
-                )
-                .expect("insert");
-            store.set_volume_operation_step(op.id, 1).expect("step");
-        }
-        let store = Store::open(&path).expect("reopen");
-        let ops = store.unfinished_volume_operations().expect("ops");
-        assert_eq!((ops.len(), ops[0].step), (1, 1));
+    fn snapshots_are_kept_and_deleted() {
+        let (_dir, store) = crate::tests::store();
         let snapshot = SnapshotRecord {
             app: "a".into(),
             volume_id: "vol_1".into(),
@@ -244,16 +132,9 @@ mod tests {
             created_ms: 1,
         };
         store.put_snapshot(&snapshot).expect("put snapshot");
-        store
-            .finish_volume_operation(ops[0].id, &record("vol_1", "created"))
-            .expect("finish");
-        assert!(store
-            .unfinished_volume_operations()
-            .expect("ops")
-            .is_empty());
-        let volume = store.get_volume("vol_1").expect("get").expect("volume");
-        assert_eq!(volume.volume.state, "created");
+        store.put_snapshot(&snapshot).expect("put it again");
         assert_eq!(store.list_snapshots(Some("vol_1")).expect("list").len(), 1);
+        assert_eq!(store.get_snapshot("vs_1").expect("get"), Some(snapshot));
         store.delete_snapshot("vs_1").expect("delete");
         assert!(store.get_snapshot("vs_1").expect("get").is_none());
         assert!(matches!(

@@ -8,7 +8,8 @@
 //! lease, two volumes (one with its operation unfinished), a snapshot, an
 //! app secret and a plaintext storage key pair.
 
-use roost_store::{Store, StoreError, SCHEMA_VERSION};
+use roost_lifecycle::{Operation as _, VolumeOpKind, VolumePlan};
+use roost_store::{OperationSubject, Store, StoreError, SCHEMA_VERSION};
 use roost_types::MachineState;
 
 const FIXTURE: &str = include_str!("fixtures/v0-caf328d.sql");
@@ -77,17 +78,29 @@ fn a_version_zero_database_migrates_with_nothing_lost() {
     assert_eq!(store.machine_address("m-alpha-2").unwrap(), Some(3));
     assert_eq!(store.machine_address("m-beta-1").unwrap(), Some(2));
 
+    // Both unfinished operations are in the one log that recovery resumes
+    // from, each at its step, naming its subject.
     let ops = store.unfinished_operations().unwrap();
-    assert_eq!(ops.len(), 1);
+    let rows: Vec<_> = ops
+        .iter()
+        .map(|op| {
+            (
+                op.subject,
+                op.subject_id.as_str(),
+                op.kind.as_str(),
+                op.step,
+            )
+        })
+        .collect();
     assert_eq!(
-        (
-            ops[0].machine_id.as_str(),
-            ops[0].kind.as_str(),
-            ops[0].step
-        ),
-        ("m-beta-1", "create", 1)
+        rows,
+        [
+            (OperationSubject::Machine, "m-beta-1", "create", 1),
+            (OperationSubject::Volume, "vol_beta", "volume_create", 1)
+        ]
     );
     assert_eq!(ops[0].params["image"], "busybox");
+    assert_eq!(ops[1].params["size_gb"], 2);
 
     let volumes = store.list_volumes(None).unwrap();
     let states: Vec<_> = volumes
@@ -95,9 +108,6 @@ fn a_version_zero_database_migrates_with_nothing_lost() {
         .map(|v| (v.volume.id.as_str(), v.volume.state.as_str()))
         .collect();
     assert_eq!(states, [("vol_alpha", "created"), ("vol_beta", "creating")]);
-    let vops = store.unfinished_volume_operations().unwrap();
-    assert_eq!(vops.len(), 1);
-    assert_eq!((vops[0].volume_id.as_str(), vops[0].step), ("vol_beta", 1));
     let snapshot = store.get_snapshot("vs_1").unwrap().unwrap();
     assert_eq!(
         (snapshot.volume_id.as_str(), snapshot.created_ms),
@@ -113,6 +123,45 @@ fn a_version_zero_database_migrates_with_nothing_lost() {
     assert_eq!(sealed, 1);
     let key = store.storage_key_by_id("RSTALPHA").unwrap().unwrap();
     assert_eq!(key.sealed_secret, "sealed alpha plain-secret-alpha");
+}
+
+/// A volume plan as caf328d's service recorded it (its `VolumePlan`), for
+/// an extend interrupted before its step was recorded.
+const CAF328D_EXTEND: &str = r#"{"kind":"extend","size":4294967296,"source":null,"scheduled":false,"fstype":null,"previous":{"id":"vol_alpha","name":"data","state":"created","size_gb":1,"region":"local","zone":"","encrypted":false,"attached_machine_id":null,"attached_alloc_id":null,"created_at":"","blocks":0,"block_size":0,"blocks_free":0,"blocks_avail":0,"fstype":"","snapshot_retention":0,"auto_backup_enabled":false,"host_dedication_key":""}}"#;
+
+#[test]
+fn an_unfinished_volume_operation_resumes_as_a_plan_of_the_model() {
+    let (_dir, path) = version_zero_db();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO volume_operations (volume_id, kind, step, params) VALUES ('vol_alpha', 'volume_extend', 0, ?1)",
+            [CAF328D_EXTEND],
+        )
+        .unwrap();
+    let store = Store::open(&path).unwrap();
+    let ops = store.unfinished_operations().unwrap();
+    let extend = ops
+        .iter()
+        .find(|op| op.subject_id == "vol_alpha")
+        .expect("the extend is in the log");
+    assert_eq!(
+        (extend.subject, extend.kind.as_str(), extend.step),
+        (OperationSubject::Volume, "volume_extend", 0)
+    );
+    // The engine reads the recorded plan back and resumes at its step.
+    let plan: VolumePlan = serde_json::from_value(extend.params.clone()).unwrap();
+    assert_eq!(plan.kind, VolumeOpKind::Extend);
+    assert_eq!(plan.kind(), extend.kind);
+    assert_eq!(plan.size, 4 << 30);
+    assert_eq!(
+        plan.crash_points()[extend.step as usize],
+        "volume_extend:grow_filesystem"
+    );
+    assert_eq!(plan.previous.map(|v| v.size_gb), Some(1));
+    // Ordered by id: the fixture's operations first.
+    let order: Vec<_> = ops.iter().map(|op| op.subject_id.as_str()).collect();
+    assert_eq!(order, ["m-beta-1", "vol_beta", "vol_alpha"]);
 }
 
 #[test]

@@ -492,6 +492,40 @@ impl Daemon {
             .state
     }
 
+    /// No volume is mounted or has a loop device unless a started machine mounts it.
+    pub async fn check_no_volume_leaks(&self, point: &str) {
+        let data = self.data_dir();
+        let machines = self.client().list_machines(APP).await.expect("machines");
+        let in_use: Vec<String> = machines
+            .iter()
+            .filter(|m| m.state == roost_types::MachineState::Started)
+            .flat_map(|m| m.config.mounts.iter().map(|v| v.volume.clone()))
+            .collect();
+        // Machines' rootfs disks (under `machines/`) stay attached until destroy.
+        for device in loop_devices_under(&data.join("volumes")) {
+            let backing = std::fs::read_to_string(
+                std::path::Path::new("/sys/block")
+                    .join(device.file_name().expect("name"))
+                    .join("loop/backing_file"),
+            )
+            .unwrap_or_default();
+            assert!(
+                in_use.iter().any(|v| backing.contains(v.as_str())),
+                "{point}: loop device {} ({backing}) leaked",
+                device.display()
+            );
+        }
+        for mount in mounts_under(&data.join("volumes")) {
+            assert!(
+                in_use
+                    .iter()
+                    .any(|v| mount.to_string_lossy().contains(v.as_str())),
+                "{point}: mount {} leaked",
+                mount.display()
+            );
+        }
+    }
+
     /// Waits (bounded by `secs`) for machine `id` of [`APP`] to reach `state`.
     pub async fn wait_state(&self, id: &str, state: &str, secs: u64) {
         if let Err(e) = self.client().wait(APP, id, state, secs).await {
