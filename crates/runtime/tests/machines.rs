@@ -150,50 +150,90 @@ async fn security_output_past_the_bound_rotates_the_log_and_keeps_the_newest() {
 
 #[tokio::test]
 async fn security_kill_all_ends_a_fork_bomb_and_its_cgroups() {
+    let bomb = "bomb() { bomb | bomb & }; bomb; exec sleep 1000";
+    kill_all_leaves_nothing(bomb, 200, Paused::No).await;
+}
+
+/// A paused machine is frozen: a SIGKILL to its init alone never takes
+/// effect, through the cgroup it does (and the cgroup is thawed after).
+/// The machine runs many quiet processes, not a fork bomb: a runtime's
+/// `pause` may give up on a cgroup that forks faster than it freezes.
+#[tokio::test]
+async fn security_kill_all_ends_a_frozen_machine() {
+    let quiet = "for i in $(seq 50); do sleep 1000 & done; exec sleep 1000";
+    kill_all_leaves_nothing(quiet, 51, Paused::Yes).await;
+}
+
+/// Whether [`kill_all_leaves_nothing`] pauses the machine before the kill.
+#[derive(PartialEq)]
+enum Paused {
+    Yes,
+    No,
+}
+
+/// Runs `script` in a machine of each runtime until its cgroup holds
+/// `processes`, kills them all through the cgroup, and checks that none is
+/// left and that delete removes the cgroup.
+async fn kill_all_leaves_nothing(script: &str, processes: usize, paused: Paused) {
     for kind in KINDS {
-        let mut m = Machine::new(
-            kind,
-            &[
-                "sh",
-                "-c",
-                "bomb() { bomb | bomb & }; bomb; exec sleep 1000",
-            ],
-            |_| {},
-        );
+        let mut m = Machine::new(kind, &["sh", "-c", script], |_| {});
         m.create_and_start().await;
-        let cgroup = m.cfg.cgroup_name.clone();
-        // The pids controller's copy: v1 (legacy, hybrid) or the v2 tree.
+        let procs = ProcessCount::of(&m.cfg.cgroup_name);
+        procs.wait_for(kind, processes).await;
+        if paused == Paused::Yes {
+            m.runtime.pause(&m.id).await.expect("pause");
+        }
+        roost_runtime::cgroup::kill_all(&m.cfg.cgroup_name, Duration::from_secs(10))
+            .await
+            .expect("kill every process");
+        procs.assert_empty_and_removed_by(kind, &m).await;
+    }
+}
+
+/// The processes of a machine's cgroup, as the pids controller lists them.
+struct ProcessCount {
+    procs: PathBuf,
+}
+
+impl ProcessCount {
+    /// The pids controller's copy: v1 (legacy, hybrid) or the v2 tree.
+    fn of(cgroup: &str) -> ProcessCount {
         let procs = [
             PathBuf::from("/sys/fs/cgroup/pids"),
             PathBuf::from("/sys/fs/cgroup"),
         ]
         .iter()
-        .map(|root| root.join(&cgroup).join("cgroup.procs"))
+        .map(|root| root.join(cgroup).join("cgroup.procs"))
         .find(|procs| procs.exists())
         .expect("the machine's cgroup");
-        let count = || {
-            fs::read_to_string(&procs)
-                .map(|p| p.lines().count())
-                .unwrap_or(0)
-        };
-        let bombing = Instant::now();
-        while count() < 200 && bombing.elapsed() < Duration::from_secs(20) {
+        ProcessCount { procs }
+    }
+
+    fn count(&self) -> usize {
+        fs::read_to_string(&self.procs)
+            .map(|p| p.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Waits (at most 20 s) until the cgroup holds at least `wanted` processes.
+    async fn wait_for(&self, kind: OciRuntimeKind, wanted: usize) {
+        let waiting = Instant::now();
+        while self.count() < wanted && waiting.elapsed() < Duration::from_secs(20) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(
-            count() >= 200,
-            "{kind}: the bomb reached only {} processes",
-            count()
+            self.count() >= wanted,
+            "{kind}: the machine reached only {} processes",
+            self.count()
         );
-        // Frozen, a SIGKILL to the init alone never takes effect; through
-        // the cgroup it does (and the cgroup is thawed after).
-        m.runtime.pause(&m.id).await.expect("pause");
-        roost_runtime::cgroup::kill_all(&cgroup, Duration::from_secs(10))
-            .await
-            .expect("kill every process");
-        assert_eq!(count(), 0, "{kind}: processes left");
+    }
+
+    /// Asserts that no process is left, then deletes the machine and
+    /// asserts that its cgroup went with it.
+    async fn assert_empty_and_removed_by(&self, kind: OciRuntimeKind, m: &Machine) {
+        assert_eq!(self.count(), 0, "{kind}: processes left");
         m.runtime.delete(&m.id, true).await.expect("delete");
-        assert!(!procs.exists(), "{kind}: the cgroup was removed");
+        assert!(!self.procs.exists(), "{kind}: the cgroup was removed");
     }
 }
 
