@@ -144,10 +144,17 @@ impl Machines {
     /// a delete interrupted by a crash finishes when asked again.
     pub async fn delete_app(&self, name: &str) -> Result<()> {
         self.inner.app(name)?;
+        // Deleting the app overrides its machines' leases: a lease guards a
+        // machine against another deployer's changes, and whoever deletes the
+        // app ends every deploy with it (a lost nonce would otherwise keep the
+        // app alive until the lease ran out).
         for record in self.inner.store.list_machines(Some(name))? {
             if record.machine.state != MachineState::Destroyed {
-                self.destroy_machine(name, &record.machine.id, true, None)
+                let (_guard, record) = self
+                    .inner
+                    .lock_machine_unleased(name, &record.machine.id)
                     .await?;
+                self.destroy_locked(record, true).await?;
             }
         }
         self.destroy_app_volumes(name).await?;
@@ -428,12 +435,17 @@ impl Machines {
         force: bool,
         nonce: Option<&str>,
     ) -> Result<()> {
-        let inner = &self.inner;
-        let (_guard, record) = inner.lock_machine(app, id, nonce).await?;
+        let (_guard, record) = self.inner.lock_machine(app, id, nonce).await?;
+        self.destroy_locked(record, force).await
+    }
+
+    /// Destroys the machine of `record`, whose lock the caller holds.
+    async fn destroy_locked(&self, record: MachineRecord, force: bool) -> Result<()> {
+        let id = record.machine.id.clone();
         if let Transition::Run(plan) = decide(&record, &Intent::Destroy { force })? {
-            inner.run_new_op(record, plan).await?;
+            self.inner.run_new_op(record, plan).await?;
         }
-        inner.egress.forget_machine(id);
+        self.inner.egress.forget_machine(&id);
         Ok(())
     }
 
@@ -843,10 +855,20 @@ impl Inner {
         id: &str,
         nonce: Option<&str>,
     ) -> Result<(tokio::sync::OwnedMutexGuard<()>, MachineRecord)> {
+        let (guard, record) = self.lock_machine_unleased(app, id).await?;
+        self.check_lease(&record, nonce)?;
+        Ok((guard, record))
+    }
+
+    /// Like [`Inner::lock_machine`], whoever holds the machine's lease.
+    pub(crate) async fn lock_machine_unleased(
+        &self,
+        app: &str,
+        id: &str,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, MachineRecord)> {
         self.machine(app, id)?;
         let guard = self.lock_for(id).lock_owned().await;
         let record = self.machine(app, id)?;
-        self.check_lease(&record, nonce)?;
         Ok((guard, record))
     }
 

@@ -873,6 +873,50 @@ async fn lease_at_create_returns_a_nonce() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_app_takes_its_leased_machines() {
+    let daemon = Daemon::start().await;
+    let client = daemon.client();
+    client.create_app("leased-app").await.expect("create app");
+    let created = create_in(
+        &daemon,
+        "leased-app",
+        json!({"config": sh_config("exec sleep 1000"), "lease_ttl": 3600}),
+    )
+    .await;
+    assert!(created["nonce"].as_str().is_some(), "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, _) = daemon
+        .call(
+            Method::DELETE,
+            &format!("/v1/apps/leased-app/machines/{id}?force=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "the lease still guards the machine itself");
+
+    client
+        .delete_app("leased-app")
+        .await
+        .unwrap_or_else(|e| panic!("delete the app: {e}\n{}", daemon.log()));
+    let apps = client.list_apps().await.expect("list apps");
+    assert!(
+        apps.apps.iter().all(|app| app.name != "leased-app"),
+        "{apps:?}"
+    );
+    let data = daemon.data_dir();
+    for runtime in ["crun", "runc"] {
+        assert_eq!(
+            common::leftover_containers(&data, runtime),
+            Vec::<String>::new()
+        );
+    }
+    assert_eq!(
+        common::mounts_under(&data),
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn metadata_and_cordon() {
     let daemon = Daemon::start().await;
     let id = create(
