@@ -81,6 +81,14 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// The master's process id (its workers are its children), for a
+    /// benchmark that counts nginx's CPU time.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Nginx {
     /// SIGTERM, not SIGKILL: the master then takes its workers down with
     /// it (killed outright, it leaves them running).
