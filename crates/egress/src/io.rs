@@ -3,6 +3,7 @@
 //! shows every read and write outcome to a [`Watcher`].
 
 use crate::ledger::Tally;
+use bytes::{Buf, Bytes};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -33,6 +34,10 @@ pub(crate) enum Direction {
 pub(crate) struct Watched<S, W> {
     inner: S,
     watcher: W,
+    /// Bytes read from `inner` before it was wrapped, which reads answer
+    /// first: a request head the proxy read itself before handing the
+    /// connection to hyper.
+    unread: Bytes,
 }
 
 /// An upstream connection whose bytes are counted: written = sent,
@@ -49,6 +54,7 @@ impl<S> Metered<S> {
         Watched {
             inner,
             watcher: tally,
+            unread: Bytes::new(),
         }
     }
 
@@ -59,16 +65,19 @@ impl<S> Metered<S> {
 }
 
 impl<S> Idle<S> {
-    pub(crate) fn new(inner: S, timeout: Duration) -> Idle<S> {
+    /// `inner`, whose reads answer `unread` first.
+    pub(crate) fn new(inner: S, unread: Bytes, timeout: Duration) -> Idle<S> {
         Watched {
             inner,
             watcher: IdleClock::new(timeout),
+            unread,
         }
     }
 
-    /// The stream, for a tunnel that keeps the idle bound by itself.
-    pub(crate) fn into_inner(self) -> S {
-        self.inner
+    /// The stream and what is left unread of the bytes it started with,
+    /// for a tunnel that keeps the idle bound by itself.
+    pub(crate) fn into_inner(self) -> (S, Bytes) {
+        (self.inner, self.unread)
     }
 }
 
@@ -153,6 +162,12 @@ impl<S: AsyncRead + Unpin, W: Watcher> AsyncRead for Watched<S, W> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner)
             .poll_read(cx, buf)
@@ -205,7 +220,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_connection_times_out_a_busy_one_does_not() {
         let (client, mut server) = tokio::io::duplex(64);
-        let mut idle = Idle::new(client, Duration::from_secs(10));
+        let mut idle = Idle::new(client, Bytes::new(), Duration::from_secs(10));
         let mut byte = [0u8; 1];
         // Bytes every 6 s keep it alive past the 10 s bound...
         for _ in 0..3 {

@@ -3,7 +3,10 @@
 //!
 //! An HTTP/1.1 forward proxy: absolute-form `http://` requests are
 //! forwarded, `CONNECT host:port` opens a tunnel (TLS, or anything else
-//! the policy lets through). Per request:
+//! the policy lets through). The kernel moves the bytes of tunnels and of
+//! forwarded downloads (`splice(2)`); a forwarded request without a body
+//! is read by the proxy's own HTTP/1.1 code for that, everything else by
+//! hyper. Per request:
 //!
 //! 1. the client is placed by its address ([`Directory::machine_at`]): a
 //!    machine of an app, or refused; each machine holds at most
@@ -29,6 +32,7 @@
 //! [`EgressProxy::workers`] serves it on any listeners.
 
 mod answer;
+mod forward;
 mod io;
 mod ledger;
 pub mod policy;

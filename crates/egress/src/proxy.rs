@@ -3,12 +3,14 @@
 //! metered and logged.
 
 use crate::answer::{self, Answer};
+use crate::forward::{self, Failed, Head, Next};
 use crate::io::{Idle, Metered};
 use crate::ledger::{ConnectionSlot, Decision, Ledger, MachineMeter, Tally};
 use crate::policy::{Destination, Policy};
 use crate::splice;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::HOST;
+use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
@@ -16,16 +18,17 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use roost_destination_guard::{Guard, GuardError, Origin};
 use roost_tokenizer::Tokenizer;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest request head (start line and headers) a client may send:
 /// larger ones are refused (431).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-const PROXY_TOKENIZER: &str = "proxy-tokenizer";
+pub(crate) const PROXY_TOKENIZER: &str = "proxy-tokenizer";
 
 /// Bodies of the proxy's answers: the upstream's, or its own.
 pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -148,29 +151,53 @@ impl roost_workers::Worker for EgressProxy {
             tracing::debug!(%peer, "egress client closed at once: too many connections turned away");
             return;
         };
-        let client = Arc::new(client);
+        let proxy = self.clone();
+        tokio::spawn(async move { proxy.converse(Arc::new(client), stream, peer).await });
+    }
+}
+
+impl EgressProxy {
+    /// Serves one client connection: a machine's requests of the spliced
+    /// forward path here, one after the other, until one is not; hyper
+    /// serves the rest of the connection from there (and all of a refused
+    /// client's).
+    async fn converse(self, client: Arc<Client>, mut stream: TcpStream, peer: SocketAddr) {
+        let mut buffered = BytesMut::new();
+        if let Ok(request) = self.exchange_for(&client) {
+            if !request.spliced(&mut stream, &mut buffered, peer).await {
+                return;
+            }
+        }
+        self.serve_hyper(client, stream, buffered.freeze(), peer)
+            .await
+    }
+
+    /// Hyper serves the connection, reading `buffered` first.
+    async fn serve_hyper(
+        &self,
+        client: Arc<Client>,
+        stream: TcpStream,
+        buffered: Bytes,
+        peer: SocketAddr,
+    ) {
+        let config = &self.shared.config;
         let proxy = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let (proxy, client) = (proxy.clone(), client.clone());
             async move { Ok::<_, std::convert::Infallible>(proxy.handle(client, req).await) }
         });
-        let config = &self.shared.config;
-        let io: TokioIo<ClientStream> = TokioIo::new(Idle::new(stream, config.idle_timeout));
+        let io = Idle::new(stream, buffered, config.idle_timeout);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
             .max_header_size(MAX_HEAD_BYTES)
-            .serve_connection(io, service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, error = %err, "egress client connection ended with an error");
-            }
-        });
+        if let Err(err) = connection.await {
+            tracing::debug!(%peer, error = %err, "egress client connection ended with an error");
+        }
     }
-}
 
-impl EgressProxy {
     /// Places a new client connection: a known machine below its limit, or
     /// a refusal to answer; `None` when the connection is to be closed
     /// unanswered (its machine has as many refusals pending as its limit).
@@ -199,22 +226,29 @@ impl EgressProxy {
         })
     }
 
-    async fn handle(&self, client: Arc<Client>, req: Request<Incoming>) -> Response<ProxyBody> {
-        let (machine, origin, meter) = match &*client {
+    /// A machine's requests, or a refused client's answer.
+    fn exchange_for<'a>(&'a self, client: &'a Arc<Client>) -> Result<Exchange<'a>, &'a Answer> {
+        match &**client {
             Client::Machine {
                 machine,
                 origin,
                 meter,
                 ..
-            } => (machine, *origin, meter),
-            Client::Refused { answer, .. } => return answer.clone().closing().into_response(),
-        };
-        let request = Exchange {
-            shared: &self.shared,
-            client: &client,
-            machine,
-            origin,
-            meter,
+            } => Ok(Exchange {
+                shared: &self.shared,
+                client,
+                machine,
+                origin: *origin,
+                meter,
+            }),
+            Client::Refused { answer, .. } => Err(answer),
+        }
+    }
+
+    async fn handle(&self, client: Arc<Client>, req: Request<Incoming>) -> Response<ProxyBody> {
+        let request = match self.exchange_for(&client) {
+            Ok(request) => request,
+            Err(answer) => return answer.clone().closing().into_response(),
         };
         let outcome = if req.method() == Method::CONNECT {
             request.tunnel(req).await
@@ -275,8 +309,9 @@ impl Exchange<'_> {
                 }
             };
             let (upstream, tally) = upstream.into_parts();
-            let stream = client.io.into_inner().into_inner();
-            let relayed = splice::relay(stream, upstream, &client.read_buf, &tally, idle);
+            let (stream, unread) = client.io.into_inner().into_inner();
+            let early = [&client.read_buf[..], &unread[..]].concat();
+            let relayed = splice::relay(stream, upstream, &early, &tally, idle);
             if let Err(err) = relayed.await {
                 tracing::debug!(error = %err, "egress tunnel ended");
             }
@@ -287,52 +322,66 @@ impl Exchange<'_> {
     /// An absolute-form `http://` request, forwarded on a connection of
     /// its own.
     async fn forward(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, Answer> {
-        let uri = req.uri();
-        if uri.scheme_str() != Some("http") {
-            return Err(answer::bad_request(
-                "the egress proxy takes absolute-form plain-HTTP requests (GET http://host/path) and CONNECT host:port for TLS",
-            ));
-        }
-        let authority = uri
-            .authority()
-            .filter(|a| !a.as_str().contains('@'))
-            .ok_or_else(|| {
-                answer::bad_request(
-                    "the request target must be http://host[:port]/path, without user info",
-                )
-            })?;
-        let mut hosts = req.headers().get_all(HOST).iter();
-        if let Some(host) = hosts.next() {
-            if hosts.next().is_some() {
-                return Err(answer::bad_request(
-                    "the request has more than one Host header: send one, naming the request target's host",
-                ));
-            }
-            if host
-                .to_str()
-                .map_or(true, |h| h.parse::<http::uri::Authority>().is_err())
-            {
-                return Err(answer::bad_request(
-                    "the Host header is not host[:port]: send the request target's host, or no Host header",
-                ));
-            }
-            if !roost_tokenizer::host_header_names(host, authority.host(), authority.port_u16()) {
-                return Err(answer::bad_request(format!(
-                    "the Host header disagrees with the request target {authority}: the proxy dials the target, so they must name the same host"
-                )));
-            }
-        }
-        let destination = destination(authority.host(), authority.port_u16().unwrap_or(80))?;
-        let method = req.method().to_string();
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| {
-            answer::bad_request("the request target's host is not a valid Host header")
-        })?;
-        let upstream = self.open(&destination, &method, false).await?;
         let (mut parts, body) = req.into_parts();
-        roost_tokenizer::strip_hop_by_hop(&mut parts.headers);
-        parts.headers.insert(HOST, host);
-        parts.uri = origin_form(&parts.uri)?;
+        let destination = outbound(&mut parts)?;
+        let upstream = self
+            .open(&destination, parts.method.as_str(), false)
+            .await?;
         exchange(upstream, Request::from_parts(parts, body), &destination).await
+    }
+
+    /// The client's requests of the spliced forward path, one after the
+    /// other; `true` when one is hyper's (the connection is then hyper's
+    /// from `buffered` on), `false` when the connection is over.
+    async fn spliced(
+        &self,
+        client: &mut TcpStream,
+        buffered: &mut BytesMut,
+        peer: SocketAddr,
+    ) -> bool {
+        let timeout = self.shared.config.header_timeout;
+        loop {
+            let head = match forward::next_head(client, buffered, MAX_HEAD_BYTES, timeout).await {
+                Next::Request(head) => head,
+                Next::Hyper => return true,
+                Next::Closed => return false,
+            };
+            match self.forward_spliced(client, &head).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    forward::linger(client).await;
+                    return false;
+                }
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "egress forward ended midway");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// A request of the spliced forward path (`forward.rs`): decided and
+    /// dialed as [`Exchange::forward`] does, relayed by `forward::exchange`.
+    /// Answers whether the client connection may carry another request.
+    async fn forward_spliced(&self, client: &mut TcpStream, head: &Head) -> io::Result<bool> {
+        let upstream = self.open(&head.destination, head.parts.method.as_str(), false);
+        let answer = match upstream.await {
+            Ok(upstream) => {
+                let (upstream, tally) = upstream.into_parts();
+                let idle = self.shared.config.idle_timeout;
+                match forward::exchange(client, upstream, head, &tally, idle).await {
+                    Ok(keep) => return Ok(keep),
+                    Err(Failed::Broken(err)) => return Err(err),
+                    Err(Failed::Answer(answer)) => answer,
+                }
+            }
+            Err(answer) => answer,
+        };
+        let close = head.close || answer.close;
+        client
+            .write_all(&forward::answer_bytes(&answer, close))
+            .await?;
+        Ok(!close)
     }
 
     /// A request carrying `Proxy-Tokenizer`: checked and injected by the
@@ -443,6 +492,56 @@ fn destination(host: &str, port: u16) -> Result<Destination, Answer> {
     Destination::new(host, port).map_err(|reason| {
         answer::bad_request(format!("{host:?} is not a host to connect to: {reason}"))
     })
+}
+
+/// Checks an absolute-form `http://` request's target and Host header, and
+/// makes the request what its upstream gets: origin form, its Host the
+/// target's, hop-by-hop headers stripped. The destination it names, or
+/// the 400 that refuses it.
+pub(crate) fn outbound(parts: &mut Parts) -> Result<Destination, Answer> {
+    let uri = &parts.uri;
+    if uri.scheme_str() != Some("http") {
+        return Err(answer::bad_request(
+            "the egress proxy takes absolute-form plain-HTTP requests (GET http://host/path) and CONNECT host:port for TLS",
+        ));
+    }
+    let authority = uri
+        .authority()
+        .filter(|a| !a.as_str().contains('@'))
+        .ok_or_else(|| {
+            answer::bad_request(
+                "the request target must be http://host[:port]/path, without user info",
+            )
+        })?;
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    if let Some(host) = hosts.next() {
+        if hosts.next().is_some() {
+            return Err(answer::bad_request(
+                "the request has more than one Host header: send one, naming the request target's host",
+            ));
+        }
+        if host
+            .to_str()
+            .map_or(true, |h| h.parse::<http::uri::Authority>().is_err())
+        {
+            return Err(answer::bad_request(
+                "the Host header is not host[:port]: send the request target's host, or no Host header",
+            ));
+        }
+        if !roost_tokenizer::host_header_names(host, authority.host(), authority.port_u16()) {
+            return Err(answer::bad_request(format!(
+                "the Host header disagrees with the request target {authority}: the proxy dials the target, so they must name the same host"
+            )));
+        }
+    }
+    let destination = destination(authority.host(), authority.port_u16().unwrap_or(80))?;
+    let host = HeaderValue::from_str(authority.as_str())
+        .map_err(|_| answer::bad_request("the request target's host is not a valid Host header"))?;
+    let path = origin_form(&parts.uri)?;
+    roost_tokenizer::strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(HOST, host);
+    parts.uri = path;
+    Ok(destination)
 }
 
 /// The request target as an origin server wants it: path and query only.

@@ -816,3 +816,191 @@ async fn slowloris_clients_are_cut_off_and_other_machines_keep_their_egress() {
     assert_eq!(s.ledger.machine("machine-a").unwrap().open_connections, 0);
     assert_eq!(send(A, s.proxy, &get(&target)).await.status, 200);
 }
+
+/// A raw HTTP/1.1 upstream on loopback for the forward path's framings:
+/// `/length/N` (a Content-Length body of N bytes), `/chunked` (three
+/// chunks), `/until-close` (no framing: the body ends when it closes),
+/// `/short` (a Content-Length it does not honour). One request per
+/// connection; every request head it got is kept.
+async fn framing_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(head);
+                let answer = if let Some(n) = path.strip_prefix("/length/") {
+                    let n: usize = n.parse().unwrap();
+                    let mut a =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+                    a.extend((0..n).map(|i| (i % 251) as u8));
+                    a
+                } else if path == "/chunked" {
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n0\r\n\r\n".to_vec()
+                } else if path == "/until-close" {
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it, until the end"
+                        .to_vec()
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this".to_vec()
+                };
+                let _ = stream.write_all(&answer).await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// Reads from `stream` until it closes, within 10 s.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Sends `request` from machine A on a new connection: all that comes
+/// back until the proxy closes it.
+async fn send_to_close(proxy: SocketAddr, request: &str) -> String {
+    let mut stream = connect_from(A, proxy).await;
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_to_close(&mut stream).await
+}
+
+/// Plain-HTTP forwarding, whose response bodies the kernel moves: every
+/// framing arrives whole (a Content-Length body on a kept-alive connection
+/// carrying pipelined requests, HEAD, a chunked body passed on as it came,
+/// a body that ends when the upstream closes), an upstream that breaks its
+/// Content-Length gets the client connection closed, not hung, and a
+/// CONNECT pipelined after a forwarded GET still opens its tunnel.
+#[tokio::test]
+async fn forwarded_responses_arrive_whole_in_every_framing() {
+    let (upstream, heads) = framing_upstream().await;
+    let s = setup_with(&[upstream], |_| {}, None).await;
+    let base = format!("http://{upstream}");
+    let plain = |method: &str, path: &str| {
+        format!("{method} {base}{path} HTTP/1.1\r\nHost: {upstream}\r\nProxy-Authorization: Basic c2VjcmV0\r\n\r\n")
+    };
+
+    // Three requests in one write on one connection.
+    let mut stream = connect_from(A, s.proxy).await;
+    let pipelined = [
+        plain("GET", "/length/3000000"),
+        plain("HEAD", "/length/100"),
+        plain("GET", "/chunked"),
+    ]
+    .concat();
+    stream.write_all(pipelined.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(head.contains("content-length: 3000000\r\n"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let mut body = vec![0u8; 3_000_000];
+    stream.read_exact(&mut body).await.unwrap();
+    assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    let rest = read_to_close(&mut stream).await;
+    let (head_reply, chunked) = rest.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head_reply.contains("Content-Length: 100") || head_reply.contains("content-length: 100"),
+        "{head_reply}"
+    );
+    let (chunked_head, chunked_body) = chunked.split_once("\r\n\r\n").unwrap();
+    assert!(
+        chunked_head.starts_with("HTTP/1.1 200 OK"),
+        "{chunked_head}"
+    );
+    assert!(
+        chunked_head.contains("transfer-encoding: chunked"),
+        "{chunked_head}"
+    );
+    assert!(chunked_head.contains("connection: close"), "{chunked_head}");
+    assert_eq!(
+        chunked_body,
+        "5\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n0\r\n\r\n"
+    );
+
+    // The upstream got origin form, the target's Host, no proxy or
+    // hop-by-hop headers, and was asked to close.
+    let seen = heads.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for head in &seen {
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            head.starts_with("GET /length/3000000 ")
+                || head.starts_with("HEAD /")
+                || head.starts_with("GET /chunked "),
+            "{head}"
+        );
+        assert!(lower.contains(&format!("host: {upstream}\r\n")), "{head}");
+        assert!(!lower.contains("proxy-authorization"), "{head}");
+        assert!(lower.contains("connection: close\r\n"), "{head}");
+    }
+
+    // No framing at all: the body ends when the upstream closes, and so
+    // does the client's connection.
+    let reply = send_to_close(s.proxy, &plain("GET", "/until-close")).await;
+    assert!(reply.contains("connection: close\r\n"), "{reply}");
+    assert!(
+        reply.ends_with("\r\n\r\nall of it, until the end"),
+        "{reply}"
+    );
+
+    // A body shorter than its Content-Length: the client sees the
+    // connection close after what came.
+    let reply = send_to_close(s.proxy, &plain("GET", "/short")).await;
+    assert!(reply.ends_with("\r\n\r\nonly this"), "{reply}");
+
+    // A forwarded GET, then a CONNECT in the same write: the tunnel opens
+    // after the answer, and carries a request to the upstream.
+    let inner = format!("GET /length/10 HTTP/1.1\r\nHost: {upstream}\r\n\r\n");
+    let both = [
+        plain("GET", "/length/5"),
+        connect(&upstream.to_string()),
+        inner,
+    ]
+    .concat();
+    let reply = send_to_close(s.proxy, &both).await;
+    let parts: Vec<&str> = reply.split("\r\n\r\n").collect();
+    assert_eq!(parts.len(), 4, "{reply:?}");
+    assert!(parts[0].starts_with("HTTP/1.1 200 OK"), "{reply:?}");
+    assert!(
+        parts[1].starts_with("\u{0}\u{1}\u{2}\u{3}\u{4}HTTP/1.1 200 "),
+        "{reply:?}"
+    );
+    assert!(parts[2].starts_with("HTTP/1.1 200 OK"), "{reply:?}");
+    assert_eq!(parts[3].as_bytes(), (0..10).collect::<Vec<u8>>());
+
+    // Every byte the upstream sent counts for its decision and the machine.
+    let log = s.ledger.log("a").entries;
+    assert_eq!(log.len(), 7, "{log:?}");
+    assert!(log[0].bytes_received > 3_000_000, "{:?}", log[0]);
+    assert!(
+        log.iter().all(|e| e.bytes_sent > 0 && e.bytes_received > 0),
+        "{log:?}"
+    );
+    let counters = s.ledger.machine("machine-a").unwrap();
+    assert_eq!(
+        counters.bytes_received,
+        log.iter().map(|e| e.bytes_received).sum::<u64>()
+    );
+}
