@@ -184,10 +184,8 @@ pub(crate) async fn exchange(
         ))
     };
     let head = request_head(&request.parts);
-    tokio::time::timeout(idle, upstream.write_all(&head))
+    within(idle, upstream.write_all(&head))
         .await
-        .map_err(|_| timed_out(idle))
-        .and_then(|written| written)
         .map_err(failed)?;
     tally.sent(head.len());
     let mut buffered = BytesMut::new();
@@ -204,7 +202,9 @@ pub(crate) async fn exchange(
         Body::UntilClose => buffered.len(),
     };
     out.extend_from_slice(&buffered[..early]);
-    client.write_all(&out).await.map_err(Failed::Broken)?;
+    within(idle, client.write_all(&out))
+        .await
+        .map_err(Failed::Broken)?;
     let rest = match body {
         Body::Length(length) => Some(length - early as u64),
         Body::UntilClose => None,
@@ -217,11 +217,17 @@ pub(crate) async fn exchange(
     Ok(keep)
 }
 
-fn timed_out(after: Duration) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("no answer within {after:?}"),
-    )
+/// `io`'s outcome, or `TimedOut` if it has not finished within `after`.
+async fn within<T>(
+    after: Duration,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(after, io).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no progress within {after:?}"),
+        )
+    })?
 }
 
 /// The request as the upstream gets it: origin form, the client's headers
@@ -272,9 +278,7 @@ async fn read_response(
             return Err(invalid("a response head larger than 256 KiB"));
         }
         buffered.reserve(16 * 1024);
-        let n = tokio::time::timeout(idle, upstream.read_buf(buffered))
-            .await
-            .map_err(|_| timed_out(idle))??;
+        let n = within(idle, upstream.read_buf(buffered)).await?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
