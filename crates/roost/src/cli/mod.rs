@@ -171,19 +171,28 @@ fn token(given: Option<&str>) -> Result<String> {
 
 /// Logs go to stderr at `RUST_LOG` or `default_level`.
 fn init_tracing(default_level: &str) {
-    use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
     let wanted = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(wanted)
-                .with_filter(without_mcp_payloads()),
-        )
-        .init();
+    subscriber(wanted).init();
+}
+
+/// The daemon's and the CLI's subscriber: `wanted` (RUST_LOG's filter) and
+/// [`without_mcp_payloads`] as one filter. Two filters stacked with
+/// `with_filter` report only the outer one's level to `tracing`: that was
+/// the rmcp filter's TRACE, which turned on every debug and trace callsite
+/// (s3s makes and enters a debug span per request, hot on small S3 GETs)
+/// only for the inner filter to drop them. One filter reports the stricter
+/// level, so what RUST_LOG leaves out costs nothing.
+fn subscriber(wanted: tracing_subscriber::EnvFilter) -> impl tracing::Subscriber + Send + Sync {
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(wanted.and(without_mcp_payloads())),
+    )
 }
 
 /// rmcp logs every request and response it handles, tool arguments and
@@ -223,6 +232,17 @@ mod tests {
         ));
         assert!(filter.would_enable("rmcp::service", &Level::INFO));
         assert!(filter.would_enable("roost_machines", &Level::TRACE));
+    }
+
+    #[test]
+    fn levels_the_filter_leaves_out_are_off_for_tracing() {
+        use tracing::level_filters::LevelFilter;
+        use tracing::Subscriber as _;
+        let info = tracing_subscriber::EnvFilter::new("info");
+        assert_eq!(
+            super::subscriber(info).max_level_hint(),
+            Some(LevelFilter::INFO)
+        );
     }
 
     #[test]
