@@ -69,6 +69,15 @@ impl KeyLookup for AppKeys {
         let secret = self.0.storage_secret(&key).map_err(|e| e.to_string())?;
         Ok(Some((secret.to_string(), key.app)))
     }
+
+    fn app_of(&self, access_key_id: &str) -> std::result::Result<Option<String>, String> {
+        let key = self
+            .0
+            .store
+            .storage_key_by_id(access_key_id)
+            .map_err(|e| e.to_string())?;
+        Ok(key.map(|key| key.app))
+    }
 }
 
 /// Seals the plaintext S3 secret keys a database from before they were

@@ -146,6 +146,14 @@ impl AccessKey {
 pub trait KeyLookup: Send + Sync + 'static {
     /// The secret and the app of `access_key_id`, if it is an app's key.
     fn app_key(&self, access_key_id: &str) -> Result<Option<(String, String)>, String>;
+
+    /// The app of `access_key_id`, if it is an app's key. The access check
+    /// runs once the signature is verified and needs only the app: a
+    /// lookup that does not unseal the secret keeps a second unsealing off
+    /// every request.
+    fn app_of(&self, access_key_id: &str) -> Result<Option<String>, String> {
+        Ok(self.app_key(access_key_id)?.map(|(_, app)| app))
+    }
 }
 
 /// Authentication and per-bucket authorization for the S3 service.
@@ -165,16 +173,32 @@ impl Keys {
                 Principal::Admin,
             )));
         }
+        let found = self.lookup(|apps| apps.app_key(access_key_id))?;
+        Ok(found.map(|(secret, app)| (secret, Principal::App(app))))
+    }
+
+    /// The principal of `access_key_id`, if it is a known key, without its
+    /// secret (for a request whose signature s3s has already verified).
+    fn principal(&self, access_key_id: &str) -> S3Result<Option<Principal>> {
+        if access_key_id == self.admin.access_key_id {
+            return Ok(Some(Principal::Admin));
+        }
+        let found = self.lookup(|apps| apps.app_of(access_key_id))?;
+        Ok(found.map(Principal::App))
+    }
+
+    /// `find` on the app key pairs; none without them.
+    fn lookup<T>(
+        &self,
+        find: impl FnOnce(&dyn KeyLookup) -> Result<Option<T>, String>,
+    ) -> S3Result<Option<T>> {
         let Some(apps) = &self.apps else {
             return Ok(None);
         };
-        match apps.app_key(access_key_id) {
-            Ok(found) => Ok(found.map(|(secret, app)| (secret, Principal::App(app)))),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot look up an access key");
-                Err(s3_error!(InternalError, "cannot look up the access key"))
-            }
-        }
+        find(apps.as_ref()).map_err(|err| {
+            tracing::error!(error = %err, "cannot look up an access key");
+            s3_error!(InternalError, "cannot look up the access key")
+        })
     }
 }
 
@@ -192,8 +216,8 @@ impl S3Auth for Keys {
 impl S3Access for Keys {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let principal = match cx.credentials() {
-            Some(credentials) => match self.resolve(&credentials.access_key)? {
-                Some((_, principal)) => principal,
+            Some(credentials) => match self.principal(&credentials.access_key)? {
+                Some(principal) => principal,
                 None => return Err(s3_error!(InvalidAccessKeyId)),
             },
             None => Principal::Anonymous,
