@@ -21,12 +21,18 @@
 //! copy the machine's upper dir and volumes, and an exec that starts a
 //! stopped machine first is an exec intent whose plan is the start steps.
 //! The [`Operation`] trait is all the durable engine needs of a plan.
+//!
+//! A service call also has a [`Caller`]: who asks, with which [`Rights`].
+//! [`Caller::may`] is the one check every operation of the service passes
+//! before it acts; what a right covers is listed at [`Right`].
 
+mod caller;
 mod machine;
 mod operation;
 mod refusal;
 pub mod volume;
 
+pub use caller::{Caller, Forbidden, Right, Rights, Target, Who};
 pub use machine::{
     restart_backoff, transition, AfterExit, Intent, MachinePlan, OpKind, Source, Step, StopOptions,
     Update, WAITABLE,

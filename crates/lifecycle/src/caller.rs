@@ -1,0 +1,300 @@
+//! Who calls the service, with what rights, and the one check of every
+//! call.
+//!
+//! Every operation of the service facade names the [`Right`] it needs and
+//! the [`Target`] it works on, and asks [`Caller::may`] before it reads or
+//! changes anything. That function is the only place rights are decided:
+//! scoped tokens narrow a caller's [`Rights`] (to apps, machines,
+//! operations) by changing what the front ends put in a `Caller` and what
+//! `may` compares, never by touching the operations or the front ends'
+//! calls.
+
+use std::fmt;
+
+/// A family of operations a caller may be allowed: the vocabulary scoped
+/// tokens are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Right {
+    /// See apps, machines (events, versions, leases, metadata, processes,
+    /// logs), volumes, buckets, secrets' names and digests, images and
+    /// egress policies and logs.
+    Read,
+    /// Create and delete apps; create, start, stop, restart, signal,
+    /// update and destroy machines; their leases, metadata, cordons and
+    /// health reports.
+    Lifecycle,
+    /// Run commands inside machines.
+    Exec,
+    /// Read and write files inside machines.
+    Files,
+    /// Create, change, grow, snapshot and destroy volumes.
+    Volumes,
+    /// Create and destroy buckets (and so receive the app's key pair).
+    Storage,
+    /// Set and unset app secrets.
+    SecretsWrite,
+    /// Import, pull, remove and prune images.
+    Images,
+    /// Change apps' egress policies.
+    Egress,
+}
+
+impl Right {
+    /// Every right, in declaration order.
+    pub const ALL: [Right; 9] = [
+        Right::Read,
+        Right::Lifecycle,
+        Right::Exec,
+        Right::Files,
+        Right::Volumes,
+        Right::Storage,
+        Right::SecretsWrite,
+        Right::Images,
+        Right::Egress,
+    ];
+
+    /// The right's name, as refusals show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Right::Read => "read",
+            Right::Lifecycle => "lifecycle",
+            Right::Exec => "exec",
+            Right::Files => "files",
+            Right::Volumes => "volumes",
+            Right::Storage => "storage",
+            Right::SecretsWrite => "secrets:write",
+            Right::Images => "images",
+            Right::Egress => "egress",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+impl fmt::Display for Right {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of rights. Empty is a real value: a caller that may do nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rights(u16);
+
+impl Rights {
+    /// Every right: what the admin token grants, and so, today, every caller.
+    pub const ALL: Rights = Rights((1 << Right::ALL.len()) - 1);
+    /// No right at all.
+    pub const NONE: Rights = Rights(0);
+
+    pub fn contains(self, right: Right) -> bool {
+        self.0 & right.bit() != 0
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// The holder of the admin token, through the HTTP API.
+    Admin,
+    /// An MCP client, through `/mcp`: its session (`Mcp-Session-Id`), none
+    /// for a stateless request. Its rights are those of the token its
+    /// request carried.
+    Mcp { session: Option<String> },
+    /// The edge proxy: its routing reads and autostarts, for an incoming
+    /// request, and its supervisor's autostops and health reports.
+    EdgeProxy,
+}
+
+impl fmt::Display for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Who::Admin => f.write_str("the admin token"),
+            Who::Mcp { session: Some(id) } => write!(f, "MCP session {id}"),
+            Who::Mcp { session: None } => f.write_str("this MCP request"),
+            Who::EdgeProxy => f.write_str("the edge proxy"),
+        }
+    }
+}
+
+/// What an operation works on: what a right can be narrowed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Every app at once (listings across apps) or none in particular
+    /// (the image store).
+    Host,
+    /// One app and what it owns: its machines as a whole, volumes,
+    /// buckets, secrets, egress policy.
+    App(&'a str),
+    /// One machine of an app.
+    Machine { app: &'a str, id: &'a str },
+}
+
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Host => f.write_str("this roost"),
+            Target::App(app) => write!(f, "app '{app}'"),
+            Target::Machine { app, id } => write!(f, "machine {id} of app '{app}'"),
+        }
+    }
+}
+
+/// The caller of one service call: who, and with what rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    who: Who,
+    rights: Rights,
+}
+
+impl Caller {
+    pub fn new(who: Who, rights: Rights) -> Caller {
+        Caller { who, rights }
+    }
+
+    /// The admin token's caller: every right.
+    pub fn admin() -> Caller {
+        Caller::new(Who::Admin, Rights::ALL)
+    }
+
+    /// The edge proxy's caller: every right, as it starts and stops any
+    /// app's machines.
+    pub fn edge_proxy() -> Caller {
+        Caller::new(Who::EdgeProxy, Rights::ALL)
+    }
+
+    pub fn who(&self) -> &Who {
+        &self.who
+    }
+
+    pub fn rights(&self) -> Rights {
+        self.rights
+    }
+
+    /// The one check of every service call: whether this caller may use
+    /// `right` on `target`. Today a caller may whenever its rights
+    /// contain `right`, whatever the target.
+    pub fn may(&self, right: Right, target: Target<'_>) -> Result<(), Forbidden> {
+        if self.rights.contains(right) {
+            Ok(())
+        } else {
+            Err(Forbidden {
+                who: self.who.to_string(),
+                right,
+                target: target.to_string(),
+            })
+        }
+    }
+}
+
+/// A call refused because its caller lacks the right it needs.
+///
+/// Its `Display` is a neutral sentence naming the caller, the right and
+/// what it was needed on; it names no command of any front end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forbidden {
+    /// The caller, as [`Who`] shows it.
+    pub who: String,
+    pub right: Right,
+    /// What the right was needed on, as [`Target`] shows it.
+    pub target: String,
+}
+
+impl fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "not allowed: {} lacks the '{}' right on {}",
+            self.who, self.right, self.target
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGETS: [Target<'static>; 3] = [
+        Target::Host,
+        Target::App("a"),
+        Target::Machine {
+            app: "a",
+            id: "0123456789abcd",
+        },
+    ];
+
+    fn every_kind() -> [Who; 4] {
+        [
+            Who::Admin,
+            Who::Mcp {
+                session: Some("s1".into()),
+            },
+            Who::Mcp { session: None },
+            Who::EdgeProxy,
+        ]
+    }
+
+    #[test]
+    fn every_caller_of_today_may_do_everything() {
+        let callers = [Caller::admin(), Caller::edge_proxy()]
+            .into_iter()
+            .chain(every_kind().map(|who| Caller::new(who, Rights::ALL)));
+        for caller in callers {
+            for right in Right::ALL {
+                for target in TARGETS {
+                    assert_eq!(caller.may(right, target), Ok(()), "{caller:?} {right}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_caller_without_rights_may_do_nothing() {
+        for who in every_kind() {
+            let caller = Caller::new(who, Rights::NONE);
+            for right in Right::ALL {
+                for target in TARGETS {
+                    let refused = caller.may(right, target).unwrap_err();
+                    assert_eq!(refused.right, right);
+                    assert_eq!(refused.target, target.to_string());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rights_are_distinct_and_all_holds_each() {
+        let bits: Vec<u16> = Right::ALL.iter().map(|r| r.bit()).collect();
+        for (i, bit) in bits.iter().enumerate() {
+            assert!(!bits[i + 1..].contains(bit));
+            assert!(Rights::ALL.contains(Right::ALL[i]));
+            assert!(!Rights::NONE.contains(Right::ALL[i]));
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_caller_the_right_and_the_target() {
+        let caller = Caller::new(
+            Who::Mcp {
+                session: Some("s1".into()),
+            },
+            Rights::NONE,
+        );
+        let refused = caller
+            .may(
+                Right::Exec,
+                Target::Machine {
+                    app: "web",
+                    id: "0123456789abcd",
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "not allowed: MCP session s1 lacks the 'exec' right on machine 0123456789abcd of app 'web'"
+        );
+        assert!(!refused.to_string().contains('`'));
+    }
+}
