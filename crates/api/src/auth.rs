@@ -1,13 +1,23 @@
+//! Who a request comes from: the token check every route is behind, and
+//! the [`Caller`] it leaves in the request for the handlers.
+
 use crate::error::ApiError;
-use axum::extract::{Request, State};
+use crate::AppState;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use roost_machines::{Caller, Service};
 use std::sync::Arc;
 
-/// Rejects any request without `Authorization: Bearer <token>`.
+/// Rejects any request without `Authorization: Bearer <token>`; a request
+/// with the token goes on carrying the token's [`Caller`] (an extension),
+/// which handlers and the routes mounted beside the API's (`/mcp`) act
+/// for.
 pub(crate) async fn require_token(
     State(token): State<Arc<String>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let presented = request
@@ -16,12 +26,33 @@ pub(crate) async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(token_of);
     match presented {
-        Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => next.run(request).await,
+        Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => {
+            request.extensions_mut().insert(Caller::admin());
+            next.run(request).await
+        }
         Some(_) => ApiError::unauthorized("the API token is not valid for this roost").into_response(),
         None => ApiError::unauthorized(
             "missing API token: send `Authorization: Bearer <token>` (the admin token is in DATA_DIR/admin-token)",
         )
         .into_response(),
+    }
+}
+
+/// The service acting for the request's caller, the one [`require_token`]
+/// found: what every handler calls.
+pub(crate) struct AsCaller(pub Service);
+
+impl FromRequestParts<AppState> for AsCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = parts.extensions.get::<Caller>().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request reached its handler without passing the token check",
+            )
+        })?;
+        Ok(AsCaller(state.machines.as_caller(caller)))
     }
 }
 

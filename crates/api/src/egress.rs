@@ -2,10 +2,10 @@
 //! machines may connect through the egress proxy, and the audit log of
 //! the proxy's decisions.
 
+use crate::auth::AsCaller;
 use crate::error::ApiError;
 use crate::extract::Body;
-use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::IntoResponse;
 use axum::Json;
 use roost_types::EgressPolicy;
@@ -13,24 +13,24 @@ use roost_types::EgressPolicy;
 type Result<T> = std::result::Result<T, ApiError>;
 
 pub(crate) async fn get(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.egress_policy(&app)?))
+    Ok(Json(s.egress_policy(&app)?))
 }
 
 /// Replaces the whole policy; answers it normalized.
 pub(crate) async fn put(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
     Body(policy): Body<EgressPolicy>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.set_egress_policy(&app, policy)?))
+    Ok(Json(s.set_egress_policy(&app, policy)?))
 }
 
 pub(crate) async fn log(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.egress_log(&app)?))
+    Ok(Json(s.egress_log(&app)?))
 }

@@ -35,6 +35,7 @@ impl From<MachineError> for ApiError {
     fn from(err: MachineError) -> ApiError {
         let status = match &err {
             MachineError::Invalid(_) => StatusCode::BAD_REQUEST,
+            MachineError::Forbidden(_) => StatusCode::FORBIDDEN,
             MachineError::NotFound(_) => StatusCode::NOT_FOUND,
             MachineError::Missing(missing) if missing.is_path_resource() => StatusCode::NOT_FOUND,
             MachineError::Missing(_) => StatusCode::BAD_REQUEST,
@@ -76,4 +77,24 @@ pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         format!("no such endpoint: {uri}; the Machines API lives under /v1/apps"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roost_machines::{Caller, Right, Rights, Target, Who};
+
+    #[test]
+    fn a_refused_call_is_a_403_naming_the_right() {
+        let refused = Caller::new(Who::Admin, Rights::NONE)
+            .may(Right::Volumes, Target::App("web"))
+            .unwrap_err();
+        let err = ApiError::from(MachineError::Forbidden(refused));
+        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            err.message,
+            "not allowed: the admin token lacks the 'volumes' right on app 'web'"
+        );
+        assert!(err.missing.is_none());
+    }
 }

@@ -1,9 +1,9 @@
 //! roost extension: the local image store (`/v1/images`).
 
+use crate::auth::AsCaller;
 use crate::error::ApiError;
 use crate::extract::Body;
-use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,8 +11,8 @@ use axum::Json;
 use roost_types::RegistryAuth;
 use serde::Deserialize;
 
-pub(crate) async fn list(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(s.machines.list_images()?))
+pub(crate) async fn list(AsCaller(s): AsCaller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.list_images()?))
 }
 
 /// `POST /v1/images {"path": "/abs/path", "name": "repo:tag"}` imports an
@@ -25,7 +25,7 @@ pub(crate) struct ImportRequest {
 }
 
 pub(crate) async fn import(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Body(req): Body<ImportRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let path = std::path::PathBuf::from(&req.path);
@@ -35,7 +35,7 @@ pub(crate) async fn import(
             req.path
         )));
     }
-    let machines = s.machines.clone();
+    let machines = s.clone();
     let image = tokio::task::spawn_blocking(move || machines.import_image(&path, &req.name))
         .await
         .map_err(|e| {
@@ -60,7 +60,7 @@ pub(crate) struct PullRequest {
 }
 
 pub(crate) async fn pull(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     headers: HeaderMap,
     Body(req): Body<PullRequest>,
 ) -> Result<Response, ApiError> {
@@ -69,14 +69,13 @@ pub(crate) async fn pull(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(NDJSON));
     if !streamed {
-        let image = s.machines.pull_image(&req.image, req.auth, |_| {}).await?;
+        let image = s.pull_image(&req.image, req.auth, |_| {}).await?;
         return Ok((StatusCode::CREATED, Json(image)).into_response());
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let progress_tx = tx.clone();
     tokio::spawn(async move {
         let result = s
-            .machines
             .pull_image(&req.image, req.auth, move |progress| {
                 let _ = progress_tx.send(json_line(&serde_json::json!({ "progress": progress })));
             })
@@ -113,12 +112,12 @@ fn line_stream(
 /// `DELETE /v1/images/{reference}` removes an image record (409 while a
 /// machine uses it); `POST /v1/images/prune` then frees unreferenced layers.
 pub(crate) async fn remove(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(reference): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(s.machines.remove_image(&reference)?))
+    Ok(Json(s.remove_image(&reference)?))
 }
 
-pub(crate) async fn prune(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(s.machines.prune_images().await?))
+pub(crate) async fn prune(AsCaller(s): AsCaller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.prune_images().await?))
 }

@@ -5,6 +5,7 @@
 //! response stays open and streams new output as it is written, until the
 //! client disconnects or the machine is destroyed.
 
+use crate::auth::AsCaller;
 use crate::error::ApiError;
 use crate::extract::Params;
 use crate::AppState;
@@ -26,7 +27,8 @@ pub(crate) struct LogsQuery {
 }
 
 pub(crate) async fn logs(
-    State(s): State<AppState>,
+    State(state): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     Params(q): Params<LogsQuery>,
 ) -> Result<Response, ApiError> {
@@ -39,7 +41,7 @@ pub(crate) async fn logs(
             )))
         }
     };
-    let files = s.machines.log_files(&app, &id)?;
+    let files = s.log_files(&app, &id)?;
     let mut history = Vec::new();
     for file in &files {
         history.extend(tokio::fs::read(file).await.unwrap_or_default());
@@ -51,7 +53,7 @@ pub(crate) async fn logs(
     if !follow {
         return Ok((headers, history).into_response());
     }
-    let current = roost_machines::MachinePaths::new(s.machines.data_dir(), &id).log;
+    let current = roost_machines::MachinePaths::new(state.machines.data_dir(), &id).log;
     let position = tokio::fs::metadata(&current)
         .await
         .map(|m| Position {
@@ -59,7 +61,7 @@ pub(crate) async fn logs(
             offset: m.len(),
         })
         .unwrap_or_default();
-    let machines = s.machines.clone();
+    let machines = s.clone();
     let stream =
         futures_util::stream::unfold((Some(history), position), move |(first, mut position)| {
             let current = current.clone();

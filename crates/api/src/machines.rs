@@ -1,9 +1,9 @@
 //! Handlers of the Fly Machines API v1 app and machine endpoints.
 
+use crate::auth::AsCaller;
 use crate::error::ApiError;
 use crate::extract::{Body, LeaseNonce, OptionalBody, Params};
-use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -38,36 +38,36 @@ pub(crate) struct AppsQuery {
 }
 
 pub(crate) async fn list_apps(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Params(q): Params<AppsQuery>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.list_apps(q.org_slug.as_deref())?))
+    Ok(Json(s.list_apps(q.org_slug.as_deref())?))
 }
 
 pub(crate) async fn create_app(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Body(req): Body<CreateAppRequest>,
 ) -> Result<impl IntoResponse> {
-    Ok((StatusCode::CREATED, Json(s.machines.create_app(req)?)))
+    Ok((StatusCode::CREATED, Json(s.create_app(req)?)))
 }
 
 pub(crate) async fn get_app(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.get_app(&app)?))
+    Ok(Json(s.get_app(&app)?))
 }
 
 pub(crate) async fn delete_app(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
 ) -> Result<impl IntoResponse> {
-    s.machines.delete_app(&app).await?;
+    s.delete_app(&app).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 pub(crate) async fn list_machines(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
     Params(query): Params<HashMap<String, String>>,
 ) -> Result<impl IntoResponse> {
@@ -96,34 +96,32 @@ pub(crate) async fn list_machines(
             },
         }
     }
-    Ok(Json(s.machines.list_machines(&app, &filter)?))
+    Ok(Json(s.list_machines(&app, &filter)?))
 }
 
 pub(crate) async fn create_machine(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
     Body(req): Body<CreateMachineRequest>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.create_machine(&app, req).await?))
+    Ok(Json(s.create_machine(&app, req).await?))
 }
 
 pub(crate) async fn get_machine(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.get_machine(&app, &id)?))
+    Ok(Json(s.get_machine(&app, &id)?))
 }
 
 pub(crate) async fn update_machine(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
     Body(req): Body<UpdateMachineRequest>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        s.machines
-            .update_machine(&app, &id, req, nonce.as_deref())
-            .await?,
+        s.update_machine(&app, &id, req, nonce.as_deref()).await?,
     ))
 }
 
@@ -134,62 +132,52 @@ pub(crate) struct DestroyQuery {
 }
 
 pub(crate) async fn destroy_machine(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
     Params(q): Params<DestroyQuery>,
 ) -> Result<impl IntoResponse> {
     let force = parse_bool("force", q.force.as_deref().unwrap_or(""))?;
-    s.machines
-        .destroy_machine(&app, &id, force, nonce.as_deref())
+    s.destroy_machine(&app, &id, force, nonce.as_deref())
         .await?;
     Ok(ok())
 }
 
 pub(crate) async fn start(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(
-        s.machines
-            .start_machine(&app, &id, nonce.as_deref())
-            .await?,
-    ))
+    Ok(Json(s.start_machine(&app, &id, nonce.as_deref()).await?))
 }
 
 pub(crate) async fn stop(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
     OptionalBody(req): OptionalBody<StopRequest>,
 ) -> Result<impl IntoResponse> {
-    s.machines
-        .stop_machine(&app, &id, req, nonce.as_deref())
-        .await?;
+    s.stop_machine(&app, &id, req, nonce.as_deref()).await?;
     Ok(ok())
 }
 
 pub(crate) async fn restart(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
     Params(req): Params<StopRequest>,
 ) -> Result<impl IntoResponse> {
-    s.machines
-        .restart_machine(&app, &id, req, nonce.as_deref())
-        .await?;
+    s.restart_machine(&app, &id, req, nonce.as_deref()).await?;
     Ok(ok())
 }
 
 pub(crate) async fn signal(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
     Body(req): Body<SignalRequest>,
 ) -> Result<impl IntoResponse> {
-    s.machines
-        .signal_machine(&app, &id, &req.signal, nonce.as_deref())
+    s.signal_machine(&app, &id, &req.signal, nonce.as_deref())
         .await?;
     Ok(ok())
 }
@@ -202,7 +190,7 @@ pub(crate) struct WaitQuery {
 }
 
 pub(crate) async fn wait(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     Params(q): Params<WaitQuery>,
 ) -> Result<impl IntoResponse> {
@@ -229,40 +217,39 @@ pub(crate) async fn wait(
                 })
         })
         .transpose()?;
-    s.machines
-        .wait_machine(&app, &id, state, timeout, q.instance_id.as_deref())
+    s.wait_machine(&app, &id, state, timeout, q.instance_id.as_deref())
         .await?;
     Ok(ok())
 }
 
 pub(crate) async fn events(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.events(&app, &id)?))
+    Ok(Json(s.events(&app, &id)?))
 }
 
 pub(crate) async fn versions(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.versions(&app, &id)?))
+    Ok(Json(s.versions(&app, &id)?))
 }
 
 pub(crate) async fn get_lease(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(LeaseResponse::from(s.machines.get_lease(&app, &id)?)))
+    Ok(Json(LeaseResponse::from(s.get_lease(&app, &id)?)))
 }
 
 pub(crate) async fn acquire_lease(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
     OptionalBody(req): OptionalBody<CreateLeaseRequest>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(LeaseResponse::from(s.machines.acquire_lease(
+    Ok(Json(LeaseResponse::from(s.acquire_lease(
         &app,
         &id,
         req,
@@ -271,19 +258,19 @@ pub(crate) async fn acquire_lease(
 }
 
 pub(crate) async fn release_lease(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
 ) -> Result<impl IntoResponse> {
-    s.machines.release_lease(&app, &id, nonce.as_deref())?;
+    s.release_lease(&app, &id, nonce.as_deref())?;
     Ok(ok())
 }
 
 pub(crate) async fn get_metadata(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.get_metadata(&app, &id)?))
+    Ok(Json(s.get_metadata(&app, &id)?))
 }
 
 #[derive(Deserialize)]
@@ -292,61 +279,55 @@ pub(crate) struct MetadataValue {
 }
 
 pub(crate) async fn set_metadata(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id, key)): Path<(String, String, String)>,
     LeaseNonce(nonce): LeaseNonce,
     Body(body): Body<MetadataValue>,
 ) -> Result<impl IntoResponse> {
-    s.machines
-        .set_metadata(&app, &id, &key, Some(body.value), nonce.as_deref())
+    s.set_metadata(&app, &id, &key, Some(body.value), nonce.as_deref())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn delete_metadata(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id, key)): Path<(String, String, String)>,
     LeaseNonce(nonce): LeaseNonce,
 ) -> Result<impl IntoResponse> {
-    s.machines
-        .set_metadata(&app, &id, &key, None, nonce.as_deref())
+    s.set_metadata(&app, &id, &key, None, nonce.as_deref())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn cordon(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
 ) -> Result<impl IntoResponse> {
-    s.machines
-        .set_cordoned(&app, &id, true, nonce.as_deref())
-        .await?;
+    s.set_cordoned(&app, &id, true, nonce.as_deref()).await?;
     Ok(ok())
 }
 
 pub(crate) async fn uncordon(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     LeaseNonce(nonce): LeaseNonce,
 ) -> Result<impl IntoResponse> {
-    s.machines
-        .set_cordoned(&app, &id, false, nonce.as_deref())
-        .await?;
+    s.set_cordoned(&app, &id, false, nonce.as_deref()).await?;
     Ok(ok())
 }
 
 pub(crate) async fn ps(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.processes(&app, &id)?))
+    Ok(Json(s.processes(&app, &id)?))
 }
 
 pub(crate) async fn exec(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     Body(req): Body<ExecRequest>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.exec(&app, &id, req).await?))
+    Ok(Json(s.exec(&app, &id, req).await?))
 }

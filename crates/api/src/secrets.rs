@@ -1,9 +1,9 @@
 //! App secrets, at Fly's paths: `/v1/apps/{app}/secrets`. Values go in
 //! only; every answer lists names and digests.
 
+use crate::auth::AsCaller;
 use crate::error::ApiError;
-use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::IntoResponse;
 use axum::Json;
 use roost_types::{SetSecretRequest, UpdateSecretsRequest};
@@ -13,15 +13,15 @@ use zeroize::Zeroizing;
 type Result<T> = std::result::Result<T, ApiError>;
 
 pub(crate) async fn list(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.list_secrets(&app)?))
+    Ok(Json(s.list_secrets(&app)?))
 }
 
 /// Sets and (with `null`) unsets several secrets at once.
 pub(crate) async fn update(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse> {
@@ -31,26 +31,25 @@ pub(crate) async fn update(
         .into_iter()
         .map(|(name, value)| (name, value.map(Zeroizing::new)))
         .collect();
-    Ok(Json(s.machines.update_secrets(&app, values)?))
+    Ok(Json(s.update_secrets(&app, values)?))
 }
 
 pub(crate) async fn set(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse> {
     let req: SetSecretRequest = parse(&body, r#"{"value": "..."}"#)?;
     let values = BTreeMap::from([(name, Some(Zeroizing::new(req.value)))]);
-    Ok(Json(s.machines.update_secrets(&app, values)?))
+    Ok(Json(s.update_secrets(&app, values)?))
 }
 
 pub(crate) async fn unset(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, name)): Path<(String, String)>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(
-        s.machines
-            .update_secrets(&app, BTreeMap::from([(name, None)]))?,
+        s.update_secrets(&app, BTreeMap::from([(name, None)]))?,
     ))
 }
 

@@ -1,10 +1,10 @@
 //! Object storage endpoints (a roost extension; Fly provisions Tigris
 //! through `fly storage`): buckets owned by an app, and the app's key pair.
 
+use crate::auth::AsCaller;
 use crate::error::ApiError;
 use crate::extract::Body;
-use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
@@ -21,30 +21,28 @@ pub(crate) struct CreateStorage {
 }
 
 pub(crate) async fn list(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.list_storage(Some(&app)).await?))
+    Ok(Json(s.list_storage(Some(&app)).await?))
 }
 
-pub(crate) async fn list_all(State(s): State<AppState>) -> Result<impl IntoResponse> {
-    Ok(Json(s.machines.list_storage(None).await?))
+pub(crate) async fn list_all(AsCaller(s): AsCaller) -> Result<impl IntoResponse> {
+    Ok(Json(s.list_storage(None).await?))
 }
 
 pub(crate) async fn create(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path(app): Path<String>,
     Body(req): Body<CreateStorage>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(
-        s.machines.create_storage(&app, req.name.as_deref()).await?,
-    ))
+    Ok(Json(s.create_storage(&app, req.name.as_deref()).await?))
 }
 
 pub(crate) async fn destroy(
-    State(s): State<AppState>,
+    AsCaller(s): AsCaller,
     Path((app, name)): Path<(String, String)>,
 ) -> Result<impl IntoResponse> {
-    s.machines.destroy_storage(&app, &name).await?;
+    s.destroy_storage(&app, &name).await?;
     Ok(Json(serde_json::json!({"ok": true})))
 }

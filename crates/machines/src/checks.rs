@@ -7,7 +7,8 @@
 //! per machine would contend with lifecycle operations for nothing.
 
 use crate::error::Result;
-use crate::Machines;
+use crate::Service;
+use roost_lifecycle::{Right, Target};
 use roost_types::{CheckStatus, MachineState};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,12 +26,12 @@ impl CheckResults {
     }
 }
 
-impl Machines {
+impl Service {
     /// A counter bumped by every machine state change (and cordon or
     /// metadata change). A front end caching machine lists (the proxy)
     /// re-reads them when it moves; reading it costs no store access.
-    pub fn change_count(&self) -> u64 {
-        *self.inner.changes.borrow()
+    pub fn change_count(&self) -> Result<u64> {
+        Ok(*self.authorize(Right::Read, Target::Host)?.changes.borrow())
     }
 
     /// Records the latest results of a machine's health checks, shown in
@@ -38,9 +39,9 @@ impl Machines {
     /// Results for a machine that is not started are dropped: they would
     /// describe a process that no longer exists.
     pub fn set_checks(&self, app: &str, id: &str, checks: Vec<CheckStatus>) -> Result<()> {
-        let record = self.inner.machine(app, id)?;
-        let mut map = self
-            .inner
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
+        let record = inner.machine(app, id)?;
+        let mut map = inner
             .checks
             .by_machine
             .lock()

@@ -12,8 +12,9 @@
 //! [`Ledger`], in memory.
 
 use crate::error::{MachineError, Missing, Result};
-use crate::{Inner, Machines};
+use crate::{Inner, Machines, Service};
 use roost_egress::{Directory, Ledger, MachineRef, Policy};
+use roost_lifecycle::{Right, Target};
 use roost_net::plan::SERVICE_EGRESS_PORT;
 use roost_types::{EgressDefault, EgressLog, EgressPolicy, Machine};
 use std::collections::HashMap;
@@ -148,22 +149,24 @@ fn deny_all() -> Policy {
         .expect("a policy without patterns compiles")
 }
 
-impl Machines {
+impl Service {
     /// The app's egress policy.
     pub fn egress_policy(&self, app: &str) -> Result<EgressPolicy> {
-        self.inner.stored_egress(app)
+        self.authorize(Right::Read, Target::App(app))?
+            .stored_egress(app)
     }
 
     /// Replaces the app's egress policy after checking every pattern;
     /// answers it normalized. New connections of the app's machines
     /// follow it at once, without a restart.
     pub fn set_egress_policy(&self, app: &str, policy: EgressPolicy) -> Result<EgressPolicy> {
-        self.inner.app(app)?;
+        let inner = self.authorize(Right::Egress, Target::App(app))?;
+        inner.app(app)?;
         let compiled =
             Policy::compile(&policy).map_err(|e| MachineError::Invalid(e.to_string()))?;
         let wire = compiled.wire();
-        self.inner.store.set_app_egress(app, &wire)?;
-        self.inner
+        inner.store.set_app_egress(app, &wire)?;
+        inner
             .egress
             .cache()
             .insert(app.to_string(), Arc::new(compiled));
@@ -173,10 +176,13 @@ impl Machines {
 
     /// The app's most recent egress decisions, oldest first.
     pub fn egress_log(&self, app: &str) -> Result<EgressLog> {
-        self.inner.app(app)?;
-        Ok(self.inner.egress.ledger.log(app))
+        let inner = self.authorize(Right::Read, Target::App(app))?;
+        inner.app(app)?;
+        Ok(inner.egress.ledger.log(app))
     }
+}
 
+impl Machines {
     /// The policy default of apps created from now on.
     pub fn egress_default(&self) -> EgressDefault {
         self.inner.egress.default

@@ -20,6 +20,10 @@ pub enum MachineError {
     /// 400 when the body refers to it.
     #[error("{0}")]
     Missing(Missing),
+    /// The caller lacks the right the call needs (403); see
+    /// [`roost_lifecycle::Caller::may`].
+    #[error("{0}")]
+    Forbidden(roost_lifecycle::Forbidden),
     /// The request is valid but the machine's current state or lease forbids it (409).
     #[error("{0}")]
     Conflict(String),

@@ -18,18 +18,19 @@
 use crate::error::{MachineError, Result};
 use crate::guest_files::{self, DirEntry};
 use crate::paths::MachinePaths;
-use crate::{Inner, Machines};
+use crate::{Inner, Service};
+use roost_lifecycle::{Right, Target};
 use roost_runtime::rootfs::OverlayUse;
 use roost_types::MachineMount;
 use std::path::{Path, PathBuf};
 
-/// Most bytes one [`Machines::read_file`] returns (also its default).
+/// Most bytes one [`Service::read_file`] returns (also its default).
 pub const MAX_READ_BYTES: u64 = 1024 * 1024;
-/// Largest file [`Machines::write_file`] writes in one call.
+/// Largest file [`Service::write_file`] writes in one call.
 pub const MAX_WRITE_BYTES: usize = 2 * 1024 * 1024;
-/// Most entries one [`Machines::list_dir`] returns.
+/// Most entries one [`Service::list_dir`] returns.
 pub const MAX_DIR_ENTRIES: usize = 1000;
-/// Most log lines one [`Machines::log_tail`] returns.
+/// Most log lines one [`Service::log_tail`] returns.
 pub const MAX_LOG_LINES: usize = 2000;
 
 /// A slice of a file in a machine.
@@ -56,7 +57,7 @@ pub struct DirListing {
     pub truncated: bool,
 }
 
-impl Machines {
+impl Service {
     /// Reads up to `limit` bytes (default and maximum [`MAX_READ_BYTES`])
     /// at `offset` of the regular file `path` in the machine.
     pub async fn read_file(
@@ -67,6 +68,7 @@ impl Machines {
         offset: u64,
         limit: Option<u64>,
     ) -> Result<FileContent> {
+        let inner = self.authorize(Right::Files, Target::Machine { app, id })?;
         guest_files::check_guest_path(path).map_err(MachineError::Invalid)?;
         let limit = limit.unwrap_or(MAX_READ_BYTES);
         if limit == 0 || limit > MAX_READ_BYTES {
@@ -74,8 +76,7 @@ impl Machines {
                 "limit = {limit} is invalid: allowed values are 1 to {MAX_READ_BYTES} bytes; read larger files in pieces with offset"
             )));
         }
-        let (data, size) = self
-            .inner
+        let (data, size) = inner
             .with_guest_fs(app, id, path, move |root, guest| {
                 guest_files::read_file(root, guest, offset, limit)
             })
@@ -94,6 +95,7 @@ impl Machines {
         content: Vec<u8>,
         mode: u32,
     ) -> Result<()> {
+        let inner = self.authorize(Right::Files, Target::Machine { app, id })?;
         guest_files::check_guest_path(path).map_err(MachineError::Invalid)?;
         if mode > 0o7777 {
             return Err(MachineError::Invalid(format!(
@@ -106,7 +108,7 @@ impl Machines {
                 content.len()
             )));
         }
-        self.inner
+        inner
             .with_guest_fs(app, id, path, move |root, guest| {
                 guest_files::write_file(root, guest, &content, mode)
             })
@@ -116,9 +118,9 @@ impl Machines {
     /// Lists the directory `path` in the machine (at most
     /// [`MAX_DIR_ENTRIES`] entries); symlinks are reported, not followed.
     pub async fn list_dir(&self, app: &str, id: &str, path: &str) -> Result<DirListing> {
+        let inner = self.authorize(Right::Files, Target::Machine { app, id })?;
         guest_files::check_guest_dir(path).map_err(MachineError::Invalid)?;
-        let (entries, truncated) = self
-            .inner
+        let (entries, truncated) = inner
             .with_guest_fs(app, id, path, move |root, guest| {
                 guest_files::list_dir(root, guest, MAX_DIR_ENTRIES)
             })
@@ -129,13 +131,14 @@ impl Machines {
     /// The last `lines` lines (at most [`MAX_LOG_LINES`]) of the machine's
     /// main process output, oldest first.
     pub fn log_tail(&self, app: &str, id: &str, lines: usize) -> Result<String> {
+        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
         if lines == 0 || lines > MAX_LOG_LINES {
             return Err(MachineError::Invalid(format!(
                 "lines = {lines} is invalid: allowed values are 1 to {MAX_LOG_LINES}"
             )));
         }
         let mut text = Vec::new();
-        for file in self.log_files(app, id)? {
+        for file in inner.log_files(app, id)? {
             match std::fs::read(&file) {
                 Ok(bytes) => text.extend(bytes),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}

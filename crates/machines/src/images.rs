@@ -7,9 +7,10 @@ use roost_image::{Credentials, Image, ImageError, PruneReport, PullOptions, Pull
 use roost_types::{MachineState, RegistryAuth};
 
 use crate::ops::read_lower_file;
-use crate::{Inner, MachineError, MachinePaths, Machines, Result};
+use crate::{Inner, MachineError, MachinePaths, Result, Service};
+use roost_lifecycle::{Right, Target};
 
-impl Machines {
+impl Service {
     /// Pulls `reference` from its registry into the store, re-resolving a tag even if an
     /// image of that name is there (layers already stored are not fetched again).
     /// `progress` is called from the pulling threads as layers advance.
@@ -19,15 +20,17 @@ impl Machines {
         auth: Option<RegistryAuth>,
         progress: impl Fn(&PullProgress) + Send + Sync + 'static,
     ) -> Result<Image> {
-        self.inner.pull(reference, auth, progress).await
+        self.authorize(Right::Images, Target::Host)?
+            .pull(reference, auth, progress)
+            .await
     }
 
     /// Removes an image record. Refused while a machine that is not destroyed runs on the
     /// image, since its next create or update could not find it.
     pub fn remove_image(&self, reference: &str) -> Result<Image> {
-        let image = self.inner.images.get(reference)?;
-        let users: Vec<String> = self
-            .inner
+        let inner = self.authorize(Right::Images, Target::Host)?;
+        let image = inner.images.get(reference)?;
+        let users: Vec<String> = inner
             .store
             .list_machines(None)?
             .into_iter()
@@ -42,19 +45,20 @@ impl Machines {
                 users.join(", ")
             )));
         }
-        Ok(self.inner.images.remove(&image.reference)?)
+        Ok(inner.images.remove(&image.reference)?)
     }
 
     /// Deletes blobs and layers no image record references, keeping every layer a machine
     /// that is not destroyed is built on (its image record may have been removed or its tag
     /// pulled anew since).
     pub async fn prune_images(&self) -> Result<PruneReport> {
+        let inner = self.authorize(Right::Images, Target::Host)?;
         let mut keep = HashSet::new();
-        for record in self.inner.store.list_machines(None)? {
+        for record in inner.store.list_machines(None)? {
             if record.machine.state == MachineState::Destroyed {
                 continue;
             }
-            let paths = MachinePaths::new(&self.inner.data_dir, &record.machine.id);
+            let paths = MachinePaths::new(&inner.data_dir, &record.machine.id);
             if !paths.lower.exists() {
                 continue;
             }
@@ -64,7 +68,7 @@ impl Machines {
                 }
             }
         }
-        let images = self.inner.images.clone();
+        let images = inner.images.clone();
         tokio::task::spawn_blocking(move || images.prune(&keep))
             .await
             .map_err(|e| MachineError::Internal(format!("prune task failed: {e}")))?

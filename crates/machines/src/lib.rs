@@ -1,8 +1,10 @@
 //! The orchestrator: every platform operation on apps and machines.
 //!
 //! This is roost's one service layer. The HTTP API, the CLI (through the
-//! API), the MCP server and the proxy's autostart all call [`Machines`];
-//! none of them holds lifecycle logic of its own.
+//! API), the MCP server and the proxy's autostart all call it; none of
+//! them holds lifecycle logic of its own. Each reaches the operations as
+//! a [`Service`]: [`Machines`] bound to the [`Caller`] it acts for, whose
+//! rights [`Service`]'s one check decides before every operation.
 //!
 //! Invariants:
 //! - Operations on one machine are serialized by a per-machine lock, so a
@@ -30,6 +32,7 @@ mod paths;
 mod recovery;
 mod rootfs;
 mod secrets;
+mod service;
 mod spec;
 mod storage;
 mod vault;
@@ -45,8 +48,10 @@ pub use machine_ops::{ListFilter, StartResponse, LISTED_EVENTS};
 pub use paths::MachinePaths;
 pub use roost_engine::CRASH_AT_ENV;
 pub use roost_image::{Image, ImageStore, RegistryConfig};
+pub use roost_lifecycle::{Caller, Forbidden, Right, Rights, Target, Who};
 pub use roost_runtime::OciRuntimeKind;
 pub use rootfs::DEFAULT_ROOTFS_GB;
+pub use service::Service;
 pub use spec::HostLimits;
 pub use storage::{StorageConfig, StorageInfo};
 
@@ -111,7 +116,8 @@ impl MachinesConfig {
     }
 }
 
-/// The platform service. Cheap to clone.
+/// The platform service: its state and wiring. Its operations are reached
+/// through [`Machines::as_caller`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Machines {
     inner: Arc<Inner>,

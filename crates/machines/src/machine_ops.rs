@@ -1,9 +1,9 @@
-//! The public operations of [`Machines`]: what the API, CLI and MCP call.
+//! The public operations of [`Service`]: what the API, CLI and MCP call.
 
 use crate::error::{MachineError, Missing, Result};
 use crate::paths::MachinePaths;
-use crate::{ids, now_rfc3339, spec, Inner, Machines};
-use roost_lifecycle::{Intent, StopOptions, Transition, Update, WAITABLE};
+use crate::{ids, now_rfc3339, spec, Inner, Service};
+use roost_lifecycle::{Intent, Right, StopOptions, Target, Transition, Update, WAITABLE};
 use roost_store::{AppRecord, MachineRecord};
 use roost_types::{
     App, CreateAppRequest, CreateLeaseRequest, CreateMachineRequest, DurationRange, ExecRequest,
@@ -12,6 +12,7 @@ use roost_types::{
     UpdateMachineRequest,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Filters of `GET /apps/{app}/machines`.
@@ -91,8 +92,9 @@ fn app_view(app: &AppRecord) -> App {
     }
 }
 
-impl Machines {
+impl Service {
     pub fn create_app(&self, req: CreateAppRequest) -> Result<App> {
+        let inner = self.authorize(Right::Lifecycle, Target::App(&req.app_name))?;
         check_app_name(&req.app_name)?;
         for (field, text) in [("org_slug", &req.org_slug), ("network", &req.network)] {
             if let Some(text) = text {
@@ -107,21 +109,22 @@ impl Machines {
             org_slug: req.org_slug.unwrap_or_else(|| "personal".into()),
             network: req.network.unwrap_or_else(|| "default".into()),
             created_at: now_rfc3339(),
-            egress: Some(self.inner.egress.new_app_policy()),
+            egress: Some(inner.egress.new_app_policy()),
         };
-        self.inner.store.create_app(&record)?;
+        inner.store.create_app(&record)?;
         Ok(app_view(&record))
     }
 
     pub fn get_app(&self, name: &str) -> Result<App> {
-        Ok(app_view(&self.inner.app(name)?))
+        let inner = self.authorize(Right::Read, Target::App(name))?;
+        Ok(app_view(&inner.app(name)?))
     }
 
     /// Apps, optionally only those of `org_slug`.
     pub fn list_apps(&self, org_slug: Option<&str>) -> Result<ListAppsResponse> {
-        let counts = self.inner.store.machine_counts()?;
-        let apps: Vec<ListApp> = self
-            .inner
+        let inner = self.authorize(Right::Read, Target::Host)?;
+        let counts = inner.store.machine_counts()?;
+        let apps: Vec<ListApp> = inner
             .store
             .list_apps()?
             .into_iter()
@@ -143,30 +146,30 @@ impl Machines {
     /// storage (buckets, objects, key pair). Each step can be repeated, so
     /// a delete interrupted by a crash finishes when asked again.
     pub async fn delete_app(&self, name: &str) -> Result<()> {
-        self.inner.app(name)?;
+        let inner = self.authorize(Right::Lifecycle, Target::App(name))?;
+        inner.app(name)?;
         // Deleting the app overrides its machines' leases: a lease guards a
         // machine against another deployer's changes, and whoever deletes the
         // app ends every deploy with it (a lost nonce would otherwise keep the
         // app alive until the lease ran out).
-        for record in self.inner.store.list_machines(Some(name))? {
+        for record in inner.store.list_machines(Some(name))? {
             if record.machine.state != MachineState::Destroyed {
-                let (_guard, record) = self
-                    .inner
+                let (_guard, record) = inner
                     .lock_machine_unleased(name, &record.machine.id)
                     .await?;
-                self.destroy_locked(record, true).await?;
+                inner.destroy_locked(record, true).await?;
             }
         }
-        self.destroy_app_volumes(name).await?;
-        self.destroy_app_storage(name).await?;
-        self.inner.remove_app_network(name).await?;
-        self.inner.store.delete_app(name)?;
-        self.inner.egress.forget_app(name);
+        inner.destroy_app_volumes(name).await?;
+        inner.destroy_app_storage(name).await?;
+        inner.remove_app_network(name).await?;
+        inner.store.delete_app(name)?;
+        inner.egress.forget_app(name);
         Ok(())
     }
 
     pub async fn create_machine(&self, app: &str, req: CreateMachineRequest) -> Result<Machine> {
-        let inner = &self.inner;
+        let inner = self.authorize(Right::Lifecycle, Target::App(app))?;
         inner.app(app)?;
         spec::validate(&req.config, inner.limits)?;
         spec::check_placement(req.name.as_deref(), req.region.as_deref())?;
@@ -243,14 +246,14 @@ impl Machines {
     /// [`LISTED_EVENTS`] newest events: a bounded number of store queries
     /// however many machines and events there are.
     pub fn list_machines(&self, app: &str, filter: &ListFilter) -> Result<Vec<Machine>> {
-        self.inner.app(app)?;
-        Ok(self
-            .inner
+        let inner = self.authorize(Right::Read, Target::App(app))?;
+        inner.app(app)?;
+        Ok(inner
             .store
             .list_machines_with_events(app, LISTED_EVENTS)?
             .into_iter()
             .filter(|(r, _)| filter.admits(r))
-            .map(|(r, events)| self.inner.present(&r, events))
+            .map(|(r, events)| inner.present(&r, events))
             .collect())
     }
 
@@ -258,9 +261,9 @@ impl Machines {
     /// on them (state, address, services, cordon): one store query, no
     /// events, no check results.
     pub fn machines_for_routing(&self, app: &str) -> Result<Vec<Machine>> {
-        self.inner.app(app)?;
-        Ok(self
-            .inner
+        let inner = self.authorize(Right::Read, Target::App(app))?;
+        inner.app(app)?;
+        Ok(inner
             .store
             .list_machines(Some(app))?
             .into_iter()
@@ -270,8 +273,9 @@ impl Machines {
     }
 
     pub fn get_machine(&self, app: &str, id: &str) -> Result<Machine> {
-        let record = self.inner.machine(app, id)?;
-        self.inner.view(&record)
+        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
+        let record = inner.machine(app, id)?;
+        inner.view(&record)
     }
 
     /// Starts a created, stopped or failed machine. Starting a started
@@ -282,7 +286,7 @@ impl Machines {
         id: &str,
         nonce: Option<&str>,
     ) -> Result<StartResponse> {
-        let inner = &self.inner;
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
         let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
         let previous_state = record.machine.state;
         if let Transition::Run(plan) = decide(&record, &Intent::start(&record.machine.config))? {
@@ -305,7 +309,7 @@ impl Machines {
         req: StopRequest,
         nonce: Option<&str>,
     ) -> Result<()> {
-        let inner = &self.inner;
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
         let (_guard, record) = inner.lock_machine(app, id, nonce).await?;
         if let Transition::Run(plan) = decide(&record, &Intent::Stop)? {
             let plan = plan.stopping_with(stop_options(&record, &req)?);
@@ -323,7 +327,7 @@ impl Machines {
         req: StopRequest,
         nonce: Option<&str>,
     ) -> Result<()> {
-        let inner = &self.inner;
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
         let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
         if let Transition::Run(plan) = decide(&record, &Intent::restart(&record.machine.config))? {
             let plan = plan.stopping_with(stop_options(&record, &req)?);
@@ -341,11 +345,12 @@ impl Machines {
         signal: &str,
         nonce: Option<&str>,
     ) -> Result<()> {
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
         let signal = spec::parse_signal(signal)?;
-        let record = self.inner.machine(app, id)?;
-        self.inner.check_lease(&record, nonce)?;
+        let record = inner.machine(app, id)?;
+        inner.check_lease(&record, nonce)?;
         decide(&record, &Intent::Signal)?;
-        self.inner.runtime_for(&record)?.kill(id, signal).await?;
+        inner.runtime_for(&record)?.kill(id, signal).await?;
         Ok(())
     }
 
@@ -358,7 +363,7 @@ impl Machines {
         req: UpdateMachineRequest,
         nonce: Option<&str>,
     ) -> Result<Machine> {
-        let inner = &self.inner;
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
         spec::validate(&req.config, inner.limits)?;
         spec::check_placement(req.name.as_deref(), req.region.as_deref())?;
         inner.machine(app, id)?;
@@ -435,18 +440,9 @@ impl Machines {
         force: bool,
         nonce: Option<&str>,
     ) -> Result<()> {
-        let (_guard, record) = self.inner.lock_machine(app, id, nonce).await?;
-        self.destroy_locked(record, force).await
-    }
-
-    /// Destroys the machine of `record`, whose lock the caller holds.
-    async fn destroy_locked(&self, record: MachineRecord, force: bool) -> Result<()> {
-        let id = record.machine.id.clone();
-        if let Transition::Run(plan) = decide(&record, &Intent::Destroy { force })? {
-            self.inner.run_new_op(record, plan).await?;
-        }
-        self.inner.egress.forget_machine(&id);
-        Ok(())
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
+        let (_guard, record) = inner.lock_machine(app, id, nonce).await?;
+        inner.destroy_locked(record, force).await
     }
 
     /// Waits until the machine is in `state` (and at `instance_id`, if given).
@@ -458,6 +454,7 @@ impl Machines {
         timeout_secs: Option<u64>,
         instance_id: Option<&str>,
     ) -> Result<Machine> {
+        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
         if !WAITABLE.contains(&state) {
             let allowed: Vec<&str> = WAITABLE.iter().map(|s| s.as_str()).collect();
             return Err(MachineError::Invalid(format!(
@@ -469,13 +466,13 @@ impl Machines {
             .check_unsigned("timeout", timeout_secs.unwrap_or(DEFAULT_WAIT_SECS))
             .map_err(MachineError::Invalid)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        let mut changes = self.inner.changes.subscribe();
+        let mut changes = inner.changes.subscribe();
         loop {
             changes.borrow_and_update();
-            let record = self.inner.machine(app, id)?;
+            let record = inner.machine(app, id)?;
             let at_instance = instance_id.is_none_or(|want| want == record.machine.instance_id);
             if record.machine.state == state && at_instance {
-                return self.inner.view(&record);
+                return inner.view(&record);
             }
             if tokio::time::timeout_at(deadline, changes.changed())
                 .await
@@ -491,15 +488,17 @@ impl Machines {
 
     /// Events of a machine, newest first.
     pub fn events(&self, app: &str, id: &str) -> Result<Vec<MachineEvent>> {
-        self.inner.machine(app, id)?;
-        let store = &self.inner.store;
+        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
+        inner.machine(app, id)?;
+        let store = &inner.store;
         Ok(store.list_events(id, store.events_per_machine())?)
     }
 
     /// Config versions of a machine, newest first.
     pub fn versions(&self, app: &str, id: &str) -> Result<Vec<MachineVersion>> {
-        self.inner.machine(app, id)?;
-        Ok(self.inner.store.list_versions(id)?)
+        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
+        inner.machine(app, id)?;
+        Ok(inner.store.list_versions(id)?)
     }
 
     /// Acquires the machine's lease, or refreshes it when `nonce` is the
@@ -511,35 +510,38 @@ impl Machines {
         req: CreateLeaseRequest,
         nonce: Option<&str>,
     ) -> Result<Lease> {
-        let record = self.inner.machine(app, id)?;
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
+        let record = inner.machine(app, id)?;
         let ttl = check_lease_ttl("ttl", req.ttl.unwrap_or(DEFAULT_LEASE_TTL))?;
-        if let Some(current) = self.inner.current_lease(id)? {
+        if let Some(current) = inner.current_lease(id)? {
             if Some(current.nonce.as_str()) != nonce {
                 return Err(lease_held(id, &current));
             }
         }
-        self.inner
-            .acquire_lease(&record, ttl, req.description.unwrap_or_default())
+        inner.acquire_lease(&record, ttl, req.description.unwrap_or_default())
     }
 
     pub fn get_lease(&self, app: &str, id: &str) -> Result<Lease> {
-        self.inner.machine(app, id)?;
-        self.inner
+        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
+        inner.machine(app, id)?;
+        inner
             .current_lease(id)?
             .ok_or_else(|| MachineError::NotFound(format!("machine {id} has no active lease")))
     }
 
     pub fn release_lease(&self, app: &str, id: &str, nonce: Option<&str>) -> Result<()> {
-        let record = self.inner.machine(app, id)?;
-        if self.inner.current_lease(id)?.is_none() {
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
+        let record = inner.machine(app, id)?;
+        if inner.current_lease(id)?.is_none() {
             return Ok(());
         }
-        self.inner.check_lease(&record, nonce)?;
-        Ok(self.inner.store.delete_lease(id)?)
+        inner.check_lease(&record, nonce)?;
+        Ok(inner.store.delete_lease(id)?)
     }
 
     pub fn get_metadata(&self, app: &str, id: &str) -> Result<BTreeMap<String, String>> {
-        Ok(self.inner.machine(app, id)?.machine.config.metadata)
+        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
+        Ok(inner.machine(app, id)?.machine.config.metadata)
     }
 
     /// Sets (`Some`) or deletes (`None`) one metadata key.
@@ -551,25 +553,27 @@ impl Machines {
         value: Option<String>,
         nonce: Option<&str>,
     ) -> Result<()> {
+        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
         spec::check_metadata_entry(key, value.as_deref().unwrap_or_default())?;
-        let metadata = self.inner.machine(app, id)?.machine.config.metadata;
+        let metadata = inner.machine(app, id)?.machine.config.metadata;
         if value.is_some() && !metadata.contains_key(key) {
             let entries = i64::try_from(metadata.len() + 1).unwrap_or(i64::MAX);
             roost_types::TextLimit::METADATA_ENTRIES
                 .check("config.metadata", entries)
                 .map_err(MachineError::Invalid)?;
         }
-        self.modify(app, id, nonce, |record| {
-            match value {
-                Some(value) => record
-                    .machine
-                    .config
-                    .metadata
-                    .insert(key.to_string(), value),
-                None => record.machine.config.metadata.remove(key),
-            };
-        })
-        .await
+        inner
+            .modify(app, id, nonce, |record| {
+                match value {
+                    Some(value) => record
+                        .machine
+                        .config
+                        .metadata
+                        .insert(key.to_string(), value),
+                    None => record.machine.config.metadata.remove(key),
+                };
+            })
+            .await
     }
 
     /// Cordons (`true`) or uncordons a machine: the proxy routes no traffic to a cordoned machine.
@@ -580,30 +584,15 @@ impl Machines {
         cordoned: bool,
         nonce: Option<&str>,
     ) -> Result<()> {
-        self.modify(app, id, nonce, |record| record.machine.cordoned = cordoned)
+        self.authorize(Right::Lifecycle, Target::Machine { app, id })?
+            .modify(app, id, nonce, |record| record.machine.cordoned = cordoned)
             .await
-    }
-
-    async fn modify(
-        &self,
-        app: &str,
-        id: &str,
-        nonce: Option<&str>,
-        change: impl FnOnce(&mut MachineRecord),
-    ) -> Result<()> {
-        let (_guard, mut record) = self.inner.lock_machine(app, id, nonce).await?;
-        decide(&record, &Intent::Edit)?;
-        change(&mut record);
-        record.machine.updated_at = now_rfc3339();
-        self.inner.store.update_machine(&record, None)?;
-        // The proxy re-reads machines when this moves (cordons).
-        self.inner.notify_change();
-        Ok(())
     }
 
     /// Processes inside a started machine.
     pub fn processes(&self, app: &str, id: &str) -> Result<Vec<ProcessStat>> {
-        let record = self.inner.machine(app, id)?;
+        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
+        let record = inner.machine(app, id)?;
         decide(&record, &Intent::Processes)?;
         let pid = record.init_pid.ok_or_else(|| {
             MachineError::Internal(format!("machine {id} is started but its pid is unknown"))
@@ -630,6 +619,7 @@ impl Machines {
     /// Runs a command inside a started machine, with the main process's
     /// environment, user and working directory.
     pub async fn exec(&self, app: &str, id: &str, req: ExecRequest) -> Result<ExecResponse> {
+        let inner = self.authorize(Right::Exec, Target::Machine { app, id })?;
         let args: Vec<String> = if !req.command.is_empty() {
             spec::check_argv("command", &req.command)?;
             if req.command[0].is_empty() {
@@ -659,21 +649,20 @@ impl Machines {
         let secs = NumberRange::EXEC_TIMEOUT_SECS
             .check_unsigned("timeout", req.timeout.unwrap_or(DEFAULT_EXEC_SECS))
             .map_err(MachineError::Invalid)?;
-        let record = self.inner.machine(app, id)?;
+        let record = inner.machine(app, id)?;
         decide(&record, &Intent::Exec)?;
-        let image = self.inner.images.get(&record.machine.image_ref.digest)?;
+        let image = inner.images.get(&record.machine.image_ref.digest)?;
         let (uid, gid) = match image.config.user.as_deref().filter(|u| !u.is_empty()) {
-            Some(user) => self.inner.images.resolve_user(&image, user)?,
+            Some(user) => inner.images.resolve_user(&image, user)?,
             None => (0, 0),
         };
-        let output = self
-            .inner
+        let output = inner
             .runtime_for(&record)?
             .exec(
                 id,
                 &roost_runtime::ExecRequest {
                     args,
-                    env: self.inner.started_env(&record)?,
+                    env: inner.started_env(&record)?,
                     cwd: image.config.working_dir.clone().filter(|d| !d.is_empty()),
                     uid,
                     gid,
@@ -693,29 +682,19 @@ impl Machines {
     /// the current one. While a rotation runs, both names can be one file
     /// for a moment: that file is listed once.
     pub fn log_files(&self, app: &str, id: &str) -> Result<Vec<std::path::PathBuf>> {
-        use std::os::unix::fs::MetadataExt;
-        let record = self.inner.machine(app, id)?;
-        let paths = MachinePaths::new(&self.inner.data_dir, &record.machine.id);
-        let mut seen = Vec::new();
-        Ok([paths.rotated_log(), paths.log]
-            .into_iter()
-            .filter(|p| match std::fs::metadata(p) {
-                Ok(meta) if !seen.contains(&meta.ino()) => {
-                    seen.push(meta.ino());
-                    true
-                }
-                _ => false,
-            })
-            .collect())
+        self.authorize(Right::Read, Target::Machine { app, id })?
+            .log_files(app, id)
     }
 
     /// Imports an image (see [`roost_image::ImageStore::import`]).
     pub fn import_image(&self, source: &std::path::Path, name: &str) -> Result<roost_image::Image> {
-        Ok(self.inner.images.import(source, name)?)
+        let inner = self.authorize(Right::Images, Target::Host)?;
+        Ok(inner.images.import(source, name)?)
     }
 
     pub fn list_images(&self) -> Result<Vec<roost_image::Image>> {
-        Ok(self.inner.images.list()?)
+        let inner = self.authorize(Right::Read, Target::Host)?;
+        Ok(inner.images.list()?)
     }
 }
 
@@ -780,6 +759,54 @@ fn stop_options(record: &MachineRecord, req: &StopRequest) -> Result<StopOptions
 }
 
 impl Inner {
+    /// Destroys the machine of `record`, whose lock the caller holds.
+    async fn destroy_locked(self: &Arc<Self>, record: MachineRecord, force: bool) -> Result<()> {
+        let id = record.machine.id.clone();
+        if let Transition::Run(plan) = decide(&record, &Intent::Destroy { force })? {
+            self.run_new_op(record, plan).await?;
+        }
+        self.egress.forget_machine(&id);
+        Ok(())
+    }
+
+    /// Changes a machine's record (metadata, cordon) under its lock.
+    async fn modify(
+        &self,
+        app: &str,
+        id: &str,
+        nonce: Option<&str>,
+        change: impl FnOnce(&mut MachineRecord),
+    ) -> Result<()> {
+        let (_guard, mut record) = self.lock_machine(app, id, nonce).await?;
+        decide(&record, &Intent::Edit)?;
+        change(&mut record);
+        record.machine.updated_at = now_rfc3339();
+        self.store.update_machine(&record, None)?;
+        // The proxy re-reads machines when this moves (cordons).
+        self.notify_change();
+        Ok(())
+    }
+
+    /// The host paths of the machine's log: the rotated file (if any) then
+    /// the current one. While a rotation runs, both names can be one file
+    /// for a moment: that file is listed once.
+    pub(crate) fn log_files(&self, app: &str, id: &str) -> Result<Vec<std::path::PathBuf>> {
+        use std::os::unix::fs::MetadataExt;
+        let record = self.machine(app, id)?;
+        let paths = MachinePaths::new(&self.data_dir, &record.machine.id);
+        let mut seen = Vec::new();
+        Ok([paths.rotated_log(), paths.log]
+            .into_iter()
+            .filter(|p| match std::fs::metadata(p) {
+                Ok(meta) if !seen.contains(&meta.ino()) => {
+                    seen.push(meta.ino());
+                    true
+                }
+                _ => false,
+            })
+            .collect())
+    }
+
     pub(crate) fn app(&self, name: &str) -> Result<AppRecord> {
         self.store.get_app(name)?.ok_or_else(|| {
             MachineError::Missing(Missing::App {

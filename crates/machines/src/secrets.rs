@@ -9,7 +9,8 @@
 use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
 use crate::vault::{Slot, Vault};
-use crate::{now_rfc3339, Inner, Machines};
+use crate::{now_rfc3339, Inner, Service};
+use roost_lifecycle::{Right, Target};
 use roost_store::{MachineRecord, SecretRecord};
 use roost_types::{AppSecret, AppSecrets};
 use std::collections::BTreeMap;
@@ -60,19 +61,11 @@ fn view(record: &SecretRecord) -> AppSecret {
     }
 }
 
-impl Machines {
+impl Service {
     /// Names and digests of the app's secrets.
     pub fn list_secrets(&self, app: &str) -> Result<AppSecrets> {
-        self.inner.app(app)?;
-        Ok(AppSecrets {
-            secrets: self
-                .inner
-                .store
-                .list_app_secrets(app)?
-                .iter()
-                .map(view)
-                .collect(),
-        })
+        self.authorize(Right::Read, Target::App(app))?
+            .secrets_of(app)
     }
 
     /// Sets (`Some`) and unsets (`None`) secrets in one change; every name
@@ -83,7 +76,8 @@ impl Machines {
         app: &str,
         values: BTreeMap<String, Option<Zeroizing<String>>>,
     ) -> Result<AppSecrets> {
-        self.inner.app(app)?;
+        let inner = self.authorize(Right::SecretsWrite, Target::App(app))?;
+        inner.app(app)?;
         if values.is_empty() {
             return Err(MachineError::Invalid(
                 "no secrets given: send {\"values\": {\"NAME\": \"value\"}} (null unsets a name)"
@@ -96,8 +90,7 @@ impl Machines {
                 check_value(name, value)?;
             }
         }
-        let existing: BTreeMap<String, SecretRecord> = self
-            .inner
+        let existing: BTreeMap<String, SecretRecord> = inner
             .store
             .list_app_secrets(app)?
             .into_iter()
@@ -112,7 +105,7 @@ impl Machines {
                 "an app holds at most {MAX_SECRETS_PER_APP} secrets"
             )));
         }
-        let vault = Vault::open(&self.inner.data_dir)?;
+        let vault = Vault::open(&inner.data_dir)?;
         let now = now_rfc3339();
         let mut set = Vec::new();
         let mut unset = Vec::new();
@@ -131,18 +124,26 @@ impl Machines {
                 None => unset.push(name),
             }
         }
-        self.inner.store.update_app_secrets(app, &set, &unset)?;
+        inner.store.update_app_secrets(app, &set, &unset)?;
         tracing::info!(
             app,
             set = set.len(),
             unset = unset.len(),
             "app secrets changed"
         );
-        self.list_secrets(app)
+        inner.secrets_of(app)
     }
 }
 
 impl Inner {
+    /// Names and digests of the app's secrets.
+    fn secrets_of(&self, app: &str) -> Result<AppSecrets> {
+        self.app(app)?;
+        Ok(AppSecrets {
+            secrets: self.store.list_app_secrets(app)?.iter().map(view).collect(),
+        })
+    }
+
     /// The app's secrets, decrypted, as environment pairs.
     pub(crate) fn secret_env(&self, app: &str) -> Result<Vec<(String, Zeroizing<String>)>> {
         let records = self.store.list_app_secrets(app)?;

@@ -4,7 +4,8 @@
 
 use crate::error::{MachineError, Missing, Result};
 use crate::vault::{Slot, Vault};
-use crate::{now_rfc3339, Inner, Machines};
+use crate::{now_rfc3339, Inner, Machines, Service};
+use roost_lifecycle::{Right, Target};
 use roost_objects::{AccessKey, BucketInfo, KeyLookup, ObjectStore};
 use roost_store::StorageKeyRecord;
 use serde::Serialize;
@@ -119,32 +120,34 @@ impl Machines {
     pub fn storage_keys(&self) -> Arc<dyn KeyLookup> {
         Arc::new(AppKeys(self.inner.clone()))
     }
+}
 
+impl Service {
     /// Creates a bucket owned by `app` (named `name`, or after the app) and
     /// the app's key pair if it has none yet.
     pub async fn create_storage(&self, app: &str, name: Option<&str>) -> Result<StorageInfo> {
-        self.inner.app(app)?;
+        let inner = self.authorize(Right::Storage, Target::App(app))?;
+        inner.app(app)?;
         let name = name
             .map(str::to_string)
             .unwrap_or_else(|| default_bucket_name(app));
-        let bucket = self
-            .inner
+        let bucket = inner
             .storage
             .objects
             .create_bucket(&name, Some(app))
             .await
             .map_err(from_objects)?;
         let fresh = AccessKey::generate("RST");
-        let vault = Vault::open(&self.inner.data_dir)?;
-        let key = self.inner.store.ensure_storage_key(&StorageKeyRecord {
+        let vault = Vault::open(&inner.data_dir)?;
+        let key = inner.store.ensure_storage_key(&StorageKeyRecord {
             app: app.to_string(),
             access_key_id: fresh.access_key_id,
             sealed_secret: vault.seal(Slot::StorageKey { app }, &fresh.secret_access_key)?,
             created_at: now_rfc3339(),
         })?;
         tracing::info!(app, bucket = name, "storage created");
-        let secret = self.inner.storage_secret(&key)?;
-        let mut info = self.inner.storage_info(bucket);
+        let secret = inner.storage_secret(&key)?;
+        let mut info = inner.storage_info(bucket);
         info.access_key_id = Some(key.access_key_id);
         info.secret_access_key = Some(secret.to_string());
         Ok(info)
@@ -152,28 +155,16 @@ impl Machines {
 
     /// Buckets, all or those of one app.
     pub async fn list_storage(&self, app: Option<&str>) -> Result<Vec<StorageInfo>> {
-        if let Some(app) = app {
-            self.inner.app(app)?;
-        }
-        let buckets = self
-            .inner
-            .storage
-            .objects
-            .list_buckets()
-            .await
-            .map_err(from_objects)?;
-        Ok(buckets
-            .into_iter()
-            .filter(|b| app.is_none() || b.owner.as_deref() == app)
-            .map(|b| self.inner.storage_info(b))
-            .collect())
+        let target = app.map_or(Target::Host, Target::App);
+        self.authorize(Right::Read, target)?.list_storage(app).await
     }
 
     /// Deletes an app's bucket with its objects; the app's key pair goes
     /// with its last bucket.
     pub async fn destroy_storage(&self, app: &str, name: &str) -> Result<()> {
-        self.inner.app(app)?;
-        let objects = &self.inner.storage.objects;
+        let inner = self.authorize(Right::Storage, Target::App(app))?;
+        inner.app(app)?;
+        let objects = &inner.storage.objects;
         match objects.bucket(name).await.map_err(from_objects)? {
             Some(b) if b.owner.as_deref() == Some(app) => {}
             _ => {
@@ -187,10 +178,30 @@ impl Machines {
             .delete_bucket(name, true)
             .await
             .map_err(from_objects)?;
-        if self.list_storage(Some(app)).await?.is_empty() {
-            self.inner.store.delete_storage_key(app)?;
+        if inner.list_storage(Some(app)).await?.is_empty() {
+            inner.store.delete_storage_key(app)?;
         }
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Buckets, all or those of one app.
+    async fn list_storage(&self, app: Option<&str>) -> Result<Vec<StorageInfo>> {
+        if let Some(app) = app {
+            self.app(app)?;
+        }
+        let buckets = self
+            .storage
+            .objects
+            .list_buckets()
+            .await
+            .map_err(from_objects)?;
+        Ok(buckets
+            .into_iter()
+            .filter(|b| app.is_none() || b.owner.as_deref() == app)
+            .map(|b| self.storage_info(b))
+            .collect())
     }
 
     /// Deletes every bucket of `app` with its objects, then the app's key
@@ -198,7 +209,7 @@ impl Machines {
     /// volumes do, so no bucket outlives its owner to be inherited by a
     /// later app of the same name.
     pub(crate) async fn destroy_app_storage(&self, app: &str) -> Result<()> {
-        let objects = &self.inner.storage.objects;
+        let objects = &self.storage.objects;
         for name in objects.bucket_names_of(app).map_err(from_objects)? {
             match objects.delete_bucket(&name, true).await {
                 Ok(()) | Err(roost_objects::Error::NoSuchBucket(_)) => {}
@@ -206,7 +217,7 @@ impl Machines {
             }
             tracing::info!(app, bucket = name, "bucket deleted with its app");
         }
-        self.inner.store.delete_storage_key(app)?;
+        self.store.delete_storage_key(app)?;
         Ok(())
     }
 }

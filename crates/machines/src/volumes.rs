@@ -17,11 +17,12 @@
 //! - Lock order: claims, then a machine, then a volume.
 
 use crate::error::{MachineError, Missing, Result};
-use crate::{now_rfc3339, Inner, Machines};
+use crate::{now_rfc3339, Inner, Service};
 use roost_engine::{Logged, OpId, OperationLog, Subject};
 use roost_lifecycle::{
     volume, Transition, VolumeIntent, VolumePlan, VolumeSource, VolumeState, VolumeStep,
 };
+use roost_lifecycle::{Right, Target};
 use roost_store::{MachineRecord, OperationWrite, SnapshotRecord, Store, StoreError, VolumeRecord};
 use roost_types::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MachineConfig, MachineState,
@@ -651,11 +652,11 @@ pub(crate) async fn snapshot_periodically(inner: std::sync::Weak<Inner>, day: Du
     }
 }
 
-impl Machines {
+impl Service {
     /// Creates a volume: empty, restored from `snapshot_id`, or forked
     /// from `source_volume_id`.
     pub async fn create_volume(&self, app: &str, req: CreateVolumeRequest) -> Result<Volume> {
-        let inner = &self.inner;
+        let inner = self.authorize(Right::Volumes, Target::App(app))?;
         inner.app(app)?;
         let name = check_volume_name(req.name.as_deref())?;
         let retention = check_retention(req.snapshot_retention.unwrap_or(DEFAULT_RETENTION_DAYS))?;
@@ -753,29 +754,15 @@ impl Machines {
     }
 
     /// Volumes of an app (destroyed ones are not listed).
-    /// Destroys every volume of `app`: deleting an app deletes its volumes,
-    /// as on Fly. Its machines must be destroyed first.
-    pub(crate) async fn destroy_app_volumes(&self, app: &str) -> Result<()> {
-        for volume in self.list_volumes(app)? {
-            self.destroy_volume(app, &volume.id).await?;
-        }
-        Ok(())
-    }
-
     pub fn list_volumes(&self, app: &str) -> Result<Vec<Volume>> {
-        self.inner.app(app)?;
-        self.inner
-            .store
-            .list_volumes(Some(app))?
-            .iter()
-            .filter(|r| is_live(r))
-            .map(|r| self.inner.volume_view(r))
-            .collect()
+        self.authorize(Right::Read, Target::App(app))?
+            .live_volumes(app)
     }
 
     pub fn get_volume(&self, app: &str, id: &str) -> Result<Volume> {
-        let record = self.inner.volume_record(app, id)?;
-        self.inner.volume_view(&record)
+        let inner = self.authorize(Right::Read, Target::App(app))?;
+        let record = inner.volume_record(app, id)?;
+        inner.volume_view(&record)
     }
 
     /// Changes a volume's snapshot settings.
@@ -785,11 +772,12 @@ impl Machines {
         id: &str,
         req: UpdateVolumeRequest,
     ) -> Result<Volume> {
+        let inner = self.authorize(Right::Volumes, Target::App(app))?;
         let retention = req.snapshot_retention.map(check_retention).transpose()?;
-        self.inner.volume_record(app, id)?;
-        let lock = self.inner.lock_for(id);
+        inner.volume_record(app, id)?;
+        let lock = inner.lock_for(id);
         let _guard = lock.lock().await;
-        let mut record = self.inner.volume_record(app, id)?;
+        let mut record = inner.volume_record(app, id)?;
         decide(&record, VolumeIntent::Edit)?;
         if let Some(days) = retention {
             record.volume.snapshot_retention = days;
@@ -797,8 +785,8 @@ impl Machines {
         if let Some(enabled) = req.auto_backup_enabled {
             record.volume.auto_backup_enabled = enabled;
         }
-        self.inner.store.update_volume(&record)?;
-        self.inner.volume_view(&record)
+        inner.store.update_volume(&record)?;
+        inner.volume_view(&record)
     }
 
     /// Grows a volume, online while its machine runs.
@@ -808,7 +796,7 @@ impl Machines {
         id: &str,
         req: ExtendVolumeRequest,
     ) -> Result<ExtendVolumeResponse> {
-        let inner = &self.inner;
+        let inner = self.authorize(Right::Volumes, Target::App(app))?;
         inner.volume_record(app, id)?;
         let lock = inner.lock_for(id);
         let _guard = lock.lock().await;
@@ -837,28 +825,16 @@ impl Machines {
     /// Destroys a volume; refused while a machine mounts it. Its snapshots
     /// are kept until their retention ends.
     pub async fn destroy_volume(&self, app: &str, id: &str) -> Result<Volume> {
-        let inner = &self.inner;
-        inner.volume_record(app, id)?;
-        let _claims = Arc::clone(&inner.volumes.claims).lock_owned().await;
-        if let Some(holder) = inner.volume_holder(app, id)? {
-            return Err(MachineError::Conflict(format!(
-                "volume {id} is attached to machine {}: destroy that machine (or update it without the mount) first",
-                holder.machine.id
-            )));
-        }
-        let lock = inner.lock_for(id);
-        let _guard = lock.lock().await;
-        let record = inner.volume_record(app, id)?;
-        let plan = plan_for(&record, VolumeIntent::Destroy)?;
-        let (record, _) = inner.run_new_volume_op(record, plan, false).await?;
-        inner.volume_view(&record)
+        self.authorize(Right::Volumes, Target::App(app))?
+            .destroy_volume(app, id)
+            .await
     }
 
     /// Snapshots of a volume, oldest first.
     pub fn list_volume_snapshots(&self, app: &str, id: &str) -> Result<Vec<VolumeSnapshot>> {
-        self.inner.volume_record(app, id)?;
-        Ok(self
-            .inner
+        let inner = self.authorize(Right::Read, Target::App(app))?;
+        inner.volume_record(app, id)?;
+        Ok(inner
             .store
             .list_snapshots(Some(id))?
             .into_iter()
@@ -868,11 +844,51 @@ impl Machines {
 
     /// Takes a snapshot now; crash-consistent while a machine writes.
     pub async fn create_volume_snapshot(&self, app: &str, id: &str) -> Result<VolumeSnapshot> {
-        self.inner.volume_record(app, id)?;
-        let lock = self.inner.lock_for(id);
+        let inner = self.authorize(Right::Volumes, Target::App(app))?;
+        inner.volume_record(app, id)?;
+        let lock = inner.lock_for(id);
         let _guard = lock.lock().await;
-        let record = self.inner.volume_record(app, id)?;
-        self.inner.snapshot_volume(record, false).await
+        let record = inner.volume_record(app, id)?;
+        inner.snapshot_volume(record, false).await
+    }
+}
+
+impl Inner {
+    /// Volumes of an app that are not destroyed.
+    fn live_volumes(&self, app: &str) -> Result<Vec<Volume>> {
+        self.app(app)?;
+        self.store
+            .list_volumes(Some(app))?
+            .iter()
+            .filter(|r| is_live(r))
+            .map(|r| self.volume_view(r))
+            .collect()
+    }
+
+    /// Destroys every volume of `app`: deleting an app deletes its volumes,
+    /// as on Fly. Its machines must be destroyed first.
+    pub(crate) async fn destroy_app_volumes(self: &Arc<Self>, app: &str) -> Result<()> {
+        for volume in self.live_volumes(app)? {
+            self.destroy_volume(app, &volume.id).await?;
+        }
+        Ok(())
+    }
+
+    async fn destroy_volume(self: &Arc<Self>, app: &str, id: &str) -> Result<Volume> {
+        self.volume_record(app, id)?;
+        let _claims = Arc::clone(&self.volumes.claims).lock_owned().await;
+        if let Some(holder) = self.volume_holder(app, id)? {
+            return Err(MachineError::Conflict(format!(
+                "volume {id} is attached to machine {}: destroy that machine (or update it without the mount) first",
+                holder.machine.id
+            )));
+        }
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let record = self.volume_record(app, id)?;
+        let plan = plan_for(&record, VolumeIntent::Destroy)?;
+        let (record, _) = self.run_new_volume_op(record, plan, false).await?;
+        self.volume_view(&record)
     }
 }
 

@@ -23,11 +23,17 @@ mod storage;
 mod volumes;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::{tool_handler, ServerHandler};
-use roost_machines::Machines;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, Implementation, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::common::http_header::HEADER_SESSION_ID;
+use rmcp::{tool_handler, ErrorData, RoleServer, ServerHandler};
+use roost_machines::{Caller, Machines, Rights, Service, Who};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// What the server tells a client about itself at initialization.
 const INSTRUCTIONS: &str = "roost runs Linux machines (OCI containers) for you. \
@@ -45,10 +51,20 @@ in any listing. Machines reach the network only through the egress proxy, under 
 app's policy: get_egress shows it, set_egress changes it at once.";
 
 /// The MCP server: the tool router over one [`Machines`] service.
+///
+/// Each tool call acts for the caller of the HTTP request it came in: the
+/// MCP session it belongs to, with the rights of the token that request
+/// carried, which the API's token check left in it. So a token's rights
+/// apply to every call, also when a session outlives the token. A call
+/// whose request carries no caller may do nothing; in `roost up` every
+/// request to `/mcp` passed the check.
 #[derive(Clone)]
 pub struct Tools {
-    machines: Machines,
-    tool_router: ToolRouter<Tools>,
+    /// The service, to bind each call's caller to.
+    service: Machines,
+    /// The service acting for the caller of the call being served.
+    machines: Service,
+    tool_router: Arc<ToolRouter<Tools>>,
 }
 
 /// An app: the argument of tools that list what an app has.
@@ -62,10 +78,34 @@ struct AppArgs {
 impl Tools {
     pub fn new(machines: Machines) -> Tools {
         Tools {
-            machines,
-            tool_router: router(),
+            machines: machines.as_caller(&Caller::new(Who::Mcp { session: None }, Rights::NONE)),
+            service: machines,
+            tool_router: Arc::new(router()),
         }
     }
+
+    /// These tools acting for the caller of the request `context` came in.
+    fn acting_for(&self, context: &RequestContext<RoleServer>) -> Tools {
+        Tools {
+            machines: self.service.as_caller(&caller_of(context)),
+            service: self.service.clone(),
+            tool_router: Arc::clone(&self.tool_router),
+        }
+    }
+}
+
+/// The caller of a tool call: its request's MCP session, with the rights
+/// of the caller the API's token check found (none without one).
+fn caller_of(context: &RequestContext<RoleServer>) -> Caller {
+    let parts = context.extensions.get::<http::request::Parts>();
+    let session = parts
+        .and_then(|parts| parts.headers.get(HEADER_SESSION_ID))
+        .and_then(|id| id.to_str().ok())
+        .map(str::to_string);
+    let rights = parts
+        .and_then(|parts| parts.extensions.get::<Caller>())
+        .map_or(Rights::NONE, Caller::rights);
+    Caller::new(Who::Mcp { session }, rights)
 }
 
 /// Every family's tools in one router, their texts unwrapped into prose.
@@ -88,6 +128,16 @@ fn router() -> ToolRouter<Tools> {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Tools {
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let tools = self.acting_for(&context);
+        let call = ToolCallContext::new(&tools, request, context);
+        self.tool_router.call(call).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("roost", env!("CARGO_PKG_VERSION")))

@@ -52,6 +52,9 @@ fn hint(err: &MachineError, subject: Subject) -> Cow<'static, str> {
     let advice = match err {
         MachineError::Missing(missing) => return missing_hint(missing).into(),
         MachineError::Invalid(_) => "Fix the arguments and call the tool again.",
+        MachineError::Forbidden(_) => {
+            "The token this MCP client uses lacks that right; calling again with it will fail the same way."
+        }
         MachineError::NotFound(_) => {
             "list_apps, list_machines, list_images, list_dir, list_storage, list_volumes and list_volume_snapshots show what exists."
         }
@@ -190,6 +193,33 @@ mod tests {
         assert!(hint(&err, Subject::Bucket).contains("list_storage"));
         let missing = MachineError::NotFound("volume v not found".into());
         assert!(hint(&missing, Subject::Machine).contains("list_volumes"));
+    }
+
+    #[test]
+    fn a_refused_call_is_a_tool_error_naming_the_right() {
+        let caller = roost_machines::Caller::new(
+            roost_machines::Who::Mcp { session: None },
+            roost_machines::Rights::NONE,
+        );
+        let refused = caller
+            .may(
+                roost_machines::Right::Exec,
+                roost_machines::Target::App("web"),
+            )
+            .unwrap_err();
+        let err = MachineError::Forbidden(refused);
+        let result = tool_error(&err, &hint(&err, Subject::Machine));
+        assert_eq!(result.is_error, Some(true));
+        let text = result.content[0]
+            .as_text()
+            .map(|t| t.text.clone())
+            .unwrap_or_default();
+        assert!(
+            text.starts_with(
+                "not allowed: this MCP request lacks the 'exec' right on app 'web'. The token"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

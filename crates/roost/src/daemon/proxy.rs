@@ -1,9 +1,10 @@
 //! The edge proxy in `roost up`: roost-proxy over the `Machines` service
 //! layer. Everything the proxy does to machines (autostart, autostop,
-//! check results) goes through the same `Machines` methods the API calls.
+//! check results) goes through the same service methods the API calls,
+//! acting as the edge proxy's [`Caller`].
 
 use anyhow::{Context, Result};
-use roost_machines::{MachineError, Machines};
+use roost_machines::{Caller, MachineError, Machines, Service};
 use roost_proxy::{
     AffinityKey, BackendError, Backends, BoxFuture, Proxy, ProxyConfig, ProxyError, TlsCertificate,
 };
@@ -75,8 +76,8 @@ pub struct ProxyArgs {
     pub proxy_tick_ms: u64,
 }
 
-/// [`Backends`] over the service layer.
-struct MachinesBackends(Machines);
+/// [`Backends`] over the service layer, acting as the edge proxy.
+struct MachinesBackends(Service);
 
 fn backend_error(err: MachineError) -> BackendError {
     match err {
@@ -91,7 +92,8 @@ fn backend_error(err: MachineError) -> BackendError {
 
 impl Backends for MachinesBackends {
     fn change_count(&self) -> u64 {
-        self.0.change_count()
+        // The edge proxy has every right: this is never refused.
+        self.0.change_count().unwrap_or_default()
     }
 
     fn apps(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
@@ -153,7 +155,10 @@ pub async fn start(
         (Some(cert), Some(key)) => Some(TlsCertificate::load(cert, key)?),
         _ => None,
     };
-    let proxy = Proxy::new(Arc::new(MachinesBackends(machines.clone())), config);
+    let proxy = Proxy::new(
+        Arc::new(MachinesBackends(machines.as_caller(&Caller::edge_proxy()))),
+        config,
+    );
     let mut tasks = vec![proxy.spawn_supervisor()];
     let workers = args.proxy_workers.unwrap_or_else(roost_workers::per_cpu);
     let listener = std::net::TcpListener::bind(&args.proxy_listen)
