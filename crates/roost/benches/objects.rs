@@ -22,9 +22,9 @@
 //! 4096 × 4 KiB PUT then GET by 16 concurrent clients.
 //!
 //! Then versioning's cost: 4096 × 4 KiB PUTs by 16 clients into a roost bucket with
-//! versioning Enabled and into an unversioned one, alternating for 3 rounds on the same keys
+//! versioning Enabled and into an unversioned one, alternating for 9 rounds on the same keys
 //! (so rounds after the first add a version, or replace the object), with the median rate
-//! and the median and p99 PUT latency of each.
+//! and the median and p99 PUT latency of each; their ratio is the median of the rounds' own.
 //!
 //! Run with `cargo bench -p roost --bench objects`. Targets: roost ≥ s3s-fs on every figure,
 //! ≥ 80% of the raw disk rate for 256 MiB objects, and versioned PUTs ≥ 90% of the rate of
@@ -48,7 +48,7 @@ const MIB: usize = 1 << 20;
 const CLIENTS: usize = 16;
 const BUCKET: &str = "bench";
 const VERSIONED_BUCKET: &str = "bench-versioned";
-const VERSIONING_ROUNDS: usize = 3;
+const VERSIONING_ROUNDS: usize = 9;
 const VERSIONING_WORKLOAD: Workload = Workload {
     size: 4096,
     count: 4096,
@@ -203,6 +203,13 @@ async fn versioning_cost(roost: &Arc<Endpoint>) -> Result<()> {
         "PUT 4 KiB ({} x {}, {VERSIONING_ROUNDS} alternating rounds, same keys)",
         workload.clients, workload.count
     );
+    // Each round's two rates saw the same moment of the host's load: their
+    // ratio is steadier than the ratio of the two medians.
+    let mut ratios: Vec<f64> = rates[1]
+        .iter()
+        .zip(&rates[0])
+        .map(|(versioned, unversioned)| versioned / unversioned)
+        .collect();
     let mut medians = [0.0; 2];
     for (which, label) in ["unversioned", "versioned"].into_iter().enumerate() {
         medians[which] = median(&mut rates[which]);
@@ -218,9 +225,13 @@ async fn versioning_cost(roost: &Arc<Endpoint>) -> Result<()> {
             at(0.99)
         );
     }
-    let ratio = medians[1] / medians[0];
+    let ratio = median(&mut ratios);
     let verdict = if ratio >= 0.9 { "PASS" } else { "MISS" };
-    println!("  versioned / unversioned PUT rate = {ratio:>6.2}   target >= 0.90   {verdict}");
+    println!(
+        "  versioned / unversioned PUT rate = {ratio:>6.2} (median of per-round ratios, {:.2} to {:.2})   target >= 0.90   {verdict}",
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
     Ok(())
 }
 
