@@ -19,11 +19,11 @@
 //! carries an HTTP service with autostart off, so the proxy routes on it
 //! but never starts it. Then, with the daemon stopped, each machine's
 //! history is extended to 10 and to 100 events by repeating its own events
-//! (fresh ids, later timestamps) through `roost-store`'s `append_event`,
-//! which writes the rows the old store writes (opening it adopts the old
-//! layout as version 1 without changing a table; the old binary ignores
-//! the version). Both binaries then run on copies of the same data
-//! directory.
+//! (fresh ids, later timestamps), written with plain SQL into the events
+//! table, whose rows both layouts share (roost-store would migrate the
+//! schema at open, which the old binary cannot read; this tree's binary
+//! migrates its copy when it starts). Both binaries then run on copies of
+//! the same data directory.
 //!
 //! For each binary and history length, on a fresh daemon with the proxy's
 //! supervisor parked (`--proxy-tick-ms 3600000`, so nothing but the
@@ -261,12 +261,26 @@ async fn seed(binary: &Path, data_dir: &Path, scratch: &Path, per_app: usize) {
 /// Extends every machine's history to exactly `events` events by
 /// repeating its own, newest last, with fresh ids and later timestamps.
 fn extend_histories(data_dir: &Path, events: usize) {
-    let store = roost_store::Store::open(&data_dir.join("roost.db")).expect("open store");
+    // Plain SQL on the old layout's events table, not roost-store: opening
+    // the store migrates the schema, which the old binary cannot read.
+    let mut db = rusqlite::Connection::open(data_dir.join("roost.db")).expect("open database");
+    let tx = db.transaction().expect("transaction");
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM machines")
+        .and_then(|mut q| q.query_map([], |row| row.get(0))?.collect())
+        .expect("machines");
     let mut serial = 0u64;
-    for record in store.list_machines(None).expect("machines") {
-        let id = &record.machine.id;
-        let mut own: Vec<MachineEvent> = store.list_events(id, u32::MAX).expect("events");
-        own.reverse();
+    for id in &ids {
+        let own: Vec<MachineEvent> = tx
+            .prepare("SELECT data FROM events WHERE machine_id = ?1 ORDER BY seq")
+            .and_then(|mut q| {
+                q.query_map([id], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("events")
+            .iter()
+            .map(|data| serde_json::from_str(data).expect("an event"))
+            .collect();
         assert!(
             !own.is_empty() && own.len() <= events,
             "machine {id} has {} events",
@@ -279,10 +293,15 @@ fn extend_histories(data_dir: &Path, events: usize) {
             timestamp += 1;
             event.id = format!("{:026}", serial);
             event.timestamp = timestamp;
-            store.append_event(id, &event).expect("append event");
+            let data = serde_json::to_string(&event).expect("event JSON");
+            tx.execute(
+                "INSERT INTO events (machine_id, data) VALUES (?1, ?2)",
+                (id, data),
+            )
+            .expect("append event");
         }
-        assert_eq!(store.list_events(id, u32::MAX).unwrap().len(), events);
     }
+    tx.commit().expect("commit");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
