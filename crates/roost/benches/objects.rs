@@ -210,9 +210,8 @@ async fn versioning_cost(roost: &Arc<Endpoint>) -> Result<()> {
         .zip(&rates[0])
         .map(|(versioned, unversioned)| versioned / unversioned)
         .collect();
-    let mut medians = [0.0; 2];
     for (which, label) in ["unversioned", "versioned"].into_iter().enumerate() {
-        medians[which] = median(&mut rates[which]);
+        let rate = median(&mut rates[which]);
         latencies[which].sort();
         let at = |q: f64| {
             let times = &latencies[which];
@@ -220,7 +219,7 @@ async fn versioning_cost(roost: &Arc<Endpoint>) -> Result<()> {
         };
         println!(
             "  {label:<12} median {:>8.1} ops/s   latency median {:>6.2} ms   p99 {:>6.2} ms",
-            medians[which],
+            rate,
             at(0.5),
             at(0.99)
         );
