@@ -14,7 +14,6 @@ use roost_lifecycle::{Right, Target};
 use roost_store::{MachineRecord, SecretRecord};
 use roost_types::{AppSecret, AppSecrets};
 use std::collections::BTreeMap;
-use std::path::Path;
 use zeroize::Zeroizing;
 
 const MAX_VALUE_BYTES: usize = 64 * 1024;
@@ -164,23 +163,12 @@ impl Inner {
     }
 
     /// Brings the bundle's environment up to date (app secrets change
-    /// between starts). Rewrites `config.json` only when it differs, so a
-    /// start without changes only reads it; the rewrite is atomic, so the
-    /// step can run again after a crash.
+    /// between starts); the runtime rewrites `config.json` only when it
+    /// differs, atomically, so the step can run again after a crash.
     pub(crate) fn refresh_env(&self, record: &MachineRecord, paths: &MachinePaths) -> Result<()> {
         let image = self.images.get(&record.machine.image_ref.digest)?;
         let env = self.machine_env(record, &image)?;
-        let path = paths.bundle.join("config.json");
-        let mut config = read_bundle_config(&path)?;
-        let current = bundle_env(&mut config, &path)?;
-        let wanted = serde_json::Value::from(env);
-        if *current == wanted {
-            return Ok(());
-        }
-        *current = wanted;
-        let bytes = serde_json::to_vec_pretty(&config)
-            .map_err(|e| MachineError::Internal(e.to_string()))?;
-        crate::write_atomically(&path, &bytes)?;
+        roost_runtime::set_bundle_env(&paths.bundle, &env)?;
         Ok(())
     }
 
@@ -189,30 +177,8 @@ impl Inner {
     /// storage variables changed since reach both at the next start.
     pub(crate) fn started_env(&self, record: &MachineRecord) -> Result<Vec<String>> {
         let paths = MachinePaths::new(&self.data_dir, &record.machine.id);
-        let path = paths.bundle.join("config.json");
-        let mut config = read_bundle_config(&path)?;
-        let env = bundle_env(&mut config, &path)?.take();
-        serde_json::from_value(env).map_err(|e| {
-            MachineError::Internal(format!(
-                "{}: process.env is not a string list: {e}",
-                path.display()
-            ))
-        })
+        Ok(roost_runtime::bundle_env(&paths.bundle)?)
     }
-}
-
-fn read_bundle_config(path: &Path) -> Result<serde_json::Value> {
-    serde_json::from_slice(&std::fs::read(path)?)
-        .map_err(|e| MachineError::Internal(format!("{} is unreadable: {e}", path.display())))
-}
-
-fn bundle_env<'a>(
-    config: &'a mut serde_json::Value,
-    path: &Path,
-) -> Result<&'a mut serde_json::Value> {
-    config
-        .pointer_mut("/process/env")
-        .ok_or_else(|| MachineError::Internal(format!("{} has no process.env", path.display())))
 }
 
 #[cfg(test)]

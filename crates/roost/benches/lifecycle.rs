@@ -49,7 +49,7 @@ use roost_client::Client;
 use roost_types::{
     CreateMachineRequest, ExecRequest, MachineConfig, MachineInit, MachineState, StopRequest,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Iterations per system when `--iterations` is not given: enough for a
 /// stable median, and p99 is then simply the worst sample.
@@ -415,28 +415,19 @@ impl Bench {
         wait_for_sleep(pid).with_context(|| format!("roost machine {id}"))
     }
 
-    /// `crun spec`, edited to run the benchmark's workload on the busybox
-    /// tree with the namespaces roost gives every machine.
+    /// `crun spec`, made by roost-runtime into a plain bundle of the
+    /// benchmark's workload on the busybox tree with the namespaces roost
+    /// gives every machine.
     async fn write_crun_bundle(&self) -> Result<()> {
         std::fs::create_dir_all(&self.bundle)?;
         let mut spec = std::process::Command::new("crun");
         spec.arg("spec").current_dir(&self.bundle);
         self.command(spec, "crun spec").await?;
-        let path = self.bundle.join("config.json");
-        let mut config: Value = serde_json::from_slice(&std::fs::read(&path)?)
-            .context("crun spec wrote invalid JSON")?;
-        config["process"]["args"] = json!(["sleep", "1000"]);
-        config["process"]["terminal"] = json!(false);
-        config["root"]["path"] = json!(self.rootfs);
-        config["linux"]["namespaces"] = json!([
-            { "type": "pid" },
-            { "type": "mount" },
-            { "type": "uts" },
-            { "type": "ipc" },
-            { "type": "network" },
-            { "type": "cgroup" },
-        ]);
-        std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+        roost_runtime::write_plain_bundle(
+            &self.bundle,
+            &self.rootfs,
+            &["sleep".into(), "1000".into()],
+        )?;
         Ok(())
     }
 

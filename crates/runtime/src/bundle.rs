@@ -134,18 +134,98 @@ pub fn write_bundle(bundle_dir: &Path, cfg: &BundleConfig) -> Result<(), Runtime
     validate(cfg)?;
     let init = host::find_program("tini-static", "tini")?;
     let spec = spec(cfg, &init)?;
-    let bytes = serde_json::to_vec_pretty(&spec).map_err(|err| {
-        RuntimeError::io("cannot serialize config.json", std::io::Error::other(err))
-    })?;
     fs::create_dir_all(bundle_dir).map_err(|err| {
         RuntimeError::io(
             format!("cannot create bundle directory {}", bundle_dir.display()),
             err,
         )
     })?;
-    write_atomically(&bundle_dir.join("config.json"), &bytes)?;
+    write_config(&bundle_dir.join("config.json"), &spec)?;
     tracing::debug!(bundle = %bundle_dir.display(), "wrote OCI bundle config");
     Ok(())
+}
+
+/// The environment the main process of the bundle in `bundle_dir` starts
+/// with (its `config.json`'s `process.env`): what exec'd processes get too,
+/// so they see what the main process sees.
+pub fn bundle_env(bundle_dir: &Path) -> Result<Vec<String>, RuntimeError> {
+    let (path, mut config) = read_config(bundle_dir)?;
+    let env = env_of(&mut config, &path)?.take();
+    serde_json::from_value(env).map_err(|err| {
+        RuntimeError::io(
+            format!("{}: process.env is not a list of strings", path.display()),
+            std::io::Error::other(err),
+        )
+    })
+}
+
+/// Makes `env` (with [`write_bundle`]'s default `PATH`) the main process's
+/// environment in the bundle in `bundle_dir`, for its next start. The
+/// environment changes between starts (app secrets) while the rest of the
+/// bundle does not, so only `process.env` is replaced, and `config.json`
+/// is rewritten (atomically, so a crash leaves the old or the new one)
+/// only when it differs: an unchanged environment costs one read. Returns
+/// whether it was rewritten.
+pub fn set_bundle_env(bundle_dir: &Path, env: &[String]) -> Result<bool, RuntimeError> {
+    check_process_strings("env", env, true)?;
+    let (path, mut config) = read_config(bundle_dir)?;
+    let current = env_of(&mut config, &path)?;
+    let wanted = Value::from(process_env(env));
+    if *current == wanted {
+        return Ok(false);
+    }
+    *current = wanted;
+    write_config(&path, &config)?;
+    Ok(true)
+}
+
+/// Turns the default `config.json` an OCI runtime's own `spec` command
+/// wrote into `bundle_dir` into one that runs `args` on `rootfs` in the
+/// namespaces every machine gets, and nothing else of a machine's bundle
+/// (no init, seccomp profile, masked paths or limits): the plain bundle a
+/// benchmark runs beside roost's, to show what roost's own work costs.
+pub fn write_plain_bundle(
+    bundle_dir: &Path,
+    rootfs: &Path,
+    args: &[String],
+) -> Result<(), RuntimeError> {
+    let (path, mut config) = read_config(bundle_dir)?;
+    config["process"]["args"] = json!(args);
+    config["process"]["terminal"] = json!(false);
+    config["root"]["path"] = json!(utf8(rootfs, "rootfs")?);
+    config["linux"]["namespaces"] = namespaces(json!({ "type": "network" }));
+    write_config(&path, &config)
+}
+
+/// The path of `bundle_dir`'s `config.json` and its contents.
+fn read_config(bundle_dir: &Path) -> Result<(PathBuf, Value), RuntimeError> {
+    let path = bundle_dir.join("config.json");
+    let bytes = fs::read(&path)
+        .map_err(|err| RuntimeError::io(format!("cannot read {}", path.display()), err))?;
+    let config = serde_json::from_slice(&bytes).map_err(|err| {
+        RuntimeError::io(
+            format!("{} is not valid JSON", path.display()),
+            std::io::Error::other(err),
+        )
+    })?;
+    Ok((path, config))
+}
+
+fn env_of<'a>(config: &'a mut Value, path: &Path) -> Result<&'a mut Value, RuntimeError> {
+    config.pointer_mut("/process/env").ok_or_else(|| {
+        RuntimeError::io(
+            format!("{} has no process.env", path.display()),
+            std::io::Error::from(std::io::ErrorKind::InvalidData),
+        )
+    })
+}
+
+/// Replaces the `config.json` at `path` with `config`.
+fn write_config(path: &Path, config: &Value) -> Result<(), RuntimeError> {
+    let bytes = serde_json::to_vec_pretty(config).map_err(|err| {
+        RuntimeError::io("cannot serialize config.json", std::io::Error::other(err))
+    })?;
+    write_atomically(path, &bytes)
 }
 
 /// Replaces `path` with `contents` so readers see either the old or the new
@@ -268,14 +348,7 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
         "hostname": cfg.hostname,
         "mounts": mounts(init, &cfg.mounts)?,
         "linux": {
-            "namespaces": [
-                { "type": "pid" },
-                { "type": "mount" },
-                { "type": "uts" },
-                { "type": "ipc" },
-                network,
-                { "type": "cgroup" },
-            ],
+            "namespaces": namespaces(network),
             "resources": resources(cfg),
             // An absolute path is interpreted from the root of every
             // hierarchy (v1 controllers, or the v2 tree) by both crun and
@@ -286,6 +359,19 @@ fn spec(cfg: &BundleConfig, init: &Path) -> Result<Value, RuntimeError> {
             "readonlyPaths": READONLY_PATHS,
         },
     }))
+}
+
+/// The namespaces of every machine, `network` among them (a fresh one, or
+/// one joined by path).
+fn namespaces(network: Value) -> Value {
+    json!([
+        { "type": "pid" },
+        { "type": "mount" },
+        { "type": "uts" },
+        { "type": "ipc" },
+        network,
+        { "type": "cgroup" },
+    ])
 }
 
 /// What differs between a machine's processes: its main process and
@@ -304,11 +390,7 @@ pub(crate) struct ProcessSpec<'a> {
 /// gets (capabilities, rlimits, `no_new_privs`), so an exec'd command has
 /// exactly the main process's privileges.
 pub(crate) fn process_spec(process: &ProcessSpec<'_>) -> Value {
-    let mut env = Vec::with_capacity(process.env.len() + 1);
-    if !process.env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push(DEFAULT_PATH.to_owned());
-    }
-    env.extend(process.env.iter().cloned());
+    let env = process_env(process.env);
     let nofile = NOFILE_LIMIT.min(own_nofile_hard_limit());
     json!({
         "terminal": process.terminal,
@@ -326,6 +408,17 @@ pub(crate) fn process_spec(process: &ProcessSpec<'_>) -> Value {
         ],
         "noNewPrivileges": true,
     })
+}
+
+/// A process's environment: `env`, after [`DEFAULT_PATH`] when `env` sets
+/// no `PATH`.
+fn process_env(env: &[String]) -> Vec<String> {
+    let mut all = Vec::with_capacity(env.len() + 1);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        all.push(DEFAULT_PATH.to_owned());
+    }
+    all.extend(env.iter().cloned());
+    all
 }
 
 fn mounts(init: &str, binds: &[BindMount]) -> Result<Value, RuntimeError> {
@@ -464,6 +557,71 @@ mod tests {
             .expect("caps");
         assert!(!caps.iter().any(|c| c == "CAP_NET_RAW"));
         assert_eq!(caps.len(), 13);
+    }
+
+    #[test]
+    fn the_environment_is_rewritten_only_when_it_changed() {
+        let rootfs = tempfile::tempdir().expect("tempdir");
+        let bundle = tempfile::tempdir().expect("tempdir");
+        let path = bundle.path().join("config.json");
+        let written =
+            spec(&config(rootfs.path()), Path::new("/usr/bin/tini-static")).expect("spec");
+        write_config(&path, &written).expect("write");
+        let before = fs::metadata(&path)
+            .expect("stat")
+            .modified()
+            .expect("mtime");
+        assert!(!set_bundle_env(bundle.path(), &["A=b".into()]).expect("same env"));
+        assert_eq!(
+            fs::metadata(&path)
+                .expect("stat")
+                .modified()
+                .expect("mtime"),
+            before
+        );
+        assert_eq!(
+            bundle_env(bundle.path()).expect("env"),
+            [DEFAULT_PATH.to_string(), "A=b".into()]
+        );
+        let changed = vec!["PATH=/bin".to_string(), "A=c".into()];
+        assert!(set_bundle_env(bundle.path(), &changed).expect("new env"));
+        assert_eq!(bundle_env(bundle.path()).expect("env"), changed);
+        let (_, rewritten) = read_config(bundle.path()).expect("read");
+        assert_eq!(rewritten["process"]["args"], written["process"]["args"]);
+        assert_eq!(rewritten["linux"], written["linux"]);
+        let err = set_bundle_env(bundle.path(), &["NOEQUALS".into()]).expect_err("refused");
+        assert!(matches!(err, RuntimeError::InvalidInput { .. }), "{err}");
+        assert_eq!(bundle_env(bundle.path()).expect("env"), changed);
+    }
+
+    #[test]
+    fn a_plain_bundle_runs_the_args_in_a_machines_namespaces() {
+        let bundle = tempfile::tempdir().expect("tempdir");
+        let path = bundle.path().join("config.json");
+        let default = json!({
+            "process": { "terminal": true, "args": ["sh"], "env": ["TERM=xterm"] },
+            "root": { "path": "rootfs", "readonly": true },
+            "linux": { "namespaces": [{ "type": "pid" }] },
+        });
+        write_config(&path, &default).expect("write");
+        let args = ["sleep".to_string(), "1000".into()];
+        write_plain_bundle(bundle.path(), Path::new("/srv/tree"), &args).expect("plain");
+        let (_, plain) = read_config(bundle.path()).expect("read");
+        assert_eq!(plain["process"]["args"], json!(["sleep", "1000"]));
+        assert_eq!(plain["process"]["terminal"], false);
+        assert_eq!(plain["process"]["env"], json!(["TERM=xterm"]));
+        assert_eq!(
+            plain["root"],
+            json!({ "path": "/srv/tree", "readonly": true })
+        );
+        assert_eq!(
+            plain["linux"]["namespaces"],
+            namespaces(json!({ "type": "network" }))
+        );
+        assert_eq!(
+            plain["linux"]["namespaces"].as_array().map(Vec::len),
+            Some(6)
+        );
     }
 
     #[test]

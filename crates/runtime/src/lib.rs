@@ -25,7 +25,10 @@ pub mod rootfs;
 mod runtime;
 mod seccomp;
 
-pub use bundle::{write_bundle, BindMount, BundleConfig, INIT_PATH};
+pub use bundle::{
+    bundle_env, set_bundle_env, write_bundle, write_plain_bundle, BindMount, BundleConfig,
+    INIT_PATH,
+};
 pub use error::RuntimeError;
 pub use exec::{ExecOutput, ExecRequest};
 pub use host::{cgroup_mode, CgroupMode};
