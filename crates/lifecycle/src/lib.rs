@@ -22,6 +22,10 @@
 //! stopped machine first is an exec intent whose plan is the start steps.
 //! The [`Operation`] trait is all the durable engine needs of a plan.
 //!
+//! What is kept of a machine is a [`MachineRecord`], roost's own record,
+//! not the Fly wire type; [`MachineRecord::into_view`] builds the wire
+//! view, the one conversion every front end's answer goes through.
+//!
 //! A service call also has a [`Caller`]: who asks, with which [`Rights`].
 //! [`Caller::may`] is the one check every operation of the service passes
 //! before it acts; what a right covers is listed at [`Right`].
@@ -29,6 +33,7 @@
 mod caller;
 mod machine;
 mod operation;
+mod record;
 mod refusal;
 pub mod volume;
 
@@ -38,6 +43,7 @@ pub use machine::{
     Update, WAITABLE,
 };
 pub use operation::{Operation, StepName, Transition};
+pub use record::{MachineRecord, Shown};
 pub use refusal::{Reason, Refusal};
 pub use roost_types::MachineState;
 pub use volume::{VolumeIntent, VolumeOpKind, VolumePlan, VolumeSource, VolumeState, VolumeStep};

@@ -46,7 +46,7 @@ impl Service {
             .by_machine
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if checks.is_empty() || record.machine.state != MachineState::Started {
+        if checks.is_empty() || record.state != MachineState::Started {
             map.remove(id);
         } else {
             map.insert(id.to_string(), checks);

@@ -14,9 +14,9 @@
 use crate::error::{MachineError, Missing, Result};
 use crate::{Inner, Machines, Service};
 use roost_egress::{Directory, Ledger, MachineRef, Policy};
-use roost_lifecycle::{Right, Target};
+use roost_lifecycle::{MachineRecord, Right, Target};
 use roost_net::plan::SERVICE_EGRESS_PORT;
-use roost_types::{EgressDefault, EgressLog, EgressPolicy, Machine};
+use roost_types::{EgressDefault, EgressLog, EgressPolicy, MachineEgress};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
@@ -64,9 +64,9 @@ impl EgressLayer {
         self.ledger.forget_machine(id);
     }
 
-    /// Adds the machine's egress counters to its view.
-    pub(crate) fn fill_view(&self, machine: &mut Machine) {
-        machine.egress = self.ledger.machine(&machine.id);
+    /// The machine's egress counters, shown in its view.
+    pub(crate) fn counters(&self, id: &str) -> Option<MachineEgress> {
+        self.ledger.machine(id)
     }
 }
 
@@ -107,7 +107,7 @@ impl Inner {
     /// the proxy at the service address, and `NO_PROXY` naming what the
     /// machine reaches directly (its loopback, the internal names, the
     /// service address, its app's prefix). Empty without a network.
-    pub(crate) fn egress_env(&self, machine: &Machine) -> Vec<(String, String)> {
+    pub(crate) fn egress_env(&self, machine: &MachineRecord) -> Vec<(String, String)> {
         let Some(net) = &self.net else {
             return Vec::new();
         };

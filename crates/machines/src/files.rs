@@ -171,8 +171,7 @@ impl Inner {
         let _guard = lock.lock().await;
         let record = self.machine(app, id)?;
         crate::machine_ops::decide(&record, &roost_lifecycle::Intent::Files)?;
-        let (root, guest, mounted_here) = match volume_holding(&record.machine.config.mounts, path)
-        {
+        let (root, guest, mounted_here) = match volume_holding(&record.config.mounts, path) {
             Some((mount, guest)) => {
                 let mounted_here = !self.volume_is_mounted(&mount.volume);
                 let root = self.attach_volume(&mount.volume, id).await?;

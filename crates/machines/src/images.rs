@@ -34,9 +34,9 @@ impl Service {
             .store
             .list_machines(None)?
             .into_iter()
-            .filter(|r| r.machine.state != MachineState::Destroyed)
-            .filter(|r| r.machine.image_ref.digest == image.digest)
-            .map(|r| format!("{} (app {})", r.machine.id, r.app))
+            .filter(|r| r.state != MachineState::Destroyed)
+            .filter(|r| r.image_ref.digest == image.digest)
+            .map(|r| format!("{} (app {})", r.id, r.app))
             .collect();
         if !users.is_empty() {
             return Err(MachineError::Conflict(format!(
@@ -55,10 +55,10 @@ impl Service {
         let inner = self.authorize(Right::Images, Target::Host)?;
         let mut keep = HashSet::new();
         for record in inner.store.list_machines(None)? {
-            if record.machine.state == MachineState::Destroyed {
+            if record.state == MachineState::Destroyed {
                 continue;
             }
-            let paths = MachinePaths::new(&inner.data_dir, &record.machine.id);
+            let paths = MachinePaths::new(&inner.data_dir, &record.id);
             if !paths.lower.exists() {
                 continue;
             }

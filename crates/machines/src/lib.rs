@@ -48,7 +48,7 @@ pub use machine_ops::{ListFilter, StartResponse, LISTED_EVENTS};
 pub use paths::MachinePaths;
 pub use roost_engine::CRASH_AT_ENV;
 pub use roost_image::{Image, ImageStore, RegistryConfig};
-pub use roost_lifecycle::{Caller, Forbidden, Right, Rights, Target, Who};
+pub use roost_lifecycle::{Caller, Forbidden, MachineRecord, Right, Rights, Target, Who};
 pub use roost_runtime::OciRuntimeKind;
 pub use rootfs::DEFAULT_ROOTFS_GB;
 pub use service::Service;
@@ -56,7 +56,7 @@ pub use spec::HostLimits;
 pub use storage::{StorageConfig, StorageInfo};
 
 use roost_runtime::Runtime;
-use roost_store::{MachineRecord, Store};
+use roost_store::Store;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -294,7 +294,7 @@ impl Inner {
         for dir in [&paths.dir, &paths.bundle, &paths.rootfs] {
             std::fs::create_dir_all(dir)?;
         }
-        let machine = &record.machine;
+        let machine = record;
         let image = self.images.get(&machine.image_ref.digest)?;
         let lowers = self.images.layer_paths(&image)?;
         let lower_text: String = lowers
@@ -350,7 +350,7 @@ impl Inner {
     /// The main process's environment: image, then config, then app
     /// secrets, then the platform's variables.
     pub(crate) fn machine_env(&self, record: &MachineRecord, image: &Image) -> Result<Vec<String>> {
-        let m = &record.machine;
+        let m = record;
         let secrets = self.secret_env(&record.app)?;
         let mut vars: Vec<(&str, &str)> = secrets
             .iter()

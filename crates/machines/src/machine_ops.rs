@@ -3,8 +3,10 @@
 use crate::error::{MachineError, Missing, Result};
 use crate::paths::MachinePaths;
 use crate::{ids, now_rfc3339, spec, Inner, Service};
-use roost_lifecycle::{Intent, Right, StopOptions, Target, Transition, Update, WAITABLE};
-use roost_store::{AppRecord, MachineRecord};
+use roost_lifecycle::{
+    Intent, MachineRecord, Right, Shown, StopOptions, Target, Transition, Update, WAITABLE,
+};
+use roost_store::AppRecord;
 use roost_types::{
     App, CreateAppRequest, CreateLeaseRequest, CreateMachineRequest, DurationRange, ExecRequest,
     ExecResponse, ImageRef, Lease, ListApp, ListAppsResponse, ListenSocket, Machine, MachineEvent,
@@ -26,7 +28,7 @@ pub struct ListFilter {
 
 impl ListFilter {
     fn admits(&self, record: &MachineRecord) -> bool {
-        let m = &record.machine;
+        let m = record;
         (self.include_deleted || m.state != MachineState::Destroyed)
             && self
                 .region
@@ -153,10 +155,8 @@ impl Service {
         // app ends every deploy with it (a lost nonce would otherwise keep the
         // app alive until the lease ran out).
         for record in inner.store.list_machines(Some(name))? {
-            if record.machine.state != MachineState::Destroyed {
-                let (_guard, record) = inner
-                    .lock_machine_unleased(name, &record.machine.id)
-                    .await?;
+            if record.state != MachineState::Destroyed {
+                let (_guard, record) = inner.lock_machine_unleased(name, &record.id).await?;
                 inner.destroy_locked(record, true).await?;
             }
         }
@@ -196,26 +196,20 @@ impl Service {
         let now = now_rfc3339();
         let record = MachineRecord {
             app: app.to_string(),
-            machine: Machine {
-                name: req
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("{app}-{}", &id[..6])),
-                state: MachineState::Created,
-                region: req.region.clone().unwrap_or_else(|| inner.region.clone()),
-                instance_id: ids::instance_id(),
-                private_ip,
-                image_ref: image_ref(&image),
-                config: req.config.clone(),
-                created_at: now.clone(),
-                updated_at: now,
-                events: vec![],
-                checks: vec![],
-                nonce: None,
-                cordoned: false,
-                egress: None,
-                id: id.clone(),
-            },
+            name: req
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{app}-{}", &id[..6])),
+            state: MachineState::Created,
+            region: req.region.clone().unwrap_or_else(|| inner.region.clone()),
+            instance_id: ids::instance_id(),
+            private_ip,
+            image_ref: image_ref(&image),
+            config: req.config.clone(),
+            created_at: now.clone(),
+            updated_at: now,
+            cordoned: false,
+            id: id.clone(),
             runtime: runtime.to_string(),
             init_pid: None,
             restart_count: 0,
@@ -234,12 +228,14 @@ impl Service {
         let lock = inner.lock_for(&id);
         let _guard = lock.lock().await;
         let record = inner.run_create_op(record, plan).await?;
-        let mut machine = inner.view(&record)?;
-        if let Some(ttl) = req.lease_ttl {
-            let lease = inner.acquire_lease(&record, ttl, "lease acquired at create".into())?;
-            machine.nonce = Some(lease.nonce);
-        }
-        Ok(machine)
+        let nonce = match req.lease_ttl {
+            Some(ttl) => {
+                let description = "lease acquired at create".into();
+                Some(inner.acquire_lease(&record, ttl, description)?.nonce)
+            }
+            None => None,
+        };
+        inner.view(record, nonce)
     }
 
     /// The app's machines that pass `filter`, each with its
@@ -253,14 +249,14 @@ impl Service {
             .list_machines_with_events(app, LISTED_EVENTS)?
             .into_iter()
             .filter(|(r, _)| filter.admits(r))
-            .map(|(r, events)| inner.present(&r, events))
+            .map(|(r, events)| inner.present(r, events, None))
             .collect())
     }
 
     /// The app's machines that are not destroyed, as the edge proxy routes
-    /// on them (state, address, services, cordon): one store query, no
-    /// events, no check results.
-    pub fn machines_for_routing(&self, app: &str) -> Result<Vec<Machine>> {
+    /// on them (state, address, services, cordon): their records, one store
+    /// query, no events, no check results.
+    pub fn machines_for_routing(&self, app: &str) -> Result<Vec<MachineRecord>> {
         let inner = self.authorize(Right::Read, Target::App(app))?;
         inner.app(app)?;
         Ok(inner
@@ -268,14 +264,13 @@ impl Service {
             .list_machines(Some(app))?
             .into_iter()
             .filter(|r| ListFilter::default().admits(r))
-            .map(|r| r.machine)
             .collect())
     }
 
     pub fn get_machine(&self, app: &str, id: &str) -> Result<Machine> {
         let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
         let record = inner.machine(app, id)?;
-        inner.view(&record)
+        inner.view(record, None)
     }
 
     /// Starts a created, stopped or failed machine. Starting a started
@@ -288,8 +283,8 @@ impl Service {
     ) -> Result<StartResponse> {
         let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
         let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
-        let previous_state = record.machine.state;
-        if let Transition::Run(plan) = decide(&record, &Intent::start(&record.machine.config))? {
+        let previous_state = record.state;
+        if let Transition::Run(plan) = decide(&record, &Intent::start(&record.config))? {
             record.restart_count = 0;
             inner.run_new_op(record, plan).await?;
         }
@@ -329,7 +324,7 @@ impl Service {
     ) -> Result<()> {
         let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
         let (_guard, mut record) = inner.lock_machine(app, id, nonce).await?;
-        if let Transition::Run(plan) = decide(&record, &Intent::restart(&record.machine.config))? {
+        if let Transition::Run(plan) = decide(&record, &Intent::restart(&record.config))? {
             let plan = plan.stopping_with(stop_options(&record, &req)?);
             record.restart_count = 0;
             inner.run_new_op(record, plan).await?;
@@ -379,7 +374,7 @@ impl Service {
         decide(&record, &Intent::update(&req.config, update(false, None)))?;
         let (size_gb, was_gb) = (
             crate::rootfs::size_gb(&req.config),
-            crate::rootfs::size_gb(&record.machine.config),
+            crate::rootfs::size_gb(&record.config),
         );
         if size_gb < was_gb {
             return Err(MachineError::Invalid(format!(
@@ -389,10 +384,10 @@ impl Service {
             )));
         }
         if let Some(expected) = &req.current_version {
-            if expected != &record.machine.instance_id {
+            if expected != &record.instance_id {
                 return Err(MachineError::Conflict(format!(
                     "machine {id} is at version {}, not {expected}; re-read it and retry",
-                    record.machine.instance_id
+                    record.instance_id
                 )));
             }
         }
@@ -405,7 +400,7 @@ impl Service {
             .image_for_config(&req.config.image, req.registry_auth.clone())
             .await?;
         spec::command(&req.config, &image)?;
-        let image_changed = image.digest != record.machine.image_ref.digest;
+        let image_changed = image.digest != record.image_ref.digest;
         let switch_runtime = (runtime != record.runtime).then_some(runtime);
         let intent = Intent::update(&req.config, update(image_changed, switch_runtime));
         let Transition::Run(plan) = decide(&record, &intent)? else {
@@ -415,21 +410,21 @@ impl Service {
         };
         // The old machine is stopped as its old config says.
         let plan = plan.stopping_with(stop_options(&record, &StopRequest::default())?);
-        record.machine.config = req.config.clone();
-        record.machine.image_ref = image_ref(&image);
-        record.machine.instance_id = ids::instance_id();
+        record.config = req.config.clone();
+        record.image_ref = image_ref(&image);
+        record.instance_id = ids::instance_id();
         if let Some(name) = req.name {
-            record.machine.name = name;
+            record.name = name;
         }
         if let Some(region) = req.region {
-            record.machine.region = region;
+            record.region = region;
         }
         record.restart_count = 0;
         inner
             .store
-            .add_version(id, &record.machine.instance_id, &record.machine.config)?;
+            .add_version(id, &record.instance_id, &record.config)?;
         let record = inner.run_new_op(record, plan).await?;
-        inner.view(&record)
+        inner.view(record, None)
     }
 
     /// Destroys a machine. A started machine needs `force`.
@@ -470,9 +465,9 @@ impl Service {
         loop {
             changes.borrow_and_update();
             let record = inner.machine(app, id)?;
-            let at_instance = instance_id.is_none_or(|want| want == record.machine.instance_id);
-            if record.machine.state == state && at_instance {
-                return inner.view(&record);
+            let at_instance = instance_id.is_none_or(|want| want == record.instance_id);
+            if record.state == state && at_instance {
+                return inner.view(record, None);
             }
             if tokio::time::timeout_at(deadline, changes.changed())
                 .await
@@ -480,7 +475,7 @@ impl Service {
             {
                 return Err(MachineError::Timeout(format!(
                     "machine {id} did not reach state '{state}' within {secs}s (it is {})",
-                    record.machine.state
+                    record.state
                 )));
             }
         }
@@ -541,7 +536,7 @@ impl Service {
 
     pub fn get_metadata(&self, app: &str, id: &str) -> Result<BTreeMap<String, String>> {
         let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
-        Ok(inner.machine(app, id)?.machine.config.metadata)
+        Ok(inner.machine(app, id)?.config.metadata)
     }
 
     /// Sets (`Some`) or deletes (`None`) one metadata key.
@@ -555,7 +550,7 @@ impl Service {
     ) -> Result<()> {
         let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
         spec::check_metadata_entry(key, value.as_deref().unwrap_or_default())?;
-        let metadata = inner.machine(app, id)?.machine.config.metadata;
+        let metadata = inner.machine(app, id)?.config.metadata;
         if value.is_some() && !metadata.contains_key(key) {
             let entries = i64::try_from(metadata.len() + 1).unwrap_or(i64::MAX);
             roost_types::TextLimit::METADATA_ENTRIES
@@ -565,12 +560,8 @@ impl Service {
         inner
             .modify(app, id, nonce, |record| {
                 match value {
-                    Some(value) => record
-                        .machine
-                        .config
-                        .metadata
-                        .insert(key.to_string(), value),
-                    None => record.machine.config.metadata.remove(key),
+                    Some(value) => record.config.metadata.insert(key.to_string(), value),
+                    None => record.config.metadata.remove(key),
                 };
             })
             .await
@@ -585,7 +576,7 @@ impl Service {
         nonce: Option<&str>,
     ) -> Result<()> {
         self.authorize(Right::Lifecycle, Target::Machine { app, id })?
-            .modify(app, id, nonce, |record| record.machine.cordoned = cordoned)
+            .modify(app, id, nonce, |record| record.cordoned = cordoned)
             .await
     }
 
@@ -651,7 +642,7 @@ impl Service {
             .map_err(MachineError::Invalid)?;
         let record = inner.machine(app, id)?;
         decide(&record, &Intent::Exec)?;
-        let image = inner.images.get(&record.machine.image_ref.digest)?;
+        let image = inner.images.get(&record.image_ref.digest)?;
         let (uid, gid) = match image.config.user.as_deref().filter(|u| !u.is_empty()) {
             Some(user) => inner.images.resolve_user(&image, user)?,
             None => (0, 0),
@@ -716,9 +707,8 @@ fn image_ref(image: &roost_image::Image) -> ImageRef {
 /// What `intent` does to `record`; a refusal is a conflict naming the
 /// machine and the states the intent is allowed from.
 pub(crate) fn decide(record: &MachineRecord, intent: &Intent) -> Result<Transition> {
-    roost_lifecycle::transition(record.machine.state, intent).map_err(|refusal| {
-        MachineError::Conflict(format!("machine {} {refusal}", record.machine.id))
-    })
+    roost_lifecycle::transition(record.state, intent)
+        .map_err(|refusal| MachineError::Conflict(format!("machine {} {refusal}", record.id)))
 }
 
 fn check_lease_ttl(field: &str, ttl: u64) -> Result<u64> {
@@ -737,12 +727,7 @@ fn lease_held(id: &str, lease: &Lease) -> MachineError {
 /// The signal and timeout of a stop: the request's, falling back to the
 /// machine's `stop_config` (then the plan's defaults).
 fn stop_options(record: &MachineRecord, req: &StopRequest) -> Result<StopOptions> {
-    let stop_config = record
-        .machine
-        .config
-        .stop_config
-        .clone()
-        .unwrap_or_default();
+    let stop_config = record.config.stop_config.clone().unwrap_or_default();
     let signal = req.signal.as_ref().or(stop_config.signal.as_ref());
     let timeout = req.timeout.as_ref().or(stop_config.timeout.as_ref());
     Ok(StopOptions {
@@ -761,7 +746,7 @@ fn stop_options(record: &MachineRecord, req: &StopRequest) -> Result<StopOptions
 impl Inner {
     /// Destroys the machine of `record`, whose lock the caller holds.
     async fn destroy_locked(self: &Arc<Self>, record: MachineRecord, force: bool) -> Result<()> {
-        let id = record.machine.id.clone();
+        let id = record.id.clone();
         if let Transition::Run(plan) = decide(&record, &Intent::Destroy { force })? {
             self.run_new_op(record, plan).await?;
         }
@@ -780,7 +765,7 @@ impl Inner {
         let (_guard, mut record) = self.lock_machine(app, id, nonce).await?;
         decide(&record, &Intent::Edit)?;
         change(&mut record);
-        record.machine.updated_at = now_rfc3339();
+        record.updated_at = now_rfc3339();
         self.store.update_machine(&record, None)?;
         // The proxy re-reads machines when this moves (cordons).
         self.notify_change();
@@ -793,7 +778,7 @@ impl Inner {
     pub(crate) fn log_files(&self, app: &str, id: &str) -> Result<Vec<std::path::PathBuf>> {
         use std::os::unix::fs::MetadataExt;
         let record = self.machine(app, id)?;
-        let paths = MachinePaths::new(&self.data_dir, &record.machine.id);
+        let paths = MachinePaths::new(&self.data_dir, &record.id);
         let mut seen = Vec::new();
         Ok([paths.rotated_log(), paths.log]
             .into_iter()
@@ -846,23 +831,34 @@ impl Inner {
         })
     }
 
-    /// The machine as the API shows it, with every kept event.
-    pub(crate) fn view(&self, record: &MachineRecord) -> Result<Machine> {
+    /// The machine as the API shows it, with every kept event (and the
+    /// `nonce` of the lease a create took).
+    fn view(&self, record: MachineRecord, nonce: Option<String>) -> Result<Machine> {
         let events = self
             .store
-            .list_events(&record.machine.id, self.store.events_per_machine())?;
-        Ok(self.present(record, events))
+            .list_events(&record.id, self.store.events_per_machine())?;
+        Ok(self.present(record, events, nonce))
     }
 
-    /// The machine as the API shows it, with `events`.
-    fn present(&self, record: &MachineRecord, events: Vec<MachineEvent>) -> Machine {
-        let mut machine = record.machine.clone();
-        machine.events = events;
-        if machine.state == MachineState::Started {
-            machine.checks = self.checks.get(&machine.id);
-        }
-        self.egress.fill_view(&mut machine);
-        machine
+    /// The machine as the API shows it: with `events`, its check results
+    /// while it is started and its egress counters.
+    fn present(
+        &self,
+        record: MachineRecord,
+        events: Vec<MachineEvent>,
+        nonce: Option<String>,
+    ) -> Machine {
+        let checks = match record.state {
+            MachineState::Started => self.checks.get(&record.id),
+            _ => Vec::new(),
+        };
+        let egress = self.egress.counters(&record.id);
+        record.into_view(Shown {
+            events,
+            checks,
+            nonce,
+            egress,
+        })
     }
 
     fn current_lease(&self, id: &str) -> Result<Option<Lease>> {
@@ -901,9 +897,9 @@ impl Inner {
 
     /// Refuses a mutating call while someone else holds the machine's lease.
     pub(crate) fn check_lease(&self, record: &MachineRecord, nonce: Option<&str>) -> Result<()> {
-        match self.current_lease(&record.machine.id)? {
+        match self.current_lease(&record.id)? {
             Some(lease) if Some(lease.nonce.as_str()) != nonce => {
-                Err(lease_held(&record.machine.id, &lease))
+                Err(lease_held(&record.id, &lease))
             }
             _ => Ok(()),
         }
@@ -920,9 +916,9 @@ impl Inner {
             expires_at: chrono::Utc::now().timestamp() + ttl as i64,
             owner: "roost-admin".into(),
             description,
-            version: record.machine.instance_id.clone(),
+            version: record.instance_id.clone(),
         };
-        self.store.put_lease(&record.machine.id, &lease)?;
+        self.store.put_lease(&record.id, &lease)?;
         Ok(lease)
     }
 }

@@ -13,8 +13,8 @@
 use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
 use crate::Inner;
+use roost_lifecycle::MachineRecord;
 use roost_net::{dns, MachineNet, Network};
-use roost_store::MachineRecord;
 use roost_types::MachineState;
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
@@ -47,7 +47,7 @@ impl Inner {
 
     /// The machine's stored place in the network, if it has one.
     fn machine_net(&self, record: &MachineRecord) -> Result<Option<MachineNet>> {
-        let id = &record.machine.id;
+        let id = &record.id;
         let (Some(network), Some(slot)) = (
             self.store.app_network(&record.app)?,
             self.store.machine_address(id)?,
@@ -69,7 +69,7 @@ impl Inner {
         let machine = self.machine_net(record)?.ok_or_else(|| {
             MachineError::Internal(format!(
                 "machine {} has no private address allocated",
-                record.machine.id
+                record.id
             ))
         })?;
         net.connect(&machine).await?;
@@ -80,8 +80,8 @@ impl Inner {
     /// gone (a reboot empties /run). Otherwise one `statfs`, nothing more.
     pub(crate) async fn ensure_network(&self, record: &MachineRecord) -> Result<()> {
         match &self.net {
-            Some(net) if !net.is_connected(&record.machine.id) => {
-                tracing::info!(machine = %record.machine.id, "network namespace missing; recreating it");
+            Some(net) if !net.is_connected(&record.id) => {
+                tracing::info!(machine = %record.id, "network namespace missing; recreating it");
                 self.connect_network(record).await
             }
             _ => Ok(()),
@@ -120,14 +120,14 @@ impl Inner {
         self.free_orphan_addresses(records)?;
         let live: Vec<&MachineRecord> = records
             .iter()
-            .filter(|r| r.machine.state != MachineState::Destroyed)
+            .filter(|r| r.state != MachineState::Destroyed)
             .collect();
         for record in &live {
             if let Err(err) = self.converge_machine_network(record).await {
-                tracing::error!(machine = %record.machine.id, error = %err, "could not restore the machine's network");
+                tracing::error!(machine = %record.id, error = %err, "could not restore the machine's network");
             }
         }
-        let live_ids: HashSet<&str> = live.iter().map(|r| r.machine.id.as_str()).collect();
+        let live_ids: HashSet<&str> = live.iter().map(|r| r.id.as_str()).collect();
         let networks: HashSet<u16> = self
             .store
             .list_app_networks()?
@@ -147,8 +147,8 @@ impl Inner {
     fn free_orphan_addresses(&self, records: &[MachineRecord]) -> Result<()> {
         let live: HashSet<&str> = records
             .iter()
-            .filter(|r| r.machine.state != MachineState::Destroyed)
-            .map(|r| r.machine.id.as_str())
+            .filter(|r| r.state != MachineState::Destroyed)
+            .map(|r| r.id.as_str())
             .collect();
         for address in self.store.list_machine_addresses()? {
             if !live.contains(address.machine_id.as_str()) {
@@ -160,24 +160,24 @@ impl Inner {
     }
 
     async fn converge_machine_network(&self, record: &MachineRecord) -> Result<()> {
-        let id = &record.machine.id;
+        let id = &record.id;
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let Some(mut record) = self.store.get_machine(id)? else {
             return Ok(());
         };
-        if record.machine.state == MachineState::Destroyed {
+        if record.state == MachineState::Destroyed {
             return Ok(());
         }
-        if record.machine.private_ip.is_empty() {
+        if record.private_ip.is_empty() {
             // Created before roost had a private network.
             if let Some(address) = self.allocate_address(&record.app, id)? {
-                record.machine.private_ip = address.to_string();
+                record.private_ip = address.to_string();
                 self.store.update_machine(&record, None)?;
                 tracing::info!(machine = %id, %address, "gave an older machine a private address");
             }
             self.connect_network(&record).await?;
-            if record.machine.state != MachineState::Started {
+            if record.state != MachineState::Started {
                 self.prepare(&record, &MachinePaths::new(&self.data_dir, id))?;
             }
             return Ok(());
@@ -220,8 +220,8 @@ impl dns::Directory for StoreDirectory {
             Ok(inner
                 .store
                 .get_machine(id)?
-                .filter(|r| r.app == app && r.machine.state != MachineState::Destroyed)
-                .and_then(|r| r.machine.private_ip.parse().ok()))
+                .filter(|r| r.app == app && r.state != MachineState::Destroyed)
+                .and_then(|r| r.private_ip.parse().ok()))
         })
     }
 
@@ -231,8 +231,8 @@ impl dns::Directory for StoreDirectory {
                 .store
                 .list_machines(Some(app))?
                 .into_iter()
-                .filter(|r| r.machine.state == MachineState::Started)
-                .filter_map(|r| r.machine.private_ip.parse().ok())
+                .filter(|r| r.state == MachineState::Started)
+                .filter_map(|r| r.private_ip.parse().ok())
                 .collect())
         })
     }

@@ -13,9 +13,9 @@ use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
 use crate::Inner;
 use roost_engine::{Logged, OpId, OperationLog, Subject};
-use roost_lifecycle::{MachinePlan, Operation, Step, StepName};
+use roost_lifecycle::{MachinePlan, MachineRecord, Operation, Step, StepName};
 use roost_runtime::rootfs::OverlayUse;
-use roost_store::{MachineRecord, OperationWrite, Store, StoreError};
+use roost_store::{OperationWrite, Store, StoreError};
 use roost_types::{MachineEvent, MachineState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,11 +51,11 @@ impl Subject for MachineOp<'_> {
     type Error = MachineError;
 
     fn id(&self) -> &str {
-        &self.record.machine.id
+        &self.record.id
     }
 
     fn begin(&mut self, plan: &MachinePlan) {
-        let machine = &mut self.record.machine;
+        let machine = &mut self.record;
         machine.state = plan.first_state();
         machine.updated_at = crate::now_rfc3339();
         self.event = Some(event(
@@ -68,8 +68,8 @@ impl Subject for MachineOp<'_> {
 
     async fn enter(&mut self, plan: &MachinePlan, step: Step) -> Result<()> {
         let state = plan.state_during(step);
-        if self.record.machine.state != state {
-            self.record.machine.state = state;
+        if self.record.state != state {
+            self.record.state = state;
             self.inner.store.update_machine(&self.record, None)?;
             self.inner.notify_change();
         }
@@ -81,8 +81,8 @@ impl Subject for MachineOp<'_> {
     }
 
     fn settle(&mut self, plan: &MachinePlan) {
-        self.record.machine.state = plan.settle;
-        self.record.machine.updated_at = crate::now_rfc3339();
+        self.record.state = plan.settle;
+        self.record.updated_at = crate::now_rfc3339();
         if plan.settle != MachineState::Started {
             self.record.init_pid = None;
         }
@@ -95,9 +95,9 @@ impl Subject for MachineOp<'_> {
     }
 
     fn fail(&mut self, plan: &MachinePlan, step: Step, error: &MachineError) {
-        self.record.machine.state = MachineState::Failed;
+        self.record.state = MachineState::Failed;
         self.record.init_pid = None;
-        self.record.machine.updated_at = crate::now_rfc3339();
+        self.record.updated_at = crate::now_rfc3339();
         self.event = Some(event(
             plan.kind.name(),
             "failed",
@@ -211,10 +211,10 @@ impl Inner {
         result?;
         let record = op.record;
         if plan.settle == MachineState::Destroyed {
-            self.store.delete_lease(&record.machine.id)?;
+            self.store.delete_lease(&record.id)?;
         }
         if let (MachineState::Started, Some(pid)) = (plan.settle, record.init_pid) {
-            self.watch_exit(&record.machine.id, &record.machine.instance_id, pid);
+            self.watch_exit(&record.id, &record.instance_id, pid);
         }
         Ok(record)
     }
@@ -225,7 +225,7 @@ impl Inner {
         record: &mut MachineRecord,
         plan: &MachinePlan,
     ) -> Result<()> {
-        let id = record.machine.id.clone();
+        let id = record.id.clone();
         let paths = MachinePaths::new(&self.data_dir, &id);
         match step {
             Step::Prepare => self.prepare(record, &paths),
@@ -244,7 +244,7 @@ impl Inner {
                 Ok(())
             }
             Step::WriteFiles => {
-                for file in &record.machine.config.files {
+                for file in &record.config.files {
                     let content = file
                         .raw_value
                         .as_deref()
@@ -299,13 +299,13 @@ impl Inner {
         record: &MachineRecord,
         paths: &MachinePaths,
     ) -> Result<()> {
-        let size_gb = crate::rootfs::size_gb(&record.machine.config);
-        self.rootfs.ensure(paths, &record.machine.id, size_gb)
+        let size_gb = crate::rootfs::size_gb(&record.config);
+        self.rootfs.ensure(paths, &record.id, size_gb)
     }
 
     async fn run_container(&self, record: &mut MachineRecord, paths: &MachinePaths) -> Result<()> {
         let runtime = self.runtime_for(record)?;
-        let id = record.machine.id.as_str();
+        let id = record.id.as_str();
         if let Some(state) = runtime.state(id).await? {
             if state.status == roost_runtime::ContainerStatus::Running {
                 record.init_pid = state.pid;
@@ -326,7 +326,7 @@ impl Inner {
 
     async fn signal_stop(&self, record: &mut MachineRecord, plan: &MachinePlan) -> Result<()> {
         let runtime = self.runtime_for(record)?;
-        let id = record.machine.id.as_str();
+        let id = record.id.as_str();
         // The record knows the init's pid on every path but a crash between
         // starting the container and recording it; only then ask the runtime.
         let pid = match record.init_pid {

@@ -5,8 +5,8 @@ use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
 use crate::Inner;
 use roost_engine::Logged;
-use roost_lifecycle::{restart_backoff, AfterExit, Intent, Source, Transition};
-use roost_store::{MachineRecord, Operation, OperationSubject};
+use roost_lifecycle::{restart_backoff, AfterExit, Intent, MachineRecord, Source, Transition};
+use roost_store::{Operation, OperationSubject};
 use roost_types::MachineState;
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ impl Inner {
         let records = self.store.list_machines(None)?;
         for record in &records {
             if let Err(err) = self.converge(record).await {
-                tracing::error!(machine = %record.machine.id, error = %err, "could not converge machine");
+                tracing::error!(machine = %record.id, error = %err, "could not converge machine");
             }
         }
         self.remove_orphans(&records).await?;
@@ -66,14 +66,14 @@ impl Inner {
     /// A started machine keeps running (its exit watcher is re-armed) or is
     /// handled as exited; any other machine must hold no container or mount.
     async fn converge(self: &Arc<Self>, record: &MachineRecord) -> Result<()> {
-        let id = &record.machine.id;
+        let id = &record.id;
         let runtime = self.runtime_for(record)?;
         let running_pid = runtime
             .state(id)
             .await?
             .filter(|s| s.status == roost_runtime::ContainerStatus::Running)
             .and_then(|s| s.pid);
-        if record.machine.state == MachineState::Started {
+        if record.state == MachineState::Started {
             match running_pid {
                 Some(pid) => {
                     if record.init_pid != Some(pid) {
@@ -81,10 +81,10 @@ impl Inner {
                         updated.init_pid = Some(pid);
                         self.store.update_machine(&updated, None)?;
                     }
-                    self.watch_exit(id, &record.machine.instance_id, pid);
+                    self.watch_exit(id, &record.instance_id, pid);
                 }
                 None => {
-                    let instance = &record.machine.instance_id;
+                    let instance = &record.instance_id;
                     self.exited(id, instance, record.init_pid, None).await?
                 }
             }
@@ -99,7 +99,7 @@ impl Inner {
     /// Containers and machine directories that no machine record owns are
     /// leftovers of a create interrupted before its record was written.
     async fn remove_orphans(&self, records: &[MachineRecord]) -> Result<()> {
-        let known = |id: &str| records.iter().any(|r| r.machine.id == id);
+        let known = |id: &str| records.iter().any(|r| r.id == id);
         for runtime in [&self.crun, &self.runc].into_iter().flatten() {
             for id in runtime.list().await? {
                 if !known(&id) {
@@ -113,7 +113,7 @@ impl Inner {
             let name = entry.file_name().to_string_lossy().into_owned();
             let destroyed = records
                 .iter()
-                .any(|r| r.machine.id == name && r.machine.state == MachineState::Destroyed);
+                .any(|r| r.id == name && r.state == MachineState::Destroyed);
             if !known(&name) || destroyed {
                 let paths = MachinePaths::new(&self.data_dir, &name);
                 roost_runtime::rootfs::unmount(&paths.rootfs)?;
@@ -124,7 +124,7 @@ impl Inner {
         let live = |id: &str| {
             records
                 .iter()
-                .any(|r| r.machine.id == id && r.machine.state != MachineState::Destroyed)
+                .any(|r| r.id == id && r.state != MachineState::Destroyed)
         };
         self.rootfs.release_strays(live)
     }
@@ -157,8 +157,8 @@ impl Inner {
         pid: Option<u32>,
     ) -> Result<Option<MachineRecord>> {
         Ok(self.store.get_machine(id)?.filter(|record| {
-            record.machine.state == MachineState::Started
-                && record.machine.instance_id == instance_id
+            record.state == MachineState::Started
+                && record.instance_id == instance_id
                 && record.init_pid == pid
         }))
     }
@@ -184,7 +184,7 @@ impl Inner {
             let Some(record) = self.same_run(id, instance_id, pid)? else {
                 return Ok(());
             };
-            let after = AfterExit::of(&record.machine.config, code, record.restart_count);
+            let after = AfterExit::of(&record.config, code, record.restart_count);
             let restarting = matches!(after, AfterExit::Restart { .. });
             let exit_event = crate::ops::event(
                 "exit",
@@ -211,7 +211,7 @@ impl Inner {
             tracing::info!(machine = %id, "an operation took the machine over during the restart back-off");
             return Ok(());
         };
-        let after = AfterExit::of(&record.machine.config, code, record.restart_count);
+        let after = AfterExit::of(&record.config, code, record.restart_count);
         record.restart_count = restarts;
         self.run_exit_plan(record, after).await
     }

@@ -10,8 +10,8 @@ use crate::error::{MachineError, Result};
 use crate::paths::MachinePaths;
 use crate::vault::{Slot, Vault};
 use crate::{now_rfc3339, Inner, Service};
-use roost_lifecycle::{Right, Target};
-use roost_store::{MachineRecord, SecretRecord};
+use roost_lifecycle::{MachineRecord, Right, Target};
+use roost_store::SecretRecord;
 use roost_types::{AppSecret, AppSecrets};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
@@ -166,7 +166,7 @@ impl Inner {
     /// between starts); the runtime rewrites `config.json` only when it
     /// differs, atomically, so the step can run again after a crash.
     pub(crate) fn refresh_env(&self, record: &MachineRecord, paths: &MachinePaths) -> Result<()> {
-        let image = self.images.get(&record.machine.image_ref.digest)?;
+        let image = self.images.get(&record.image_ref.digest)?;
         let env = self.machine_env(record, &image)?;
         roost_runtime::set_bundle_env(&paths.bundle, &env)?;
         Ok(())
@@ -176,7 +176,7 @@ impl Inner {
     /// bundle's `process.env`), which exec'd processes get too: secrets and
     /// storage variables changed since reach both at the next start.
     pub(crate) fn started_env(&self, record: &MachineRecord) -> Result<Vec<String>> {
-        let paths = MachinePaths::new(&self.data_dir, &record.machine.id);
+        let paths = MachinePaths::new(&self.data_dir, &record.id);
         Ok(roost_runtime::bundle_env(&paths.bundle)?)
     }
 }

@@ -22,8 +22,8 @@ use roost_engine::{Logged, OpId, OperationLog, Subject};
 use roost_lifecycle::{
     volume, Transition, VolumeIntent, VolumePlan, VolumeSource, VolumeState, VolumeStep,
 };
-use roost_lifecycle::{Right, Target};
-use roost_store::{MachineRecord, OperationWrite, SnapshotRecord, Store, StoreError, VolumeRecord};
+use roost_lifecycle::{MachineRecord, Right, Target};
+use roost_store::{OperationWrite, SnapshotRecord, Store, StoreError, VolumeRecord};
 use roost_types::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MachineConfig, MachineState,
     UpdateVolumeRequest, Volume, VolumeSnapshot,
@@ -372,12 +372,8 @@ impl Inner {
     /// The non-destroyed machine whose config mounts `volume`, if any.
     fn volume_holder(&self, app: &str, volume: &str) -> Result<Option<MachineRecord>> {
         Ok(self.store.list_machines(Some(app))?.into_iter().find(|m| {
-            m.machine.state != MachineState::Destroyed
-                && m.machine
-                    .config
-                    .mounts
-                    .iter()
-                    .any(|mount| mount.volume == volume)
+            m.state != MachineState::Destroyed
+                && m.config.mounts.iter().any(|mount| mount.volume == volume)
         }))
     }
 
@@ -385,9 +381,7 @@ impl Inner {
     fn volume_view(&self, record: &VolumeRecord) -> Result<Volume> {
         let mut volume = record.volume.clone();
         if is_live(record) {
-            let holder = self
-                .volume_holder(&record.app, &volume.id)?
-                .map(|m| m.machine.id);
+            let holder = self.volume_holder(&record.app, &volume.id)?.map(|m| m.id);
             volume.attached_alloc_id = holder.clone();
             volume.attached_machine_id = holder;
         }
@@ -434,10 +428,10 @@ impl Inner {
             decide(&record, VolumeIntent::Mount)
                 .map_err(|e| MachineError::Invalid(format!("config.mounts[{i}].volume: {e}")))?;
             if let Some(holder) = self.volume_holder(app, &mount.volume)? {
-                if Some(holder.machine.id.as_str()) != machine {
+                if Some(holder.id.as_str()) != machine {
                     return Err(MachineError::Conflict(format!(
                         "volume {} is attached to machine {}: a volume serves one machine at a time; destroy that machine or remove its mount first",
-                        mount.volume, holder.machine.id
+                        mount.volume, holder.id
                     )));
                 }
             }
@@ -447,9 +441,8 @@ impl Inner {
 
     /// Mounts the volumes of `record`'s config on the host (step `attach_volumes`).
     pub(crate) async fn attach_volumes(&self, record: &MachineRecord) -> Result<()> {
-        for mount in &record.machine.config.mounts {
-            self.attach_volume(&mount.volume, &record.machine.id)
-                .await?;
+        for mount in &record.config.mounts {
+            self.attach_volume(&mount.volume, &record.id).await?;
         }
         Ok(())
     }
@@ -540,7 +533,7 @@ impl Inner {
                 Some(machine) => self
                     .store
                     .get_machine(&machine)?
-                    .is_some_and(|m| m.machine.state == MachineState::Started),
+                    .is_some_and(|m| m.state == MachineState::Started),
                 None => false,
             };
             let host = self.volumes.host.clone();
@@ -880,7 +873,7 @@ impl Inner {
         if let Some(holder) = self.volume_holder(app, id)? {
             return Err(MachineError::Conflict(format!(
                 "volume {id} is attached to machine {}: destroy that machine (or update it without the mount) first",
-                holder.machine.id
+                holder.id
             )));
         }
         let lock = self.lock_for(id);

@@ -17,10 +17,11 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
+use roost_lifecycle::MachineRecord;
 use roost_proxy::{BackendError, Backends, BoxFuture, Proxy, ProxyConfig};
 use roost_testkit::nginx::Nginx;
 use roost_testkit::wait_listening;
-use roost_types::{CheckStatus, Machine, MachineConfig, MachineState};
+use roost_types::{CheckStatus, MachineConfig, MachineState};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -51,7 +52,7 @@ fn options() -> Options {
 
 /// One app, one started machine serving the upstream port.
 struct OneMachine {
-    machine: Machine,
+    machine: MachineRecord,
 }
 
 impl Backends for OneMachine {
@@ -61,7 +62,10 @@ impl Backends for OneMachine {
     fn apps(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
         Box::pin(async { Ok(vec!["bench".to_string()]) })
     }
-    fn machines<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<Vec<Machine>, BackendError>> {
+    fn machines<'a>(
+        &'a self,
+        app: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MachineRecord>, BackendError>> {
         Box::pin(async move {
             if app == "bench" {
                 Ok(vec![self.machine.clone()])
@@ -119,7 +123,8 @@ fn start_roost_proxy(upstream: SocketAddr) -> SocketAddr {
         "concurrency": {"type": "requests", "soft_limit": 100000, "hard_limit": 100000},
     }]))
     .unwrap();
-    let machine = Machine {
+    let machine = MachineRecord {
+        app: "bench".into(),
         id: "bench0000000001".into(),
         name: "bench".into(),
         state: MachineState::Started,
@@ -134,11 +139,10 @@ fn start_roost_proxy(upstream: SocketAddr) -> SocketAddr {
         image_ref: Default::default(),
         created_at: String::new(),
         updated_at: String::new(),
-        events: vec![],
-        checks: vec![],
-        nonce: None,
         cordoned: false,
-        egress: None,
+        runtime: "crun".into(),
+        init_pid: None,
+        restart_count: 0,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
     let addr = listener.local_addr().unwrap();

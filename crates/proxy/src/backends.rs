@@ -7,7 +7,8 @@
 //! lifecycle logic of its own, and its tests can stand in loopback servers
 //! for machines.
 
-use roost_types::{CheckStatus, Machine};
+use roost_lifecycle::MachineRecord;
+use roost_types::CheckStatus;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -30,7 +31,9 @@ pub enum BackendError {
 
 /// What the proxy needs from the orchestrator.
 ///
-/// `Machine::private_ip` is the address the proxy dials (with the
+/// Machines are the orchestrator's records, not the API's view: routing
+/// needs no events, and the proxy is what reports check results.
+/// `MachineRecord::private_ip` is the address the proxy dials (with the
 /// service's `internal_port`); an empty or unparsable one makes the
 /// machine unroutable.
 pub trait Backends: Send + Sync + 'static {
@@ -43,7 +46,10 @@ pub trait Backends: Send + Sync + 'static {
     fn apps(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>>;
 
     /// The app's machines that are not destroyed.
-    fn machines<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<Vec<Machine>, BackendError>>;
+    fn machines<'a>(
+        &'a self,
+        app: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MachineRecord>, BackendError>>;
 
     /// Starts a machine and returns once it is `started` (its program may
     /// not listen yet; the proxy waits for the port itself).

@@ -8,10 +8,10 @@
 use crate::backends::{BackendError, Backends};
 use crate::load::{InFlight, Slot, Waiters};
 use crate::ProxyConfig;
-use roost_lifecycle::{self as lifecycle, Intent, Reason, Refusal, Transition};
+use roost_lifecycle::{self as lifecycle, Intent, MachineRecord, Reason, Refusal, Transition};
 use roost_types::{
-    AutostopMode, Machine, MachineCheck, MachinePort, MachineService, MachineState,
-    DEFAULT_HARD_LIMIT, DEFAULT_SOFT_LIMIT,
+    AutostopMode, MachineCheck, MachinePort, MachineService, MachineState, DEFAULT_HARD_LIMIT,
+    DEFAULT_SOFT_LIMIT,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -153,7 +153,7 @@ impl ServiceRoute {
 
 /// A machine as routing sees it.
 pub(crate) struct Backend {
-    pub machine: Machine,
+    pub machine: MachineRecord,
     pub addr: Option<IpAddr>,
     pub routes: Vec<ServiceRoute>,
     pub slot: Arc<Slot>,

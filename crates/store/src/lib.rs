@@ -25,8 +25,9 @@ pub use secrets::SecretRecord;
 pub use storage::StorageKeyRecord;
 pub use volumes::{SnapshotRecord, VolumeRecord};
 
-use roost_types::{Lease, Machine, MachineEvent, MachineState};
-use rusqlite::{params, Connection, OptionalExtension};
+use roost_lifecycle::MachineRecord;
+use roost_types::{ImageRef, Lease, MachineEvent, MachineState};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -69,22 +70,6 @@ pub struct AppRecord {
     /// from before egress existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<roost_types::EgressPolicy>,
-}
-
-/// A machine as the orchestrator keeps it: the wire view plus the host-side
-/// facts needed to drive and recover it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MachineRecord {
-    pub app: String,
-    pub machine: Machine,
-    /// OCI runtime that runs this machine (`crun` or `runc`).
-    pub runtime: String,
-    /// Host pid of the machine's init while it runs.
-    #[serde(default)]
-    pub init_pid: Option<u32>,
-    /// Automatic restarts since the last user-requested start.
-    #[serde(default)]
-    pub restart_count: u32,
 }
 
 pub struct Store {
@@ -210,15 +195,16 @@ impl Store {
     }
 
     pub fn get_machine(&self, id: &str) -> Result<Option<MachineRecord>, StoreError> {
-        self.get_json("SELECT data FROM machines WHERE id = ?1", id)
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE id = ?1");
+        Ok(self.read_machines(&sql, [id])?.pop())
     }
 
     /// Machines of `app` (all apps when `None`), oldest first.
     pub fn list_machines(&self, app: Option<&str>) -> Result<Vec<MachineRecord>, StoreError> {
-        self.list_json(
-            "SELECT data FROM machines WHERE ?1 IS NULL OR app = ?1 ORDER BY rowid",
-            [app],
-        )
+        let sql = format!(
+            "SELECT {MACHINE_COLUMNS} FROM machines WHERE ?1 IS NULL OR app = ?1 ORDER BY rowid"
+        );
+        self.read_machines(&sql, [app])
     }
 
     /// Replaces a machine's record, optionally appending an event in the
@@ -232,7 +218,7 @@ impl Store {
         let tx = conn.transaction()?;
         write_machine(&tx, record)?;
         if let Some(event) = event {
-            self.insert_event(&tx, &record.machine.id, event)?;
+            self.insert_event(&tx, &record.id, event)?;
         }
         tx.commit()?;
         Ok(())
@@ -326,7 +312,7 @@ impl Store {
         Ok(machines
             .into_iter()
             .map(|record| {
-                let events = by_machine.remove(&record.machine.id).unwrap_or_default();
+                let events = by_machine.remove(&record.id).unwrap_or_default();
                 (record, events)
             })
             .collect())
@@ -364,10 +350,24 @@ impl Store {
 
     /// Machines in `state`, across all apps.
     pub fn machines_in_state(&self, state: MachineState) -> Result<Vec<MachineRecord>, StoreError> {
-        self.list_json(
-            "SELECT data FROM machines WHERE state = ?1 ORDER BY rowid",
-            [state.as_str()],
-        )
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE state = ?1 ORDER BY rowid");
+        self.read_machines(&sql, [state.as_str()])
+    }
+
+    /// The machines `sql` selects ([`MACHINE_COLUMNS`] first).
+    fn read_machines(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<MachineRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        let mut machines = Vec::new();
+        while let Some(row) = rows.next()? {
+            machines.push(read_machine(row)?);
+        }
+        Ok(machines)
     }
 
     /// Appends a machine's event and deletes those older than its
@@ -418,42 +418,121 @@ impl Store {
     }
 }
 
+/// A machine's columns, in the order [`read_machine`] reads and
+/// [`machine_values`] writes them.
+const MACHINE_COLUMNS: &str = "id, app, name, state, region, instance_id, private_ip, config, \
+    image_registry, image_repository, image_tag, image_digest, image_labels, created_at, \
+    updated_at, cordoned, runtime, init_pid, restart_count";
+
+/// The machine in the row's first [`MACHINE_COLUMNS`].
+fn read_machine(row: &Row<'_>) -> Result<MachineRecord, StoreError> {
+    Ok(MachineRecord {
+        id: row.get(0)?,
+        app: row.get(1)?,
+        name: row.get(2)?,
+        state: parse_name(row.get(3)?)?,
+        region: row.get(4)?,
+        instance_id: row.get(5)?,
+        private_ip: row.get(6)?,
+        config: json_column(row, 7)?,
+        image_ref: ImageRef {
+            registry: row.get(8)?,
+            repository: row.get(9)?,
+            tag: row.get(10)?,
+            digest: row.get(11)?,
+            labels: json_column(row, 12)?,
+        },
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+        cordoned: row.get(15)?,
+        runtime: row.get(16)?,
+        init_pid: row.get(17)?,
+        restart_count: row.get(18)?,
+    })
+}
+
+/// The JSON document in column `index`, read in place.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    index: usize,
+) -> Result<T, StoreError> {
+    let text = row
+        .get_ref(index)?
+        .as_str()
+        .map_err(rusqlite::Error::from)?;
+    Ok(serde_json::from_str(text)?)
+}
+
+/// `name` as the serde name of a `T` (a state, a subject): text that is
+/// none is a corrupt record, as in any JSON column.
+fn parse_name<T: serde::de::DeserializeOwned>(name: String) -> Result<T, StoreError> {
+    Ok(serde_json::from_value(serde_json::Value::String(name))?)
+}
+
+/// Runs `sql`, whose parameters are [`MACHINE_COLUMNS`] in order, with
+/// `record`'s values.
+fn write_machine_row(
+    conn: &Connection,
+    sql: &str,
+    record: &MachineRecord,
+) -> Result<usize, StoreError> {
+    let image = &record.image_ref;
+    Ok(conn.prepare_cached(sql)?.execute(params![
+        record.id,
+        record.app,
+        record.name,
+        record.state.as_str(),
+        record.region,
+        record.instance_id,
+        record.private_ip,
+        serde_json::to_string(&record.config)?,
+        image.registry,
+        image.repository,
+        image.tag,
+        image.digest,
+        serde_json::to_string(&image.labels)?,
+        record.created_at,
+        record.updated_at,
+        record.cordoned,
+        record.runtime,
+        record.init_pid,
+        record.restart_count,
+    ])?)
+}
+
 /// Inserts a new machine's row and its first version.
 fn insert_machine(conn: &Connection, record: &MachineRecord) -> Result<(), StoreError> {
-    let m = &record.machine;
-    conn.execute(
-        "INSERT INTO machines (id, app, name, state, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            m.id,
-            record.app,
-            m.name,
-            m.state.as_str(),
-            serde_json::to_string(record)?
-        ],
-    )?;
+    let sql = format!(
+        "INSERT INTO machines ({MACHINE_COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+    );
+    write_machine_row(conn, &sql, record)?;
     conn.execute(
         "INSERT INTO versions (machine_id, version, config) VALUES (?1, ?2, ?3)",
-        params![m.id, m.instance_id, serde_json::to_string(&m.config)?],
+        params![
+            record.id,
+            record.instance_id,
+            serde_json::to_string(&record.config)?
+        ],
     )?;
     Ok(())
 }
 
-/// Replaces an existing machine's row.
+/// Replaces an existing machine's row (its id and app never change).
 fn write_machine(conn: &Connection, record: &MachineRecord) -> Result<(), StoreError> {
-    let m = &record.machine;
-    let updated = conn.execute(
-        "UPDATE machines SET name = ?2, state = ?3, data = ?4 WHERE id = ?1",
-        params![
-            m.id,
-            m.name,
-            m.state.as_str(),
-            serde_json::to_string(record)?
-        ],
+    let updated = write_machine_row(
+        conn,
+        "UPDATE machines SET name = ?3, state = ?4, region = ?5, instance_id = ?6, \
+         private_ip = ?7, config = ?8, image_registry = ?9, image_repository = ?10, \
+         image_tag = ?11, image_digest = ?12, image_labels = ?13, created_at = ?14, \
+         updated_at = ?15, cordoned = ?16, runtime = ?17, init_pid = ?18, restart_count = ?19 \
+         WHERE id = ?1 AND app = ?2",
+        record,
     )?;
     if updated == 0 {
         return Err(StoreError::NotFound {
             kind: "machine",
-            name: m.id.clone(),
+            name: record.id.clone(),
         });
     }
     Ok(())
@@ -462,7 +541,7 @@ fn write_machine(conn: &Connection, record: &MachineRecord) -> Result<(), StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roost_types::{ImageRef, MachineConfig};
+    use roost_types::MachineConfig;
 
     /// A store in a temp dir (also for the other modules' tests).
     pub(crate) fn store() -> (tempfile::TempDir, Store) {
@@ -484,24 +563,18 @@ mod tests {
 
     pub(crate) fn machine(id: &str, app: &str) -> MachineRecord {
         MachineRecord {
+            id: id.to_string(),
             app: app.to_string(),
-            machine: Machine {
-                id: id.to_string(),
-                name: format!("name-{id}"),
-                state: MachineState::Created,
-                region: "local".to_string(),
-                instance_id: "v1".to_string(),
-                private_ip: String::new(),
-                config: MachineConfig::default(),
-                image_ref: ImageRef::default(),
-                created_at: String::new(),
-                updated_at: String::new(),
-                events: vec![],
-                checks: vec![],
-                nonce: None,
-                cordoned: false,
-                egress: None,
-            },
+            name: format!("name-{id}"),
+            state: MachineState::Created,
+            region: "local".to_string(),
+            instance_id: "v1".to_string(),
+            private_ip: String::new(),
+            config: MachineConfig::default(),
+            image_ref: ImageRef::default(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            cordoned: false,
             runtime: "crun".to_string(),
             init_pid: None,
             restart_count: 0,
@@ -622,7 +695,7 @@ mod tests {
         assert_eq!(rows, 6, "each machine keeps exactly the bound");
         // A state change's event is bounded too.
         let mut record = store.get_machine("m1").unwrap().unwrap();
-        record.machine.state = MachineState::Stopped;
+        record.state = MachineState::Stopped;
         store.update_machine(&record, Some(&event("stop"))).unwrap();
         assert_eq!(
             kinds(&store.list_events("m1", 100).unwrap()),
@@ -656,7 +729,7 @@ mod tests {
         store.create_app(&app("b")).unwrap();
         launch(&store, &machine("m3", "b"));
         let listed = store.list_machines_with_events("a", 2).unwrap();
-        let ids: Vec<_> = listed.iter().map(|(r, _)| r.machine.id.as_str()).collect();
+        let ids: Vec<_> = listed.iter().map(|(r, _)| r.id.as_str()).collect();
         assert_eq!(ids, ["m1", "m2"]);
         assert_eq!(kinds(&listed[0].1), ["m1-4", "m1-3"]);
         assert_eq!(kinds(&listed[1].1), ["m2-4", "m2-3"]);
@@ -679,7 +752,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_events(dir.path(), 200, 0);
         let mut record = store.get_machine("m2").unwrap().unwrap();
-        record.machine.state = MachineState::Destroyed;
+        record.state = MachineState::Destroyed;
         store.update_machine(&record, None).unwrap();
         let counts = store.machine_counts().unwrap();
         assert_eq!(counts.len(), 1);

@@ -7,7 +7,8 @@
 //! nor an ended operation whose subject was not settled.
 
 use crate::volumes::{insert_volume, write_volume};
-use crate::{write_machine, MachineRecord, Store, StoreError, VolumeRecord};
+use crate::{write_machine, Store, StoreError, VolumeRecord};
+use roost_lifecycle::MachineRecord;
 use roost_types::MachineEvent;
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
@@ -65,7 +66,7 @@ impl OperationWrite<'_> {
     fn subject(&self) -> (OperationSubject, &str) {
         match self {
             OperationWrite::NewMachine { record, .. } | OperationWrite::Machine { record, .. } => {
-                (OperationSubject::Machine, &record.machine.id)
+                (OperationSubject::Machine, &record.id)
             }
             OperationWrite::NewVolume(record) | OperationWrite::Volume(record) => {
                 (OperationSubject::Volume, &record.volume.id)
@@ -77,12 +78,12 @@ impl OperationWrite<'_> {
         match *self {
             OperationWrite::NewMachine { record, event } => {
                 crate::insert_machine(conn, record)?;
-                store.insert_event(conn, &record.machine.id, event)
+                store.insert_event(conn, &record.id, event)
             }
             OperationWrite::Machine { record, event } => {
                 write_machine(conn, record)?;
                 match event {
-                    Some(event) => store.insert_event(conn, &record.machine.id, event),
+                    Some(event) => store.insert_event(conn, &record.id, event),
                     None => Ok(()),
                 }
             }
@@ -163,11 +164,9 @@ impl Store {
         })?;
         rows.map(|row| {
             let (id, subject, subject_id, kind, step, params) = row?;
-            // Unknown text is a corrupt record, as in any other JSON column.
-            let subject = serde_json::from_value(serde_json::Value::String(subject))?;
             Ok(Operation {
                 id,
-                subject,
+                subject: crate::parse_name(subject)?,
                 subject_id,
                 kind,
                 step,
@@ -231,7 +230,7 @@ mod tests {
                 (OperationSubject::Volume, "vol_1", "volume_create", 0)
             ]
         );
-        record.machine.state = MachineState::Started;
+        record.state = MachineState::Started;
         let start = event("start");
         let write = OperationWrite::Machine {
             record: &record,
@@ -244,7 +243,7 @@ mod tests {
             .unwrap();
         assert!(store.unfinished_operations().unwrap().is_empty());
         assert_eq!(
-            store.get_machine("m1").unwrap().unwrap().machine.state,
+            store.get_machine("m1").unwrap().unwrap().state,
             MachineState::Started
         );
         let kinds: Vec<_> = store

@@ -14,7 +14,7 @@ use crate::StoreError;
 use rusqlite::Connection;
 
 /// Migration `i` of this list takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[BASELINE, ONE_OPERATION_LOG];
+const MIGRATIONS: &[&str] = &[BASELINE, ONE_OPERATION_LOG, MACHINE_COLUMNS];
 
 /// The layout this build writes and reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -116,6 +116,58 @@ ALTER TABLE operations ADD COLUMN subject TEXT NOT NULL DEFAULT 'machine';
 INSERT INTO operations (subject, subject_id, kind, step, params)
     SELECT 'volume', volume_id, kind, step, params FROM volume_operations ORDER BY id;
 DROP TABLE volume_operations;
+";
+
+/// 2 → 3: machines in columns of their own instead of a JSON copy of the
+/// Fly wire type (which held the record under `machine`, beside `app`,
+/// `runtime`, `init_pid` and `restart_count`). The user's config stays a
+/// JSON document, as in `versions`; the image reference is split into its
+/// parts, its labels a JSON object. Rows are copied in `rowid` order, which
+/// listings keep (oldest first). Fields older rows lack take the defaults
+/// their readers gave them: not cordoned, no pid, no restarts, no labels.
+const MACHINE_COLUMNS: &str = "
+CREATE TABLE machine_records (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    region TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    private_ip TEXT NOT NULL,
+    config TEXT NOT NULL,
+    image_registry TEXT NOT NULL,
+    image_repository TEXT NOT NULL,
+    image_tag TEXT NOT NULL,
+    image_digest TEXT NOT NULL,
+    image_labels TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    cordoned INTEGER NOT NULL,
+    runtime TEXT NOT NULL,
+    init_pid INTEGER,
+    restart_count INTEGER NOT NULL
+);
+INSERT INTO machine_records
+    SELECT id, app, name, state,
+        data ->> '$.machine.region',
+        data ->> '$.machine.instance_id',
+        data ->> '$.machine.private_ip',
+        data -> '$.machine.config',
+        data ->> '$.machine.image_ref.registry',
+        data ->> '$.machine.image_ref.repository',
+        data ->> '$.machine.image_ref.tag',
+        data ->> '$.machine.image_ref.digest',
+        coalesce(data -> '$.machine.image_ref.labels', '{}'),
+        data ->> '$.machine.created_at',
+        data ->> '$.machine.updated_at',
+        coalesce(data ->> '$.machine.cordoned', 0),
+        data ->> '$.runtime',
+        data ->> '$.init_pid',
+        coalesce(data ->> '$.restart_count', 0)
+    FROM machines ORDER BY rowid;
+DROP TABLE machines;
+ALTER TABLE machine_records RENAME TO machines;
+CREATE INDEX machines_by_app ON machines(app);
 ";
 
 /// Brings the database to [`SCHEMA_VERSION`], one migration per

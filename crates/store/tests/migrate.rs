@@ -1,28 +1,137 @@
-//! A database written by roost before the layout had a version (commit
-//! caf328d) opens, migrates and keeps every record.
+//! Databases written by older roosts open, migrate and keep every record.
 //!
 //! `fixtures/v0-caf328d.sql` is the `sqlite3 .dump` of a database that
-//! caf328d's own `roost-store` wrote: a small program against that commit's
-//! API created two apps with networks, three machines (one with its create
-//! operation unfinished at step 1) with versions, events and addresses, a
-//! lease, two volumes (one with its operation unfinished), a snapshot, an
-//! app secret and a plaintext storage key pair.
+//! caf328d's own `roost-store` wrote, before the layout had a version: a
+//! small program against that commit's API created two apps with networks,
+//! three machines (one with its create operation unfinished at step 1) with
+//! versions, events and addresses, a lease, two volumes (one with its
+//! operation unfinished), a snapshot, an app secret and a plaintext storage
+//! key pair.
+//!
+//! `fixtures/v2-ab170e2.sql` is the dump (with the `user_version` it
+//! does not carry put first) of a database that ab170e2's
+//! `roost-store` wrote (layout 2, machines stored as JSON copies of the wire
+//! type): a program against that API created two apps with egress policies
+//! and networks, six machines (started with a pid and restarts, stopped and
+//! cordoned, created, failed without an address, destroyed, and starting
+//! with its create unfinished at step 1), crun and runc, full configs
+//! (services, checks, mounts, files, metadata, unknown fields), image
+//! labels, events with a request, versions, a lease, two volumes (one
+//! attached, one with its create unfinished), a snapshot, an app secret and
+//! a sealed storage key pair.
 
-use roost_lifecycle::{Operation as _, VolumeOpKind, VolumePlan};
+use roost_lifecycle::{MachineRecord, Operation as _, Shown, VolumeOpKind, VolumePlan};
 use roost_store::{OperationSubject, Store, StoreError, SCHEMA_VERSION};
-use roost_types::MachineState;
+use roost_types::{Machine, MachineState};
+use rusqlite::types::Value;
+use std::path::{Path, PathBuf};
 
 const FIXTURE: &str = include_str!("fixtures/v0-caf328d.sql");
+const FIXTURE_V2: &str = include_str!("fixtures/v2-ab170e2.sql");
 
-/// A copy of the fixture database in a temp dir.
-fn version_zero_db() -> (tempfile::TempDir, std::path::PathBuf) {
+/// A database in a temp dir made from the dump `sql`.
+fn database(sql: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("roost.db");
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute_batch(FIXTURE)
+        .execute_batch(sql)
         .unwrap();
     (dir, path)
+}
+
+/// A copy of the caf328d fixture database in a temp dir.
+fn version_zero_db() -> (tempfile::TempDir, PathBuf) {
+    database(FIXTURE)
+}
+
+/// A machine as layouts before 3 stored it: the wire type under `machine`
+/// and the host's facts beside it (older rows lack the last two).
+#[derive(serde::Deserialize)]
+struct StoredMachine {
+    app: String,
+    machine: Machine,
+    runtime: String,
+    #[serde(default)]
+    init_pid: Option<u32>,
+    #[serde(default)]
+    restart_count: u32,
+}
+
+/// The machines of the unmigrated database at `path`, oldest first.
+fn stored_machines(path: &Path) -> Vec<StoredMachine> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT data FROM machines ORDER BY rowid")
+        .unwrap();
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0)).unwrap();
+    rows.map(|data| serde_json::from_str(&data.unwrap()).unwrap())
+        .collect()
+}
+
+/// Every stored machine came through with every field: its record shows
+/// as the wire view it was stored as, beside the same host facts.
+fn assert_machines_kept(store: &Store, before: Vec<StoredMachine>) {
+    let after = store.list_machines(None).unwrap();
+    assert_eq!(after.len(), before.len());
+    for (record, old) in after.into_iter().zip(before) {
+        assert_eq!(
+            (
+                record.app.as_str(),
+                record.runtime.as_str(),
+                record.init_pid,
+                record.restart_count
+            ),
+            (
+                old.app.as_str(),
+                old.runtime.as_str(),
+                old.init_pid,
+                old.restart_count
+            ),
+            "machine {}",
+            old.machine.id
+        );
+        let again = store.get_machine(&record.id).unwrap();
+        assert_eq!(again.as_ref(), Some(&record));
+        let shown = Shown {
+            events: old.machine.events.clone(),
+            checks: old.machine.checks.clone(),
+            nonce: old.machine.nonce.clone(),
+            egress: old.machine.egress.clone(),
+        };
+        assert_eq!(record.into_view(shown), old.machine);
+    }
+}
+
+/// Every row of every table but `machines`, by table.
+fn rows_beside_machines(path: &Path) -> Vec<(String, Vec<Vec<Value>>)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'machines' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables
+        .into_iter()
+        .map(|table| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+                .unwrap();
+            let columns = stmt.column_count();
+            let rows = stmt
+                .query_map([], |row| {
+                    (0..columns).map(|i| row.get::<_, Value>(i)).collect()
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            (table, rows)
+        })
+        .collect()
 }
 
 fn user_version(path: &std::path::Path) -> u32 {
@@ -36,8 +145,10 @@ fn user_version(path: &std::path::Path) -> u32 {
 fn a_version_zero_database_migrates_with_nothing_lost() {
     let (_dir, path) = version_zero_db();
     assert_eq!(user_version(&path), 0);
+    let stored = stored_machines(&path);
     let store = Store::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
+    assert_machines_kept(&store, stored);
 
     let apps = store.list_apps().unwrap();
     let names: Vec<_> = apps.iter().map(|a| a.name.as_str()).collect();
@@ -50,17 +161,17 @@ fn a_version_zero_database_migrates_with_nothing_lost() {
     );
 
     let machines = store.list_machines(None).unwrap();
-    let ids: Vec<_> = machines.iter().map(|m| m.machine.id.as_str()).collect();
+    let ids: Vec<_> = machines.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["m-alpha-1", "m-alpha-2", "m-beta-1"]);
     let first = &machines[0];
     assert_eq!(first.app, "alpha");
-    assert_eq!(first.machine.state, MachineState::Stopped);
-    assert_eq!(first.machine.config.env["GREETING"], "hi");
-    assert_eq!(first.machine.image_ref.digest, "sha256:abc");
-    assert_eq!(first.machine.private_ip, "fdaa:0:1::2");
+    assert_eq!(first.state, MachineState::Stopped);
+    assert_eq!(first.config.env["GREETING"], "hi");
+    assert_eq!(first.image_ref.digest, "sha256:abc");
+    assert_eq!(first.private_ip, "fdaa:0:1::2");
     assert_eq!((first.restart_count, first.init_pid), (1, None));
     assert_eq!(machines[1].runtime, "runc");
-    assert_eq!(machines[2].machine.state, MachineState::Created);
+    assert_eq!(machines[2].state, MachineState::Created);
     assert_eq!(store.list_machines(Some("beta")).unwrap().len(), 1);
 
     let versions = store.list_versions("m-alpha-1").unwrap();
@@ -123,6 +234,104 @@ fn a_version_zero_database_migrates_with_nothing_lost() {
     assert_eq!(sealed, 1);
     let key = store.storage_key_by_id("RSTALPHA").unwrap().unwrap();
     assert_eq!(key.sealed_secret, "sealed alpha plain-secret-alpha");
+}
+
+#[test]
+fn a_version_two_database_migrates_with_nothing_lost() {
+    let (_dir, path) = database(FIXTURE_V2);
+    assert_eq!(user_version(&path), 2);
+    let stored = stored_machines(&path);
+    let beside = rows_beside_machines(&path);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    assert_eq!(
+        rows_beside_machines(&path),
+        beside,
+        "only the machines table changes"
+    );
+
+    let states: Vec<_> = stored
+        .iter()
+        .map(|old| (old.machine.state, old.runtime.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (MachineState::Started, "crun"),
+            (MachineState::Stopped, "crun"),
+            (MachineState::Created, "runc"),
+            (MachineState::Failed, "runc"),
+            (MachineState::Destroyed, "crun"),
+            (MachineState::Starting, "runc"),
+        ]
+    );
+    let started = &stored[0];
+    assert_eq!((started.init_pid, started.restart_count), (Some(4242), 2));
+    assert!(stored[1].machine.cordoned);
+    assert!(started.machine.config.extra.contains_key("dns"));
+    assert_machines_kept(&store, stored);
+
+    // The other records read as before, through the store.
+    let apps = store.list_apps().unwrap();
+    assert_eq!(apps.len(), 2);
+    assert!(apps.iter().all(|app| app.egress.is_some()));
+    let started = "0a1b2c3d4e5f60";
+    let kinds: Vec<_> = store
+        .list_events("2a1b2c3d4e5f62", 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.request.is_some()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("update".to_string(), false),
+            ("exit".to_string(), true),
+            ("start".to_string(), false),
+            ("launch".to_string(), false)
+        ]
+    );
+    let versions = store.list_versions(started).unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].user_config.env["V"], "2");
+    assert_eq!(store.get_lease(started).unwrap().unwrap().nonce, "3f1c9e");
+    let volume = store.get_volume("vol_web_data").unwrap().unwrap();
+    assert_eq!(volume.volume.attached_machine_id.as_deref(), Some(started));
+    assert_eq!(
+        store.get_snapshot("vs_web_1").unwrap().unwrap().volume_id,
+        "vol_web_data"
+    );
+    assert_eq!(
+        store.list_app_secrets("web").unwrap()[0].name,
+        "DATABASE_URL"
+    );
+    assert_eq!(
+        store.storage_key("web").unwrap().unwrap().access_key_id,
+        "RSTWEB"
+    );
+    let ops: Vec<_> = store
+        .unfinished_operations()
+        .unwrap()
+        .into_iter()
+        .map(|op| (op.subject, op.subject_id, op.step))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            (OperationSubject::Machine, "5a1b2c3d4e5f65".to_string(), 1),
+            (OperationSubject::Volume, "vol_jobs_scratch".to_string(), 1)
+        ]
+    );
+
+    // And the migrated machines take writes.
+    let mut record: MachineRecord = store.get_machine(started).unwrap().unwrap();
+    record.state = MachineState::Stopped;
+    record.init_pid = None;
+    store.update_machine(&record, None).unwrap();
+    assert_eq!(store.get_machine(started).unwrap(), Some(record));
+    let listed = store.list_machines_with_events("web", 1).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].1[0].kind, "update");
 }
 
 /// A volume plan as caf328d's service recorded it (its `VolumePlan`), for

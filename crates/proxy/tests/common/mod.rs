@@ -13,10 +13,11 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use roost_lifecycle::MachineRecord;
 use roost_proxy::{
     BackendError, Backends, BoxFuture, Proxy, ProxyConfig, ProxyError, TlsCertificate,
 };
-use roost_types::{CheckStatus, Machine, MachineConfig, MachineService, MachineState};
+use roost_types::{CheckStatus, MachineConfig, MachineService, MachineState};
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,7 +39,7 @@ pub struct Server {
 }
 
 struct FakeMachine {
-    machine: Machine,
+    machine: MachineRecord,
     port: u16,
     server: Arc<Server>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -109,7 +110,8 @@ impl Fake {
             datagrams: AtomicUsize::new(0),
             sessions: AtomicUsize::new(0),
         });
-        let machine = Machine {
+        let machine = MachineRecord {
+            app: app.to_string(),
             id: id.to_string(),
             name: id.to_string(),
             state: MachineState::Stopped,
@@ -124,11 +126,10 @@ impl Fake {
             image_ref: Default::default(),
             created_at: String::new(),
             updated_at: String::new(),
-            events: vec![],
-            checks: vec![],
-            nonce: None,
             cordoned: false,
-            egress: None,
+            runtime: "crun".into(),
+            init_pid: None,
+            restart_count: 0,
         };
         self.apps
             .lock()
@@ -217,7 +218,10 @@ impl Backends for Fake {
         Box::pin(async move { Ok(self.apps.lock().unwrap().keys().cloned().collect()) })
     }
 
-    fn machines<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<Vec<Machine>, BackendError>> {
+    fn machines<'a>(
+        &'a self,
+        app: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MachineRecord>, BackendError>> {
         Box::pin(async move {
             let apps = self.apps.lock().unwrap();
             let machines = apps

@@ -4,11 +4,11 @@
 //! acting as the edge proxy's [`Caller`].
 
 use anyhow::{Context, Result};
-use roost_machines::{Caller, MachineError, Machines, Service};
+use roost_machines::{Caller, MachineError, MachineRecord, Machines, Service};
 use roost_proxy::{
     AffinityKey, BackendError, Backends, BoxFuture, Proxy, ProxyConfig, ProxyError, TlsCertificate,
 };
-use roost_types::{CheckStatus, Machine, StopRequest};
+use roost_types::{CheckStatus, StopRequest};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,7 +103,10 @@ impl Backends for MachinesBackends {
         })
     }
 
-    fn machines<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<Vec<Machine>, BackendError>> {
+    fn machines<'a>(
+        &'a self,
+        app: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MachineRecord>, BackendError>> {
         Box::pin(async move { self.0.machines_for_routing(app).map_err(backend_error) })
     }
 
