@@ -11,6 +11,7 @@ use crate::Service;
 use roost_lifecycle::{Right, Target};
 use roost_types::{CheckStatus, MachineState};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 
 /// Latest check results by machine id.
@@ -32,6 +33,21 @@ impl Service {
     /// re-reads them when it moves; reading it costs no store access.
     pub fn change_count(&self) -> Result<u64> {
         Ok(*self.authorize(Right::Read, Target::Host)?.changes.borrow())
+    }
+
+    /// Resolves once [`Service::change_count`] differs from `seen` (at
+    /// once if it does already) or the service is gone, so a front end
+    /// sleeps until machines change instead of polling the counter. The
+    /// future holds no reference to the service.
+    pub fn changed_since(&self, seen: u64) -> Result<impl Future<Output = ()> + Send + 'static> {
+        let mut changes = self
+            .authorize(Right::Read, Target::Host)?
+            .changes
+            .subscribe();
+        Ok(async move {
+            // An error is the service gone: nothing will change any more.
+            let _ = changes.wait_for(|count| *count != seen).await;
+        })
     }
 
     /// Records the latest results of a machine's health checks, shown in

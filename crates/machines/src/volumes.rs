@@ -57,6 +57,9 @@ pub(crate) struct VolumeLayer {
     day: Duration,
     /// Serializes claims of volumes by machine configs.
     claims: Arc<tokio::sync::Mutex<()>>,
+    /// Sent when a volume or its snapshots may have changed: the snapshot
+    /// schedule plans its next round again.
+    changed: tokio::sync::watch::Sender<()>,
 }
 
 impl VolumeLayer {
@@ -73,6 +76,7 @@ impl VolumeLayer {
             fstype: FsType::host_default(),
             day,
             claims: Arc::new(tokio::sync::Mutex::new(())),
+            changed: tokio::sync::watch::Sender::new(()),
         })
     }
 
@@ -495,7 +499,9 @@ impl Inner {
         new: bool,
     ) -> Result<(VolumeRecord, bool)> {
         let mut op = VolumeOp::new(self, record, new);
-        self.engine.start(&self.store, &mut op, &plan).await?;
+        let ran = self.engine.start(&self.store, &mut op, &plan).await;
+        self.volumes.changed.send_replace(());
+        ran?;
         Ok((op.record, op.complete))
     }
 
@@ -575,10 +581,14 @@ impl Inner {
 
     /// One round of the daily schedule: snapshots volumes whose last
     /// snapshot (or creation) is a day old, then drops snapshots past
-    /// their volume's retention and the chunks no snapshot uses.
-    pub(crate) async fn scheduled_snapshots(self: &Arc<Self>) -> Result<()> {
+    /// their volume's retention and the chunks no snapshot uses. Returns
+    /// how long until the next of these falls due, `None` when nothing
+    /// will (no volume to snapshot, no snapshot to expire).
+    pub(crate) async fn scheduled_snapshots(self: &Arc<Self>) -> Result<Option<Duration>> {
         let day_ms = self.volumes.day.as_millis() as i64;
         let now = chrono::Utc::now().timestamp_millis();
+        let mut next: Option<i64> = None;
+        let mut due_at = |at: i64| next = Some(next.map_or(at, |n| n.min(at)));
         let volumes = self.store.list_volumes(None)?;
         for record in &volumes {
             let volume = &record.volume;
@@ -596,6 +606,7 @@ impl Inner {
                 .max()
                 .unwrap_or(created);
             if now - last < day_ms {
+                due_at(last + day_ms);
                 continue;
             }
             let lock = self.lock_for(&volume.id);
@@ -605,6 +616,7 @@ impl Inner {
             };
             if volume_state(&current)? == VolumeState::Created {
                 self.snapshot_volume(current, true).await?;
+                due_at(now + day_ms);
             }
         }
         let mut dropped = false;
@@ -614,7 +626,8 @@ impl Inner {
                 .find(|v| v.volume.id == snapshot.volume_id)
                 .map(|v| v.volume.snapshot_retention)
                 .unwrap_or(DEFAULT_RETENTION_DAYS);
-            if now - snapshot.created_ms > i64::from(retention) * day_ms {
+            let kept_ms = i64::from(retention) * day_ms;
+            if now - snapshot.created_ms > kept_ms {
                 tracing::info!(snapshot = %snapshot.snapshot.id, volume = %snapshot.volume_id, "snapshot past its retention; deleting it");
                 self.volumes
                     .snapshots
@@ -622,26 +635,55 @@ impl Inner {
                     .map_err(volume_error)?;
                 self.store.delete_snapshot(&snapshot.snapshot.id)?;
                 dropped = true;
+            } else {
+                due_at(snapshot.created_ms + kept_ms + 1);
             }
         }
         if dropped {
             let store = Arc::clone(&self.volumes.snapshots);
             blocking(move || store.collect_garbage()).await?;
         }
-        Ok(())
+        Ok(next.map(|at| Duration::from_millis((at - now).max(0) as u64)))
     }
 }
 
-/// Runs the daily snapshot schedule for as long as the service lives. It
-/// checks a few times per "day" so a snapshot is at most that late.
+/// Runs the daily snapshot schedule for as long as the service lives. A
+/// round runs when the last one said something falls due (a snapshot,
+/// an expiry) and when a volume or snapshot changes, which may bring
+/// that closer; with no volume to snapshot and no snapshot to expire
+/// there is no timer at all. Rounds are at least a tick (an eighth of a
+/// "day", 0.2 to 600 s) apart, the first a tick after the start, so a
+/// burst of changes costs one round and a failed one is retried a tick
+/// later.
 pub(crate) async fn snapshot_periodically(inner: std::sync::Weak<Inner>, day: Duration) {
     let tick = (day / 8).clamp(Duration::from_millis(200), Duration::from_secs(600));
+    let Some(mut changed) = inner.upgrade().map(|i| i.volumes.changed.subscribe()) else {
+        return;
+    };
+    let mut last_round = tokio::time::Instant::now();
+    let mut due = Some(last_round);
     loop {
-        tokio::time::sleep(tick).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if let Err(err) = inner.scheduled_snapshots().await {
-            tracing::warn!(error = %err, "scheduled volume snapshots failed");
+        tokio::time::sleep_until(last_round + tick).await;
+        let falls_due = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            // An error is the service gone with its volumes.
+            gone = changed.changed() => if gone.is_err() { return },
+            () = falls_due => {}
         }
+        let Some(inner) = inner.upgrade() else { return };
+        last_round = tokio::time::Instant::now();
+        due = match inner.scheduled_snapshots().await {
+            Ok(next) => next.map(|wait| last_round + wait),
+            Err(err) => {
+                tracing::warn!(error = %err, "scheduled volume snapshots failed");
+                Some(last_round + tick)
+            }
+        };
     }
 }
 
@@ -779,6 +821,7 @@ impl Service {
             record.volume.auto_backup_enabled = enabled;
         }
         inner.store.update_volume(&record)?;
+        inner.volumes.changed.send_replace(());
         inner.volume_view(&record)
     }
 

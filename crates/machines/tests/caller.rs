@@ -39,6 +39,7 @@ fn every_operation(s: &Service) -> Vec<(&'static str, Call<'_>)> {
     let config = || json!({"image": "busybox:latest"});
     vec![
         call!("change_count", s.change_count()),
+        call!("changed_since", s.changed_since(0)),
         call!("set_checks", s.set_checks(APP, ID, vec![])),
         call!("egress_policy", s.egress_policy(APP)),
         call!(

@@ -59,6 +59,13 @@ impl Backends for OneMachine {
     fn change_count(&self) -> u64 {
         0
     }
+    fn changed(&self, seen: u64) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if seen == 0 {
+                std::future::pending::<()>().await
+            }
+        })
+    }
     fn apps(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
         Box::pin(async { Ok(vec!["bench".to_string()]) })
     }

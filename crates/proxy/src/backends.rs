@@ -42,6 +42,13 @@ pub trait Backends: Send + Sync + 'static {
     /// this moves, so it must be cheap.
     fn change_count(&self) -> u64;
 
+    /// Resolves once [`Backends::change_count`] differs from `seen` (at
+    /// once if it does already), or when the orchestrator is gone. The
+    /// supervisor sleeps on it, so a fleet where nothing changes wakes
+    /// nothing; the future is `'static` so that waiting on it keeps
+    /// neither the proxy nor the orchestrator alive.
+    fn changed(&self, seen: u64) -> BoxFuture<'static, ()>;
+
     /// Names of all apps (autostop and health checks sweep them).
     fn apps(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>>;
 

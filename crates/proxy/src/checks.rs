@@ -161,21 +161,34 @@ struct MachineChecks {
 }
 
 /// Check state of every started machine.
-#[derive(Default)]
 pub(crate) struct Checker {
     machines: Mutex<HashMap<String, MachineChecks>>,
+    /// The supervisor's wake-up ([`crate::Shared::supervisor_wake`]),
+    /// sent when a check ends: its next run must then be scheduled.
+    ended: tokio::sync::watch::Sender<()>,
 }
 
 impl Checker {
+    pub(crate) fn new(ended: tokio::sync::watch::Sender<()>) -> Checker {
+        Checker {
+            machines: Mutex::default(),
+            ended,
+        }
+    }
+
     /// Starts the checks of `backends` that are due; forgets machines that
-    /// are no longer started. Called by the supervisor on every tick.
+    /// are no longer started. Called by the supervisor on each round.
+    /// Returns when the next of these checks that is not running falls
+    /// due: the round that must come then (a running one reports its end
+    /// through the supervisor's wake-up).
     pub(crate) fn schedule(
         self: &Arc<Self>,
         reporter: &Arc<dyn Backends>,
         app: &str,
         backends: &[Arc<Backend>],
-    ) {
+    ) -> Option<Instant> {
         let now = Instant::now();
+        let mut next_due: Option<Instant> = None;
         let mut due = Vec::new();
         let mut cleared = Vec::new();
         {
@@ -214,9 +227,15 @@ impl Checker {
                             spec: spec.clone(),
                         });
                     record.spec = spec;
-                    if !record.running && now >= record.next_due {
+                    if record.running {
+                        continue;
+                    }
+                    if now >= record.next_due {
                         record.running = true;
                         due.push((id.clone(), ip, record.spec.clone()));
+                    } else {
+                        next_due =
+                            Some(next_due.map_or(record.next_due, |t| t.min(record.next_due)));
                     }
                 }
             }
@@ -262,8 +281,10 @@ impl Checker {
                 if let Some(slot) = slot {
                     checker.record(&reporter, &id, &spec, status, &slot);
                 }
+                checker.ended.send_replace(());
             });
         }
+        next_due
     }
 
     fn record(

@@ -113,10 +113,13 @@
 //!
 //! # Background work
 //!
-//! [`Proxy::spawn_supervisor`] runs every [`ProxyConfig::tick`]: it
-//! re-reads each app, runs due health checks ([`checks`](self) docs in
-//! `checks.rs`) and stops machines idle past [`ProxyConfig::autostop_idle`]
-//! whose services have autostop, keeping `min_machines_running`.
+//! [`Proxy::spawn_supervisor`] runs rounds when something changed or is
+//! due (at most one per [`ProxyConfig::tick`]; `supervisor.rs`): a round
+//! re-reads the apps whose machines changed, runs due health checks
+//! ([`checks`](self) docs in `checks.rs`) and stops machines idle past
+//! [`ProxyConfig::autostop_idle`] whose services have autostop, keeping
+//! `min_machines_running`. With nothing started it sleeps until a
+//! machine changes.
 
 mod affinity;
 mod backends;
@@ -180,7 +183,10 @@ pub struct ProxyConfig {
     /// An affinity entry unused this long is forgotten.
     pub affinity_ttl: Duration,
     pub affinity_max_entries: usize,
-    /// Supervisor interval (health-check scheduling, autostop).
+    /// Shortest time between two rounds of the supervisor (health-check
+    /// scheduling, autostop), and before its first: rounds run when a
+    /// machine changes or a check or autostop falls due, and changes
+    /// closer together than this are handled in one round.
     pub tick: Duration,
     /// Machine lists are re-read at least this often even when the
     /// orchestrator's change counter does not move.
@@ -269,6 +275,10 @@ pub(crate) struct Shared {
     pub(crate) router: route::Router,
     pub(crate) affinity: affinity::AffinityCache,
     pub(crate) checker: Arc<checks::Checker>,
+    /// Wakes the supervisor for a round: sent when work it started ends
+    /// (a check, an autostop), whose follow-up it must schedule; closed
+    /// once the proxy and that work are gone.
+    pub(crate) supervisor_wake: tokio::sync::watch::Sender<()>,
     /// `Fly-Region`'s value.
     pub(crate) region_header: ::http::HeaderValue,
     request_seed: u64,
@@ -353,6 +363,7 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(backends: Arc<dyn Backends>, config: ProxyConfig) -> Proxy {
         let config = Arc::new(config);
+        let supervisor_wake = tokio::sync::watch::Sender::new(());
         Proxy {
             shared: Arc::new(Shared {
                 router: route::Router::new(backends, config.clone()),
@@ -361,7 +372,8 @@ impl Proxy {
                     config.affinity_ttl,
                     config.affinity_max_entries,
                 ),
-                checker: Arc::default(),
+                checker: Arc::new(checks::Checker::new(supervisor_wake.clone())),
+                supervisor_wake,
                 region_header: ::http::HeaderValue::from_str(&config.region)
                     .unwrap_or_else(|_| ::http::HeaderValue::from_static("local")),
                 request_seed: rand::random(),

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use http_body_util::BodyExt;
+use roost_proxy::Backends;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -291,6 +292,36 @@ async fn tcp_health_checks_and_machine_checks() {
             c.first()
                 .is_some_and(|c| c.status == "passing" && c.output.starts_with("connected to"))
         })
+    })
+    .await;
+    drop(proxy);
+}
+
+#[tokio::test]
+async fn the_supervisor_sleeps_until_a_machine_starts() {
+    let fake = Fake::new();
+    let svc = json!({"autostop": "stop", "checks": [{"type": "tcp", "interval": "100ms"}]});
+    fake.add("app", "m1", vec![http_service(svc)], false).await;
+    let proxy = start_proxy(&fake, test_config()).await;
+    // Its first round, a tick (50 ms) after the start, sees nothing started:
+    // nothing to check or stop, so nothing falls due.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_first = fake.change_reads.load(Ordering::SeqCst);
+    assert!(after_first > 0, "the first round read the change counter");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        fake.change_reads.load(Ordering::SeqCst),
+        after_first,
+        "no round runs while nothing changes"
+    );
+    // A start wakes it, and the machine's check runs.
+    fake.start("app", "m1").await.unwrap();
+    eventually(5, "tcp check passing", || {
+        fake.reported
+            .lock()
+            .unwrap()
+            .get("m1")
+            .is_some_and(|c| c.first().is_some_and(|c| c.status == "passing"))
     })
     .await;
     drop(proxy);

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,7 +50,9 @@ struct FakeMachine {
 #[derive(Default)]
 pub struct Fake {
     apps: Mutex<BTreeMap<String, Vec<FakeMachine>>>,
-    changes: AtomicU64,
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Reads of the change counter: every supervisor round makes some.
+    pub change_reads: AtomicUsize,
     pub starts: AtomicUsize,
     pub stops: AtomicUsize,
     pub reported: Mutex<HashMap<String, Vec<CheckStatus>>>,
@@ -82,7 +84,7 @@ impl Fake {
     }
 
     fn bump(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Adds a machine to `app` (created on first use) with `services`
@@ -211,7 +213,15 @@ impl Fake {
 
 impl Backends for Fake {
     fn change_count(&self) -> u64 {
-        self.changes.load(Ordering::SeqCst)
+        self.change_reads.fetch_add(1, Ordering::SeqCst);
+        *self.changes.borrow()
+    }
+
+    fn changed(&self, seen: u64) -> BoxFuture<'static, ()> {
+        let mut changes = self.changes.subscribe();
+        Box::pin(async move {
+            let _ = changes.wait_for(|n| *n != seen).await;
+        })
     }
 
     fn apps(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {

@@ -71,7 +71,9 @@ pub struct ProxyArgs {
     /// its private address or `[::]` at the service's internal_port.
     #[arg(long = "proxy-udp", value_name = "APP:PORT=ADDR")]
     pub proxy_udp: Vec<String>,
-    /// Milliseconds between the proxy's health-check and autostop rounds. For tests.
+    /// Least milliseconds between two of the proxy's health-check and
+    /// autostop rounds (and before the first), which run when a machine
+    /// changes or a check or autostop falls due. For tests.
     #[arg(long, default_value_t = 1000, hide = true)]
     pub proxy_tick_ms: u64,
 }
@@ -94,6 +96,14 @@ impl Backends for MachinesBackends {
     fn change_count(&self) -> u64 {
         // The edge proxy has every right: this is never refused.
         self.0.change_count().unwrap_or_default()
+    }
+
+    fn changed(&self, seen: u64) -> BoxFuture<'static, ()> {
+        match self.0.changed_since(seen) {
+            Ok(changed) => Box::pin(changed),
+            // Never refused (as above); a refusal would mean nothing to wait for.
+            Err(_) => Box::pin(std::future::pending()),
+        }
     }
 
     fn apps(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
