@@ -36,6 +36,15 @@ pub enum MachineError {
     /// roost or the host failed; the request may be retried (500).
     #[error("{0}")]
     Internal(String),
+    /// The host would not let roost set up the machines' private network
+    /// (at [`crate::Machines::open`]; 500 if it ever reached a request).
+    /// Its own variant so that a front end can offer, in its own words,
+    /// to run without one.
+    #[error(
+        "cannot set up the machines' private network ({0}): roost needs root \
+         (CAP_NET_ADMIN, CAP_SYS_ADMIN) for it, or must run without a private network"
+    )]
+    PrivateNetwork(String),
     /// A service roost depends on (an image registry) was unreachable or
     /// answered wrongly (502).
     #[error("{0}")]

@@ -204,12 +204,9 @@ impl Machines {
                 // Before anything touches the host: another daemon's dir
                 // would lose its namespaces to this one's orphan sweep.
                 net.claim_netns_dir(&std::fs::canonicalize(&config.data_dir)?)?;
-                net.setup_host().await.map_err(|err| {
-                    MachineError::Internal(format!(
-                        "cannot set up the machines' private network ({err}): roost needs root \
-                         (CAP_NET_ADMIN, CAP_SYS_ADMIN) for it, or must run without a private network"
-                    ))
-                })?;
+                net.setup_host()
+                    .await
+                    .map_err(|err| MachineError::PrivateNetwork(err.to_string()))?;
                 Some(net)
             }
             None => None,

@@ -1,21 +1,31 @@
-//! The CLI's own advice after an API error: the service says what is
-//! missing, in words that name no front end, and this module names the
-//! `roost` command that provides it.
+//! The CLI's own advice after an error: the service says what went
+//! wrong (what is missing, what the host refused) in words that name no
+//! front end, and this module names the `roost` command that helps.
 
 use roost_client::ClientError;
+use roost_machines::MachineError;
 use roost_types::Missing;
 
-/// The command that helps after `err`, if the API said something the
-/// request named is missing.
+/// The command that helps after `err`: the API said something the request
+/// named is missing, or `roost up` could not set up the private network.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
-    err.chain()
-        .find_map(|cause| match cause.downcast_ref::<ClientError>() {
-            Some(ClientError::Api {
-                missing: Some(missing),
-                ..
-            }) => Some(missing_hint(missing)),
+    err.chain().find_map(|cause| {
+        if let Some(ClientError::Api {
+            missing: Some(missing),
+            ..
+        }) = cause.downcast_ref::<ClientError>()
+        {
+            return Some(missing_hint(missing));
+        }
+        match cause.downcast_ref::<MachineError>() {
+            Some(MachineError::PrivateNetwork(_)) => Some(
+                "run `roost up --no-private-network` to run machines without one (each alone \
+                 with a loopback interface)"
+                    .into(),
+            ),
             _ => None,
-        })
+        }
+    })
 }
 
 fn missing_hint(missing: &Missing) -> String {
@@ -53,6 +63,24 @@ mod tests {
     }
 
     #[test]
+    fn a_private_network_roost_up_cannot_set_up_is_answered_with_running_without_one() {
+        let err = anyhow::Error::new(MachineError::PrivateNetwork(
+            "Operation not permitted".into(),
+        ))
+        .context("cannot open roost's state");
+        let hint = hint(&err).expect("a hint");
+        assert!(
+            hint.starts_with("run `roost up --no-private-network`"),
+            "{hint}"
+        );
+        // The service's own message names no command.
+        assert!(
+            !format!("{err:#}").contains("--no-private-network"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn other_errors_get_no_hint() {
         let err = anyhow::Error::new(ClientError::Api {
             status: 409,
@@ -61,5 +89,13 @@ mod tests {
         });
         assert_eq!(hint(&err), None);
         assert_eq!(hint(&anyhow::anyhow!("no token")), None);
+        let internal = anyhow::Error::new(MachineError::Internal(
+            "cannot set up the machines' private network".into(),
+        ));
+        assert_eq!(
+            hint(&internal),
+            None,
+            "matched on the variant, not the text"
+        );
     }
 }
