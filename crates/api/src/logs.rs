@@ -8,9 +8,8 @@
 use crate::auth::AsCaller;
 use crate::error::ApiError;
 use crate::extract::Params;
-use crate::AppState;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::os::unix::fs::MetadataExt;
@@ -27,7 +26,6 @@ pub(crate) struct LogsQuery {
 }
 
 pub(crate) async fn logs(
-    State(state): State<AppState>,
     AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
     Params(q): Params<LogsQuery>,
@@ -43,7 +41,7 @@ pub(crate) async fn logs(
     };
     let files = s.log_files(&app, &id)?;
     let mut history = Vec::new();
-    for file in &files {
+    for file in &files.history {
         history.extend(tokio::fs::read(file).await.unwrap_or_default());
     }
     let headers = [(
@@ -53,7 +51,7 @@ pub(crate) async fn logs(
     if !follow {
         return Ok((headers, history).into_response());
     }
-    let current = roost_machines::MachinePaths::new(state.machines.data_dir(), &id).log;
+    let current = files.current;
     let position = tokio::fs::metadata(&current)
         .await
         .map(|m| Position {

@@ -321,7 +321,7 @@ pub(crate) async fn ps(
     AsCaller(s): AsCaller,
     Path((app, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(s.processes(&app, &id)?))
+    Ok(Json(s.processes(&app, &id).await?))
 }
 
 pub(crate) async fn exec(

@@ -14,8 +14,8 @@
 use crate::error::{MachineError, Missing, Result};
 use crate::{Inner, Machines, Service};
 use roost_egress::{Directory, Ledger, MachineRef, Policy};
+use roost_host::SERVICE_EGRESS_PORT;
 use roost_lifecycle::{MachineRecord, Right, Target};
-use roost_net::plan::SERVICE_EGRESS_PORT;
 use roost_types::{EgressDefault, EgressLog, EgressPolicy, MachineEgress};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -108,10 +108,10 @@ impl Inner {
     /// machine reaches directly (its loopback, the internal names, the
     /// service address, its app's prefix). Empty without a network.
     pub(crate) fn egress_env(&self, machine: &MachineRecord) -> Vec<(String, String)> {
-        let Some(net) = &self.net else {
+        let Some(plan) = self.host.network() else {
             return Vec::new();
         };
-        let service = net.service_address();
+        let service = plan.service_address();
         let proxy = format!("http://[{service}]:{SERVICE_EGRESS_PORT}");
         let mut direct = vec![
             "localhost".to_string(),
@@ -125,8 +125,8 @@ impl Inner {
             .private_ip
             .parse()
             .ok()
-            .and_then(|ip| net.plan().network_of(ip))
-            .and_then(|network| net.plan().app_prefix(network).ok());
+            .and_then(|ip| plan.network_of(ip))
+            .and_then(|network| plan.app_prefix(network).ok());
         if let Some((prefix, len)) = app_prefix {
             direct.push(format!("{prefix}/{len}"));
         }
@@ -213,7 +213,7 @@ impl Directory for EgressDirectory {
         let IpAddr::V6(peer) = peer.to_canonical() else {
             return None;
         };
-        let (network, slot) = inner.net.as_ref()?.plan().machine_of(peer)?;
+        let (network, slot) = inner.host.network()?.machine_of(peer)?;
         let found = inner.store.app_of_network(network).and_then(|app| {
             let Some(app) = app else { return Ok(None) };
             let id = inner.store.machine_at_slot(&app, slot)?;

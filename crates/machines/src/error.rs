@@ -76,14 +76,19 @@ impl From<roost_image::ImageError> for MachineError {
     }
 }
 
-impl From<roost_runtime::RuntimeError> for MachineError {
-    fn from(err: roost_runtime::RuntimeError) -> Self {
-        match err {
-            roost_runtime::RuntimeError::Timeout { .. } => MachineError::Timeout(err.to_string()),
-            roost_runtime::RuntimeError::NotStarted { .. } => {
-                MachineError::Invalid(err.to_string())
-            }
-            other => MachineError::Internal(other.to_string()),
+impl From<roost_host::HostError> for MachineError {
+    fn from(err: roost_host::HostError) -> Self {
+        use roost_host::{Blame, HostError};
+        if let HostError::NetworkRefused(err) = err {
+            return MachineError::PrivateNetwork(err.to_string());
+        }
+        let blame = err.blame();
+        let text = err.to_string();
+        match blame {
+            Blame::Request => MachineError::Invalid(text),
+            Blame::Missing => MachineError::NotFound(text),
+            Blame::Timeout => MachineError::Timeout(text),
+            Blame::Host => MachineError::Internal(text),
         }
     }
 }

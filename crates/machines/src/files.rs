@@ -16,13 +16,14 @@
 //! volume's filesystem.
 
 use crate::error::{MachineError, Result};
-use crate::guest_files::{self, DirEntry};
-use crate::paths::MachinePaths;
 use crate::{Inner, Service};
+use roost_host::{
+    check_guest_dir, check_guest_path, DirEntry, GuestFs, GuestOp, GuestOutcome, HostError,
+    RootfsUse,
+};
 use roost_lifecycle::{Right, Target};
-use roost_runtime::rootfs::OverlayUse;
 use roost_types::MachineMount;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Most bytes one [`Service::read_file`] returns (also its default).
 pub const MAX_READ_BYTES: u64 = 1024 * 1024;
@@ -69,19 +70,20 @@ impl Service {
         limit: Option<u64>,
     ) -> Result<FileContent> {
         let inner = self.authorize(Right::Files, Target::Machine { app, id })?;
-        guest_files::check_guest_path(path).map_err(MachineError::Invalid)?;
+        check_guest_path(path).map_err(MachineError::Invalid)?;
         let limit = limit.unwrap_or(MAX_READ_BYTES);
         if limit == 0 || limit > MAX_READ_BYTES {
             return Err(MachineError::Invalid(format!(
                 "limit = {limit} is invalid: allowed values are 1 to {MAX_READ_BYTES} bytes; read larger files in pieces with offset"
             )));
         }
-        let (data, size) = inner
-            .with_guest_fs(app, id, path, move |root, guest| {
-                guest_files::read_file(root, guest, offset, limit)
-            })
-            .await?;
-        Ok(FileContent { size, offset, data })
+        match inner
+            .with_guest_fs(app, id, path, GuestOp::Read { offset, limit })
+            .await?
+        {
+            GuestOutcome::Read { data, size } => Ok(FileContent { size, offset, data }),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Writes `content` to `path` in the machine, creating missing parent
@@ -96,7 +98,7 @@ impl Service {
         mode: u32,
     ) -> Result<()> {
         let inner = self.authorize(Right::Files, Target::Machine { app, id })?;
-        guest_files::check_guest_path(path).map_err(MachineError::Invalid)?;
+        check_guest_path(path).map_err(MachineError::Invalid)?;
         if mode > 0o7777 {
             return Err(MachineError::Invalid(format!(
                 "mode {mode:o} is invalid: use permission bits such as 644 or 755 (octal)"
@@ -108,24 +110,27 @@ impl Service {
                 content.len()
             )));
         }
-        inner
-            .with_guest_fs(app, id, path, move |root, guest| {
-                guest_files::write_file(root, guest, &content, mode)
-            })
-            .await
+        match inner
+            .with_guest_fs(app, id, path, GuestOp::Write { content, mode })
+            .await?
+        {
+            GuestOutcome::Written => Ok(()),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Lists the directory `path` in the machine (at most
     /// [`MAX_DIR_ENTRIES`] entries); symlinks are reported, not followed.
     pub async fn list_dir(&self, app: &str, id: &str, path: &str) -> Result<DirListing> {
         let inner = self.authorize(Right::Files, Target::Machine { app, id })?;
-        guest_files::check_guest_dir(path).map_err(MachineError::Invalid)?;
-        let (entries, truncated) = inner
-            .with_guest_fs(app, id, path, move |root, guest| {
-                guest_files::list_dir(root, guest, MAX_DIR_ENTRIES)
-            })
-            .await?;
-        Ok(DirListing { entries, truncated })
+        check_guest_dir(path).map_err(MachineError::Invalid)?;
+        let list = GuestOp::List {
+            max: MAX_DIR_ENTRIES,
+        };
+        match inner.with_guest_fs(app, id, path, list).await? {
+            GuestOutcome::Listed { entries, truncated } => Ok(DirListing { entries, truncated }),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// The last `lines` lines (at most [`MAX_LOG_LINES`]) of the machine's
@@ -138,7 +143,7 @@ impl Service {
             )));
         }
         let mut text = Vec::new();
-        for file in inner.log_files(app, id)? {
+        for file in inner.log_files(app, id)?.history {
             match std::fs::read(&file) {
                 Ok(bytes) => text.extend(bytes),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -160,59 +165,58 @@ impl Inner {
     /// rootfs, or the volume mounted over that part of the tree) with the
     /// path as seen from that filesystem's root, mounting it meanwhile if the
     /// machine is not running. Holds the machine's lock.
-    async fn with_guest_fs<T: Send + 'static>(
+    async fn with_guest_fs(
         &self,
         app: &str,
         id: &str,
         path: &str,
-        op: impl FnOnce(&Path, &str) -> std::io::Result<T> + Send + 'static,
-    ) -> Result<T> {
+        op: GuestOp,
+    ) -> Result<GuestOutcome> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let record = self.machine(app, id)?;
         crate::machine_ops::decide(&record, &roost_lifecycle::Intent::Files)?;
-        let (root, guest, mounted_here) = match volume_holding(&record.config.mounts, path) {
+        let (fs, guest, mounted_here) = match volume_holding(&record.config.mounts, path) {
             Some((mount, guest)) => {
-                let mounted_here = !self.volume_is_mounted(&mount.volume);
-                let root = self.attach_volume(&mount.volume, id).await?;
-                (
-                    root,
-                    guest,
-                    mounted_here.then(|| Mounted::Volume(mount.volume.clone())),
-                )
+                let mounted_here = !self.host.volume_mounted(&mount.volume);
+                self.attach_volume(&mount.volume, id).await?;
+                (GuestFs::Volume(mount.volume.clone()), guest, mounted_here)
             }
             None => {
-                let paths = MachinePaths::new(&self.data_dir, id);
-                let mounted_here = !roost_runtime::rootfs::is_mounted(&paths.rootfs);
+                let size_gb = crate::spec::rootfs_size_gb(&record.config);
+                let mounted_here = self
+                    .host
+                    .mount_rootfs(id, size_gb, RootfsUse::Files)
+                    .await?;
                 if mounted_here {
-                    self.ensure_rootfs_disk(&record, &paths)?;
-                    crate::ops::mount_rootfs(&paths, OverlayUse::Host)?;
                     tracing::debug!(machine = %id, "mounted the rootfs of a machine at rest for file access");
                 }
-                let root = paths.rootfs.clone();
                 (
-                    root,
+                    GuestFs::Rootfs(id.to_string()),
                     path.to_string(),
-                    mounted_here.then_some(Mounted::Rootfs(paths.rootfs)),
+                    mounted_here,
                 )
             }
         };
-        let outcome = tokio::task::spawn_blocking(move || op(&root, &guest)).await;
-        if let Some(mounted) = mounted_here {
-            self.unmount_after_files(id, mounted).await;
+        let outcome = self.host.guest_file(fs.clone(), &guest, op).await;
+        if mounted_here {
+            self.unmount_after_files(id, fs).await;
         }
-        outcome
-            .map_err(|err| MachineError::Internal(format!("file access task failed: {err}")))?
-            .map_err(|err| file_error(id, path, err))
+        outcome.map_err(|err| match err {
+            HostError::Guest(err) => file_error(id, path, err),
+            other => other.into(),
+        })
     }
 
     /// Undoes a mount [`Inner::with_guest_fs`] made for a machine at rest.
-    async fn unmount_after_files(&self, id: &str, mounted: Mounted) {
+    async fn unmount_after_files(&self, id: &str, mounted: GuestFs) {
         let result = match mounted {
-            Mounted::Rootfs(rootfs) => {
-                roost_runtime::rootfs::unmount(&rootfs).map_err(|e| e.to_string())
-            }
-            Mounted::Volume(volume) => self.detach_volume(&volume).await.map_err(|e| e.to_string()),
+            GuestFs::Rootfs(_) => self
+                .host
+                .unmount_rootfs(id)
+                .await
+                .map_err(MachineError::from),
+            GuestFs::Volume(volume) => self.detach_volume(&volume).await,
         };
         if let Err(err) = result {
             tracing::warn!(machine = %id, error = %err, "cannot unmount after file access; recovery will");
@@ -220,10 +224,14 @@ impl Inner {
     }
 }
 
-/// What [`Inner::with_guest_fs`] mounted for the call and must unmount.
-enum Mounted {
-    Rootfs(PathBuf),
-    Volume(String),
+/// A host that answered a file call with another kind of call's outcome.
+fn unexpected(outcome: GuestOutcome) -> MachineError {
+    let kind = match outcome {
+        GuestOutcome::Read { .. } => "a read",
+        GuestOutcome::Written => "a write",
+        GuestOutcome::Listed { .. } => "a listing",
+    };
+    MachineError::Internal(format!("the host answered a file call with {kind}"))
 }
 
 /// The mount whose volume holds guest `path` (the deepest, if mounts nest)

@@ -6,8 +6,7 @@ use std::collections::HashSet;
 use roost_image::{Credentials, Image, ImageError, PruneReport, PullOptions, PullProgress};
 use roost_types::{MachineState, RegistryAuth};
 
-use crate::ops::read_lower_file;
-use crate::{Inner, MachineError, MachinePaths, Result, Service};
+use crate::{Inner, MachineError, Result, Service};
 use roost_lifecycle::{Right, Target};
 
 impl Service {
@@ -58,11 +57,7 @@ impl Service {
             if record.state == MachineState::Destroyed {
                 continue;
             }
-            let paths = MachinePaths::new(&inner.data_dir, &record.id);
-            if !paths.lower.exists() {
-                continue;
-            }
-            for layer in read_lower_file(&paths)? {
+            for layer in inner.host.machine_layers(&record.id)? {
                 if let Some(hex) = layer.file_name().and_then(|n| n.to_str()) {
                     keep.insert(format!("sha256:{hex}"));
                 }

@@ -14,7 +14,9 @@
 //!   store before it acts, resumed by [`Machines::open`] after a crash.
 //! - A machine not in `started` has no process and no mounted rootfs
 //!   overlay (its rootfs disk stays mounted, as its network namespace
-//!   stays: [`rootfs`]).
+//!   stays).
+//! - Nothing here touches the host but through the host agent
+//!   ([`roost_host::HostAgent`]): the service decides, the agent acts.
 //! - Input is validated before any state changes: a refused request leaves
 //!   nothing behind.
 
@@ -22,15 +24,12 @@ mod checks;
 mod egress;
 mod error;
 mod files;
-mod guest_files;
 mod ids;
 mod images;
 mod machine_ops;
 mod network;
 mod ops;
-mod paths;
 mod recovery;
-mod rootfs;
 mod secrets;
 mod service;
 mod spec;
@@ -42,20 +41,17 @@ pub use error::{MachineError, Missing, Result};
 pub use files::{
     DirListing, FileContent, MAX_DIR_ENTRIES, MAX_LOG_LINES, MAX_READ_BYTES, MAX_WRITE_BYTES,
 };
-pub use guest_files::{check_guest_path, write_file as write_guest_file, DirEntry, EntryKind};
 pub use ids::is_machine_id;
 pub use machine_ops::{ListFilter, StartResponse, LISTED_EVENTS};
-pub use paths::MachinePaths;
 pub use roost_engine::CRASH_AT_ENV;
+pub use roost_host::{DirEntry, EntryKind, LogFiles, LogRelay, OciRuntimeKind};
 pub use roost_image::{Image, ImageStore, RegistryConfig};
 pub use roost_lifecycle::{Caller, Forbidden, MachineRecord, Right, Rights, Target, Who};
-pub use roost_runtime::OciRuntimeKind;
-pub use rootfs::DEFAULT_ROOTFS_GB;
 pub use service::Service;
-pub use spec::HostLimits;
+pub use spec::{HostLimits, DEFAULT_ROOTFS_GB};
 pub use storage::{StorageConfig, StorageInfo};
 
-use roost_runtime::Runtime;
+use roost_host::{HostAgent, LocalHost, LocalHostConfig, MachineBundle, VolumeMount};
 use roost_store::Store;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -81,7 +77,7 @@ pub struct MachinesConfig {
     /// The program that writes machines' output into their logs, and the
     /// logs' bound: a process of its own, so logging goes on while the
     /// service restarts.
-    pub log_relay: roost_runtime::LogRelay,
+    pub log_relay: LogRelay,
     /// Registries images may be pulled from: insecure hosts, extra CA, credentials.
     pub registries: RegistryConfig,
     /// Interval of scheduled volume snapshots, and the unit of their
@@ -91,7 +87,7 @@ pub struct MachinesConfig {
     pub storage: StorageConfig,
     /// The machines' private network; `None` leaves each machine alone in
     /// a namespace with only loopback.
-    pub network: Option<roost_net::NetConfig>,
+    pub network: Option<roost_host::NetConfig>,
     /// The egress policy default of apps created from now on.
     pub egress_default: roost_types::EgressDefault,
     /// How many of its newest events each machine keeps.
@@ -99,7 +95,7 @@ pub struct MachinesConfig {
 }
 
 impl MachinesConfig {
-    pub fn new(data_dir: impl Into<PathBuf>, log_relay: roost_runtime::LogRelay) -> MachinesConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, log_relay: LogRelay) -> MachinesConfig {
         MachinesConfig {
             data_dir: data_dir.into(),
             default_runtime: OciRuntimeKind::Crun,
@@ -127,23 +123,19 @@ pub(crate) struct Inner {
     store: Store,
     images: ImageStore,
     puller: Arc<roost_image::Puller>,
-    crun: Option<Runtime>,
-    runc: Option<Runtime>,
+    /// Where every machine and volume lives: this host.
+    host: Arc<dyn HostAgent>,
     default_runtime: OciRuntimeKind,
     data_dir: PathBuf,
     region: String,
     limits: HostLimits,
     /// Runs every machine and volume operation.
     engine: roost_engine::Engine,
-    log_relay: roost_runtime::LogRelay,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bumped on every machine state change; waiters re-read the store.
     changes: tokio::sync::watch::Sender<u64>,
     volumes: volumes::VolumeLayer,
-    /// Machines' root filesystem disks.
-    rootfs: rootfs::RootfsDisks,
     storage: storage::StorageLayer,
-    net: Option<roost_net::Network>,
     /// Health-check results reported by the edge proxy.
     checks: checks::CheckResults,
     egress: egress::EgressLayer,
@@ -163,9 +155,7 @@ impl Machines {
         // the keys all live below the data dir: no other local user may
         // reach into it (a setuid file a machine or an image planted
         // would otherwise run as root on the host).
-        for dir in [config.data_dir.clone(), config.data_dir.join("machines")] {
-            private_dir(&dir)?;
-        }
+        private_dir(&config.data_dir)?;
         let store = Store::open_keeping_events(
             &config.data_dir.join("roost.db"),
             config.events_per_machine,
@@ -174,61 +164,37 @@ impl Machines {
         let images = ImageStore::open(config.data_dir.join("images"))?;
         let puller = roost_image::Puller::new(config.registries)
             .map_err(|e| MachineError::Invalid(format!("registry configuration: {e}")))?;
-        let runtime = |kind: OciRuntimeKind| {
-            Runtime::new(kind, config.data_dir.join("runtime").join(kind.to_string()))
-        };
-        let crun = runtime(OciRuntimeKind::Crun);
-        let runc = runtime(OciRuntimeKind::Runc);
-        let default_available = match config.default_runtime {
-            OciRuntimeKind::Crun => crun.as_ref().err(),
-            OciRuntimeKind::Runc => runc.as_ref().err(),
-        };
-        if let Some(err) = default_available {
-            return Err(MachineError::Internal(format!(
-                "the default OCI runtime is unusable: {err}"
-            )));
-        }
-        roost_runtime::set_child_subreaper()?;
+        let host: Arc<dyn HostAgent> = Arc::new(
+            LocalHost::open(LocalHostConfig {
+                data_dir: config.data_dir.clone(),
+                default_runtime: config.default_runtime,
+                log_relay: config.log_relay,
+                network: config.network,
+            })
+            .await?,
+        );
         let volume_day = config.volume_snapshot_day;
-        let volumes = volumes::VolumeLayer::open(&config.data_dir, volume_day)?;
-        let rootfs = rootfs::RootfsDisks::open(&config.data_dir)?;
+        let volumes = volumes::VolumeLayer::new(host.as_ref(), volume_day);
         let storage = storage::StorageLayer {
             objects: roost_objects::ObjectStore::open(config.data_dir.join("objects")).map_err(
                 |e| MachineError::Internal(format!("cannot open the object store: {e}")),
             )?,
             config: config.storage,
         };
-        let net = match config.network {
-            Some(net_config) => {
-                let net = roost_net::Network::new(net_config)?;
-                // Before anything touches the host: another daemon's dir
-                // would lose its namespaces to this one's orphan sweep.
-                net.claim_netns_dir(&std::fs::canonicalize(&config.data_dir)?)?;
-                net.setup_host()
-                    .await
-                    .map_err(|err| MachineError::PrivateNetwork(err.to_string()))?;
-                Some(net)
-            }
-            None => None,
-        };
         let inner = Arc::new(Inner {
             store,
             images,
             puller: Arc::new(puller),
-            crun: crun.ok(),
-            runc: runc.ok(),
+            host,
             default_runtime: config.default_runtime,
             data_dir: config.data_dir,
             region: config.region,
             limits: HostLimits::detect(),
             engine: roost_engine::Engine::new(config.crash_at),
-            log_relay: config.log_relay,
             locks: Mutex::new(HashMap::new()),
             changes: tokio::sync::watch::Sender::new(0),
             volumes,
-            rootfs,
             storage,
-            net,
             checks: checks::CheckResults::default(),
             egress: egress::EgressLayer::new(config.egress_default),
         });
@@ -244,10 +210,6 @@ impl Machines {
     pub fn images(&self) -> &ImageStore {
         &self.inner.images
     }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.inner.data_dir
-    }
 }
 
 impl Inner {
@@ -261,67 +223,37 @@ impl Inner {
     }
 
     pub(crate) fn runtime_kind(&self, name: &str) -> Result<OciRuntimeKind> {
-        let kind: OciRuntimeKind = name
-            .parse()
-            .map_err(|e: roost_runtime::RuntimeError| MachineError::Invalid(e.to_string()))?;
-        match kind {
-            OciRuntimeKind::Crun if self.crun.is_none() => Err(MachineError::Invalid(
-                "runtime 'crun' is not installed on this host (Debian package: crun)".into(),
-            )),
-            OciRuntimeKind::Runc if self.runc.is_none() => Err(MachineError::Invalid(
-                "runtime 'runc' is not installed on this host (Debian package: runc)".into(),
-            )),
-            _ => Ok(kind),
+        let kind = name
+            .parse::<OciRuntimeKind>()
+            .map_err(|e| MachineError::Invalid(e.to_string()))?;
+        if self.host.has_runtime(kind) {
+            return Ok(kind);
         }
+        Err(MachineError::Invalid(format!(
+            "runtime '{kind}' is not installed on this host (Debian package: {kind})"
+        )))
     }
 
-    pub(crate) fn runtime_for(&self, record: &MachineRecord) -> Result<&Runtime> {
-        let runtime = match self.runtime_kind(&record.runtime)? {
-            OciRuntimeKind::Crun => self.crun.as_ref(),
-            OciRuntimeKind::Runc => self.runc.as_ref(),
-        };
-        runtime
-            .ok_or_else(|| MachineError::Internal(format!("runtime {} vanished", record.runtime)))
+    /// The runtime the machine's container runs under.
+    pub(crate) fn runtime_for(&self, record: &MachineRecord) -> Result<OciRuntimeKind> {
+        self.runtime_kind(&record.runtime)
     }
 
     /// Writes the layer list and the OCI bundle of the machine's current
     /// config: the expensive, image-dependent part of bringing a machine up,
     /// done at create and update so that start only runs it.
-    pub(crate) fn prepare(&self, record: &MachineRecord, paths: &MachinePaths) -> Result<()> {
-        for dir in [&paths.dir, &paths.bundle, &paths.rootfs] {
-            std::fs::create_dir_all(dir)?;
-        }
+    pub(crate) async fn prepare(&self, record: &MachineRecord) -> Result<()> {
         let machine = record;
         let image = self.images.get(&machine.image_ref.digest)?;
-        let lowers = self.images.layer_paths(&image)?;
-        let lower_text: String = lowers
-            .iter()
-            .map(|p| format!("{}\n", p.display()))
-            .collect();
-        write_atomically(&paths.lower, lower_text.as_bytes())?;
         let sizing = spec::validate(&machine.config, self.limits)?;
         let (uid, gid) = match image.config.user.as_deref().filter(|u| !u.is_empty()) {
             Some(user) => self.images.resolve_user(&image, user)?,
             None => (0, 0),
         };
-        let mut mounts: Vec<roost_runtime::BindMount> = machine
-            .config
-            .mounts
-            .iter()
-            .map(|mount| roost_runtime::BindMount {
-                source: self.volumes.mount_dir(&mount.volume),
-                destination: mount.path.clone(),
-            })
-            .collect();
-        if let Some(net) = &self.net {
-            write_atomically(&paths.resolv_conf, net.resolv_conf(&record.app).as_bytes())?;
-            mounts.push(roost_runtime::BindMount {
-                source: paths.resolv_conf.clone(),
-                destination: "/etc/resolv.conf".into(),
-            });
-        }
-        let bundle = roost_runtime::BundleConfig {
-            hostname: machine.id.clone(),
+        let bundle = MachineBundle {
+            id: machine.id.clone(),
+            app: record.app.clone(),
+            layers: self.images.layer_paths(&image)?,
             args: spec::command(&machine.config, &image)?,
             env: self.machine_env(record, &image)?,
             cwd: image
@@ -332,16 +264,20 @@ impl Inner {
                 .unwrap_or_else(|| "/".into()),
             uid,
             gid,
-            memory_mb: Some(sizing.memory_mb),
-            cpus: Some(sizing.cpus),
-            rootfs: paths.rootfs.clone(),
-            cgroup_name: paths::cgroup_name(&machine.id),
+            memory_mb: sizing.memory_mb,
+            cpus: sizing.cpus,
             terminal: machine.config.init.as_ref().is_some_and(|init| init.tty),
-            mounts,
-            netns: self.net.as_ref().map(|net| net.netns_path(&machine.id)),
+            volumes: machine
+                .config
+                .mounts
+                .iter()
+                .map(|mount| VolumeMount {
+                    volume: mount.volume.clone(),
+                    path: mount.path.clone(),
+                })
+                .collect(),
         };
-        roost_runtime::write_bundle(&paths.bundle, &bundle)?;
-        Ok(())
+        Ok(self.host.prepare(&bundle).await?)
     }
 
     /// The main process's environment: image, then config, then app
@@ -397,10 +333,4 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// Replaces a machine state file (readable by all, like the files the
-/// runtime reads) so that a crash leaves the old or the new contents.
-pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    roost_atomic_file::write(path, content, 0o644)
 }

@@ -1,8 +1,7 @@
 //! The public operations of [`Service`]: what the API, CLI and MCP call.
 
 use crate::error::{MachineError, Missing, Result};
-use crate::paths::MachinePaths;
-use crate::{ids, now_rfc3339, spec, Inner, Service};
+use crate::{ids, now_rfc3339, spec, Inner, LogFiles, Service};
 use roost_lifecycle::{
     Intent, MachineRecord, Right, Shown, StopOptions, Target, Transition, Update, WAITABLE,
 };
@@ -345,8 +344,8 @@ impl Service {
         let record = inner.machine(app, id)?;
         inner.check_lease(&record, nonce)?;
         decide(&record, &Intent::Signal)?;
-        inner.runtime_for(&record)?.kill(id, signal).await?;
-        Ok(())
+        let runtime = inner.runtime_for(&record)?;
+        Ok(inner.host.signal(id, runtime, signal).await?)
     }
 
     /// Replaces the machine's config: stop, rebuild, start (unless
@@ -373,8 +372,8 @@ impl Service {
         // Refused before the image is resolved, which may pull it.
         decide(&record, &Intent::update(&req.config, update(false, None)))?;
         let (size_gb, was_gb) = (
-            crate::rootfs::size_gb(&req.config),
-            crate::rootfs::size_gb(&record.config),
+            crate::spec::rootfs_size_gb(&req.config),
+            crate::spec::rootfs_size_gb(&record.config),
         );
         if size_gb < was_gb {
             return Err(MachineError::Invalid(format!(
@@ -581,14 +580,17 @@ impl Service {
     }
 
     /// Processes inside a started machine.
-    pub fn processes(&self, app: &str, id: &str) -> Result<Vec<ProcessStat>> {
+    pub async fn processes(&self, app: &str, id: &str) -> Result<Vec<ProcessStat>> {
         let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
         let record = inner.machine(app, id)?;
         decide(&record, &Intent::Processes)?;
         let pid = record.init_pid.ok_or_else(|| {
             MachineError::Internal(format!("machine {id} is started but its pid is unknown"))
         })?;
-        Ok(roost_runtime::processes(pid)?
+        Ok(inner
+            .host
+            .processes(pid)
+            .await?
             .into_iter()
             .map(|p| ProcessStat {
                 pid: p.pid,
@@ -647,20 +649,18 @@ impl Service {
             Some(user) => inner.images.resolve_user(&image, user)?,
             None => (0, 0),
         };
-        let output = inner
-            .runtime_for(&record)?
-            .exec(
-                id,
-                &roost_runtime::ExecRequest {
-                    args,
-                    env: inner.started_env(&record)?,
-                    cwd: image.config.working_dir.clone().filter(|d| !d.is_empty()),
-                    uid,
-                    gid,
-                    timeout: Duration::from_secs(secs),
-                },
-            )
-            .await?;
+        // With the environment the main process started with (its bundle's),
+        // so exec sees what the main process sees: secrets and storage
+        // variables changed since reach both at the next start.
+        let exec = roost_host::ExecSpec {
+            args,
+            cwd: image.config.working_dir.clone().filter(|d| !d.is_empty()),
+            uid,
+            gid,
+            timeout: Duration::from_secs(secs),
+        };
+        let runtime = inner.runtime_for(&record)?;
+        let output = inner.host.exec(id, runtime, &exec).await?;
         Ok(ExecResponse {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -669,10 +669,9 @@ impl Service {
         })
     }
 
-    /// The host paths of the machine's log: the rotated file (if any) then
-    /// the current one. While a rotation runs, both names can be one file
-    /// for a moment: that file is listed once.
-    pub fn log_files(&self, app: &str, id: &str) -> Result<Vec<std::path::PathBuf>> {
+    /// Where the machine's log is on its host: what it wrote so far, oldest
+    /// first, and the file new output goes to.
+    pub fn log_files(&self, app: &str, id: &str) -> Result<LogFiles> {
         self.authorize(Right::Read, Target::Machine { app, id })?
             .log_files(app, id)
     }
@@ -772,24 +771,10 @@ impl Inner {
         Ok(())
     }
 
-    /// The host paths of the machine's log: the rotated file (if any) then
-    /// the current one. While a rotation runs, both names can be one file
-    /// for a moment: that file is listed once.
-    pub(crate) fn log_files(&self, app: &str, id: &str) -> Result<Vec<std::path::PathBuf>> {
-        use std::os::unix::fs::MetadataExt;
+    /// Where the machine's log is on its host.
+    pub(crate) fn log_files(&self, app: &str, id: &str) -> Result<LogFiles> {
         let record = self.machine(app, id)?;
-        let paths = MachinePaths::new(&self.data_dir, &record.id);
-        let mut seen = Vec::new();
-        Ok([paths.rotated_log(), paths.log]
-            .into_iter()
-            .filter(|p| match std::fs::metadata(p) {
-                Ok(meta) if !seen.contains(&meta.ino()) => {
-                    seen.push(meta.ino());
-                    true
-                }
-                _ => false,
-            })
-            .collect())
+        Ok(self.host.log_files(&record.id))
     }
 
     pub(crate) fn app(&self, name: &str) -> Result<AppRecord> {

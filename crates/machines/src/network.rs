@@ -1,6 +1,6 @@
-//! Machines on the private network (`roost-net`): addresses allocated in
-//! the store, namespaces made at create and removed at destroy, the
-//! internal DNS's view of machines, and convergence after a restart.
+//! Machines on the private network: addresses allocated in the store,
+//! namespaces made (by the host agent) at create and removed at destroy,
+//! the internal DNS's view of machines, and convergence after a restart.
 //!
 //! The numbers live in the store (an app's network number, a machine's
 //! slot; see `roost_store::network`) and the machine record carries the
@@ -11,42 +11,35 @@
 //! namespace exists, so it costs one `statfs`.
 
 use crate::error::{MachineError, Result};
-use crate::paths::MachinePaths;
 use crate::Inner;
+use roost_host::{AddressPlan, DnsDirectory, DnsResolver, HostError, MachineNet};
 use roost_lifecycle::MachineRecord;
-use roost_net::{dns, MachineNet, Network};
 use roost_types::MachineState;
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::sync::{Arc, Weak};
 
-impl From<roost_net::NetError> for MachineError {
-    fn from(err: roost_net::NetError) -> Self {
-        match err {
-            roost_net::NetError::InvalidInput(msg) => MachineError::Invalid(msg),
-            other => MachineError::Internal(format!("private network: {other}")),
-        }
-    }
-}
-
 impl Inner {
     /// Allocates (or finds, for a retried create) the machine's address;
     /// `None` when the private network is off.
     pub(crate) fn allocate_address(&self, app: &str, id: &str) -> Result<Option<Ipv6Addr>> {
-        let Some(net) = &self.net else {
+        let Some(plan) = self.host.network() else {
             return Ok(None);
         };
         let network = self.store.allocate_app_network(app)?;
         let slot = self.store.allocate_machine_address(app, id)?;
-        Ok(Some(net.address(&MachineNet {
-            machine_id: id.to_string(),
-            network,
-            slot,
-        })?))
+        let address = plan
+            .machine_address(network, slot)
+            .map_err(HostError::from)?;
+        Ok(Some(address))
     }
 
-    /// The machine's stored place in the network, if it has one.
-    fn machine_net(&self, record: &MachineRecord) -> Result<Option<MachineNet>> {
+    /// The machine's stored place in the network, if it has one; `None`
+    /// without a private network.
+    pub(crate) fn machine_net(&self, record: &MachineRecord) -> Result<Option<MachineNet>> {
+        if self.host.network().is_none() {
+            return Ok(None);
+        }
         let id = &record.id;
         let (Some(network), Some(slot)) = (
             self.store.app_network(&record.app)?,
@@ -63,45 +56,30 @@ impl Inner {
 
     /// Step `connect_network`: the machine's namespace, veth and address.
     pub(crate) async fn connect_network(&self, record: &MachineRecord) -> Result<()> {
-        let Some(net) = &self.net else {
+        if self.host.network().is_none() {
             return Ok(());
-        };
+        }
         let machine = self.machine_net(record)?.ok_or_else(|| {
             MachineError::Internal(format!(
                 "machine {} has no private address allocated",
                 record.id
             ))
         })?;
-        net.connect(&machine).await?;
-        Ok(())
-    }
-
-    /// Before the container runs: reconnect a machine whose namespace is
-    /// gone (a reboot empties /run). Otherwise one `statfs`, nothing more.
-    pub(crate) async fn ensure_network(&self, record: &MachineRecord) -> Result<()> {
-        match &self.net {
-            Some(net) if !net.is_connected(&record.id) => {
-                tracing::info!(machine = %record.id, "network namespace missing; recreating it");
-                self.connect_network(record).await
-            }
-            _ => Ok(()),
-        }
+        Ok(self.host.connect_network(&machine).await?)
     }
 
     /// Step `disconnect_network`: remove the namespace and veth, then free
     /// the address (after, so a crash in between repeats the removal).
     pub(crate) async fn disconnect_network(&self, id: &str) -> Result<()> {
-        if let Some(net) = &self.net {
-            net.disconnect(id).await?;
-        }
+        self.host.disconnect_network(id).await?;
         self.store.free_machine_address(id)?;
         Ok(())
     }
 
     /// App delete: the app's bridge goes (its machines are destroyed already).
     pub(crate) async fn remove_app_network(&self, app: &str) -> Result<()> {
-        if let (Some(net), Some(network)) = (&self.net, self.store.app_network(app)?) {
-            net.remove_app(network).await?;
+        if let Some(network) = self.store.app_network(app)? {
+            self.host.remove_app_network(network).await?;
         }
         Ok(())
     }
@@ -114,9 +92,9 @@ impl Inner {
         self: &Arc<Self>,
         records: &[MachineRecord],
     ) -> Result<()> {
-        let Some(net) = self.net.clone() else {
+        if self.host.network().is_none() {
             return Ok(());
-        };
+        }
         self.free_orphan_addresses(records)?;
         let live: Vec<&MachineRecord> = records
             .iter()
@@ -127,19 +105,17 @@ impl Inner {
                 tracing::error!(machine = %record.id, error = %err, "could not restore the machine's network");
             }
         }
-        let live_ids: HashSet<&str> = live.iter().map(|r| r.id.as_str()).collect();
+        let live_ids: HashSet<String> = live.iter().map(|r| r.id.clone()).collect();
         let networks: HashSet<u16> = self
             .store
             .list_app_networks()?
             .into_iter()
             .map(|(_, number)| number)
             .collect();
-        net.remove_orphans(
-            |id| live_ids.contains(id),
-            |network| networks.contains(&network),
-        )
-        .await?;
-        Ok(())
+        Ok(self
+            .host
+            .remove_orphan_networks(&live_ids, &networks)
+            .await?)
     }
 
     /// Addresses of machines that are destroyed or were never recorded (a
@@ -178,7 +154,7 @@ impl Inner {
             }
             self.connect_network(&record).await?;
             if record.state != MachineState::Started {
-                self.prepare(&record, &MachinePaths::new(&self.data_dir, id))?;
+                self.prepare(&record).await?;
             }
             return Ok(());
         }
@@ -206,7 +182,7 @@ impl StoreDirectory {
     }
 }
 
-impl dns::Directory for StoreDirectory {
+impl DnsDirectory for StoreDirectory {
     fn app_of_network(&self, network: u16) -> Option<String> {
         self.with(|inner| inner.store.app_of_network(network))
     }
@@ -239,17 +215,17 @@ impl dns::Directory for StoreDirectory {
 }
 
 impl crate::Machines {
-    /// The private network, when `roost up` runs one.
-    pub fn network(&self) -> Option<&Network> {
-        self.inner.net.as_ref()
+    /// The private network's address plan, when `roost up` runs one.
+    pub fn network(&self) -> Option<AddressPlan> {
+        self.inner.host.network()
     }
 
     /// The internal DNS server's resolver over this service's machines.
-    pub fn dns_resolver(&self) -> Option<dns::Resolver> {
-        let net = self.inner.net.as_ref()?;
+    pub fn dns_resolver(&self) -> Option<DnsResolver> {
+        let plan = self.inner.host.network()?;
         let directory = StoreDirectory {
             inner: Arc::downgrade(&self.inner),
         };
-        Some(dns::Resolver::new(*net.plan(), Arc::new(directory)))
+        Some(DnsResolver::new(plan, Arc::new(directory)))
     }
 }

@@ -6,15 +6,14 @@
 //! is recorded with the machine's transitional state before the first step,
 //! the next step's index after each one, and the settled state, its event
 //! and the end of the operation in one last transaction. This module is the
-//! machine's side of that: [`MachineOp`] runs each [`Step`] on the host and
-//! keeps the record the store writes with the operation.
+//! machine's side of that: [`MachineOp`] runs each [`Step`] through the host
+//! agent and keeps the record the store writes with the operation.
 
 use crate::error::{MachineError, Result};
-use crate::paths::MachinePaths;
 use crate::Inner;
 use roost_engine::{Logged, OpId, OperationLog, Subject};
+use roost_host::{GuestFs, GuestOp, RootfsUse, StopSpec};
 use roost_lifecycle::{MachinePlan, MachineRecord, Operation, Step, StepName};
-use roost_runtime::rootfs::OverlayUse;
 use roost_store::{OperationWrite, Store, StoreError};
 use roost_types::{MachineEvent, MachineState};
 use std::sync::Arc;
@@ -226,21 +225,15 @@ impl Inner {
         plan: &MachinePlan,
     ) -> Result<()> {
         let id = record.id.clone();
-        let paths = MachinePaths::new(&self.data_dir, &id);
+        let size_gb = crate::spec::rootfs_size_gb(&record.config);
         match step {
-            Step::Prepare => self.prepare(record, &paths),
+            Step::Prepare => self.prepare(record).await,
             Step::ConnectNetwork => self.connect_network(record).await,
-            Step::ResetRootfs => {
-                self.ensure_rootfs_disk(record, &paths)?;
-                reset_dir_contents(&paths.upper)
-                    .and_then(|()| reset_dir_contents(&paths.work))
-                    .map_err(MachineError::from)
-            }
+            Step::ResetRootfs => Ok(self.host.reset_rootfs(&id, size_gb).await?),
             Step::MountRootfs => {
-                if !roost_runtime::rootfs::is_mounted(&paths.rootfs) {
-                    self.ensure_rootfs_disk(record, &paths)?;
-                    mount_rootfs(&paths, OverlayUse::Machine)?;
-                }
+                self.host
+                    .mount_rootfs(&id, size_gb, RootfsUse::Machine)
+                    .await?;
                 Ok(())
             }
             Step::WriteFiles => {
@@ -252,32 +245,42 @@ impl Inner {
                         .transpose()
                         .map_err(|e| MachineError::Invalid(format!("{}: {e}", file.guest_path)))?
                         .unwrap_or_default();
-                    crate::guest_files::write_file(
-                        &paths.rootfs,
-                        &file.guest_path,
-                        &content,
-                        file.mode.unwrap_or(0o644),
-                    )?;
+                    let write = GuestOp::Write {
+                        content,
+                        mode: file.mode.unwrap_or(0o644),
+                    };
+                    self.host
+                        .guest_file(GuestFs::Rootfs(id.clone()), &file.guest_path, write)
+                        .await?;
                 }
                 Ok(())
             }
-            Step::RefreshEnv => self.refresh_env(record, &paths),
-            Step::Run => self.run_container(record, &paths).await,
-            Step::SignalStop => self.signal_stop(record, plan).await,
-            Step::DeleteContainer => {
-                // Whatever the machine forked dies with it, so the runtime
-                // can remove its cgroups.
-                roost_runtime::cgroup::kill_all(&crate::paths::cgroup_name(&id), KILL_GRACE)
-                    .await?;
-                self.runtime_for(record)?.delete(&id, true).await?;
-                if !roost_runtime::logs::wait_for_relay(&paths.log, LOG_RELAY_GRACE).await {
-                    tracing::warn!(machine = %id, "the log relay still runs after the container was deleted");
-                }
+            Step::RefreshEnv => self.refresh_env(record).await,
+            Step::Run => {
+                let net = self.machine_net(record)?;
+                let runtime = self.runtime_for(record)?;
+                record.init_pid = Some(self.host.run(&id, runtime, net.as_ref()).await?);
                 Ok(())
+            }
+            Step::SignalStop => {
+                let stop = StopSpec {
+                    pid: record.init_pid,
+                    signal: plan.stop_signal,
+                    timeout: Duration::from_millis(
+                        plan.stop_timeout_ms
+                            .unwrap_or(crate::DEFAULT_STOP_TIMEOUT_MS),
+                    ),
+                };
+                let runtime = self.runtime_for(record)?;
+                Ok(self.host.stop(&id, runtime, &stop).await?)
+            }
+            Step::DeleteContainer => {
+                let runtime = self.runtime_for(record)?;
+                Ok(self.host.delete_container(&id, runtime).await?)
             }
             Step::AttachVolumes => self.attach_volumes(record).await,
             Step::DetachVolumes => self.detach_volumes(&id).await,
-            Step::UnmountRootfs => Ok(roost_runtime::rootfs::unmount(&paths.rootfs)?),
+            Step::UnmountRootfs => Ok(self.host.unmount_rootfs(&id).await?),
             Step::SwitchRuntime => {
                 let runtime = plan.runtime.clone().ok_or_else(|| {
                     MachineError::Internal(format!(
@@ -288,139 +291,7 @@ impl Inner {
                 Ok(self.store.update_machine(record, None)?)
             }
             Step::DisconnectNetwork => self.disconnect_network(&id).await,
-            Step::RemoveFiles => self.rootfs.remove(&id),
+            Step::RemoveFiles => Ok(self.host.remove_machine(&id).await?),
         }
     }
-
-    /// Makes and mounts the machine's root filesystem disk, of its
-    /// config's size, unless that is done ([`crate::rootfs`]).
-    pub(crate) fn ensure_rootfs_disk(
-        &self,
-        record: &MachineRecord,
-        paths: &MachinePaths,
-    ) -> Result<()> {
-        let size_gb = crate::rootfs::size_gb(&record.config);
-        self.rootfs.ensure(paths, &record.id, size_gb)
-    }
-
-    async fn run_container(&self, record: &mut MachineRecord, paths: &MachinePaths) -> Result<()> {
-        let runtime = self.runtime_for(record)?;
-        let id = record.id.as_str();
-        if let Some(state) = runtime.state(id).await? {
-            if state.status == roost_runtime::ContainerStatus::Running {
-                record.init_pid = state.pid;
-                return Ok(());
-            }
-            runtime.delete(id, true).await?;
-        }
-        self.ensure_network(record).await?;
-        // create + start rather than `run --detach`: measured faster with
-        // crun 1.8, whose `run` waits for the container's process to start.
-        let pid = runtime
-            .create(id, &paths.bundle, &paths.log, &self.log_relay)
-            .await?;
-        runtime.start(id).await?;
-        record.init_pid = Some(pid);
-        Ok(())
-    }
-
-    async fn signal_stop(&self, record: &mut MachineRecord, plan: &MachinePlan) -> Result<()> {
-        let runtime = self.runtime_for(record)?;
-        let id = record.id.as_str();
-        // The record knows the init's pid on every path but a crash between
-        // starting the container and recording it; only then ask the runtime.
-        let pid = match record.init_pid {
-            Some(pid) => pid,
-            None => match runtime.state(id).await? {
-                Some(state) if state.status == roost_runtime::ContainerStatus::Running => {
-                    match state.pid {
-                        Some(pid) => pid,
-                        None => return Ok(()),
-                    }
-                }
-                _ => return Ok(()),
-            },
-        };
-        let signal = plan
-            .stop_signal
-            .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
-            .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-        if signal != nix::sys::signal::Signal::SIGKILL {
-            runtime.kill(id, signal).await?;
-            let timeout = Duration::from_millis(
-                plan.stop_timeout_ms
-                    .unwrap_or(crate::DEFAULT_STOP_TIMEOUT_MS),
-            );
-            if tokio::time::timeout(timeout, roost_runtime::wait_for_exit(pid))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            tracing::info!(
-                machine = id,
-                "main process ignored {signal} for {timeout:?}; killing it"
-            );
-        }
-        // Through the cgroup: SIGKILL to the init alone leaves a fork bomb
-        // racing the teardown of its pid namespace.
-        roost_runtime::cgroup::kill_all(&crate::paths::cgroup_name(id), KILL_GRACE).await?;
-        tokio::time::timeout(KILL_GRACE, roost_runtime::wait_for_exit(pid))
-            .await
-            .map_err(|_| {
-                MachineError::Internal(format!(
-                    "machine {id} did not exit {KILL_GRACE:?} after SIGKILL"
-                ))
-            })??;
-        Ok(())
-    }
-}
-
-/// How long a SIGKILLed machine's processes may take to exit (each of the
-/// cgroup kill and the init's exit) before stop reports an error.
-const KILL_GRACE: Duration = Duration::from_secs(10);
-
-/// How long deleting a container waits for its log relay to write the last
-/// output and end (milliseconds, unless something outside the container
-/// still holds the machine's output pipe).
-const LOG_RELAY_GRACE: Duration = Duration::from_secs(2);
-
-/// Mounts the machine's overlay rootfs: its image layers below its upper dir.
-pub(crate) fn mount_rootfs(paths: &MachinePaths, purpose: OverlayUse) -> Result<()> {
-    // The layer list is lowest first; overlayfs wants the topmost first.
-    let mut lowers = read_lower_file(paths)?;
-    lowers.reverse();
-    roost_runtime::rootfs::mount_overlay(
-        &lowers,
-        &paths.upper,
-        &paths.work,
-        &paths.rootfs,
-        purpose,
-    )?;
-    Ok(())
-}
-
-pub(crate) fn read_lower_file(paths: &MachinePaths) -> Result<Vec<std::path::PathBuf>> {
-    let text = std::fs::read_to_string(&paths.lower).map_err(|e| {
-        MachineError::Internal(format!(
-            "machine's layer list {} is unreadable: {e}",
-            paths.lower.display()
-        ))
-    })?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(Into::into)
-        .collect())
-}
-
-/// Empties `dir` (creating it if missing) without removing it, so the
-/// overlay's upper/work dirs keep their identity.
-fn reset_dir_contents(dir: &std::path::Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::create_dir_all(dir)
 }

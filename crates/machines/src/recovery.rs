@@ -2,12 +2,12 @@
 //! on their own.
 
 use crate::error::{MachineError, Result};
-use crate::paths::MachinePaths;
 use crate::Inner;
 use roost_engine::Logged;
 use roost_lifecycle::{restart_backoff, AfterExit, Intent, MachineRecord, Source, Transition};
 use roost_store::{Operation, OperationSubject};
 use roost_types::MachineState;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 impl Inner {
@@ -68,11 +68,7 @@ impl Inner {
     async fn converge(self: &Arc<Self>, record: &MachineRecord) -> Result<()> {
         let id = &record.id;
         let runtime = self.runtime_for(record)?;
-        let running_pid = runtime
-            .state(id)
-            .await?
-            .filter(|s| s.status == roost_runtime::ContainerStatus::Running)
-            .and_then(|s| s.pid);
+        let running_pid = self.host.running_pid(id, runtime).await?;
         if record.state == MachineState::Started {
             match running_pid {
                 Some(pid) => {
@@ -90,43 +86,19 @@ impl Inner {
             }
             return Ok(());
         }
-        runtime.delete(id, true).await?;
-        let paths = MachinePaths::new(&self.data_dir, id);
-        roost_runtime::rootfs::unmount(&paths.rootfs)?;
-        Ok(())
+        Ok(self.host.put_to_rest(id, runtime).await?)
     }
 
     /// Containers and machine directories that no machine record owns are
     /// leftovers of a create interrupted before its record was written.
     async fn remove_orphans(&self, records: &[MachineRecord]) -> Result<()> {
-        let known = |id: &str| records.iter().any(|r| r.id == id);
-        for runtime in [&self.crun, &self.runc].into_iter().flatten() {
-            for id in runtime.list().await? {
-                if !known(&id) {
-                    tracing::warn!(container = %id, "removing orphaned container");
-                    runtime.delete(&id, true).await?;
-                }
-            }
-        }
-        for entry in std::fs::read_dir(self.data_dir.join("machines"))? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let destroyed = records
-                .iter()
-                .any(|r| r.id == name && r.state == MachineState::Destroyed);
-            if !known(&name) || destroyed {
-                let paths = MachinePaths::new(&self.data_dir, &name);
-                roost_runtime::rootfs::unmount(&paths.rootfs)?;
-                tracing::warn!(machine = %name, "removing orphaned machine files");
-                self.rootfs.remove(&name)?;
-            }
-        }
-        let live = |id: &str| {
-            records
-                .iter()
-                .any(|r| r.id == id && r.state != MachineState::Destroyed)
-        };
-        self.rootfs.release_strays(live)
+        let known: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+        let live: HashSet<String> = records
+            .iter()
+            .filter(|r| r.state != MachineState::Destroyed)
+            .map(|r| r.id.clone())
+            .collect();
+        Ok(self.host.remove_orphan_machines(&known, &live).await?)
     }
 
     /// Waits in the background for the main process of a started machine.
@@ -134,7 +106,7 @@ impl Inner {
         let inner = Arc::clone(self);
         let (id, instance_id) = (id.to_string(), instance_id.to_string());
         tokio::spawn(async move {
-            let code = match roost_runtime::wait_for_exit(pid).await {
+            let code = match inner.host.wait_for_exit(pid).await {
                 Ok(code) => code,
                 Err(err) => {
                     tracing::error!(machine = %id, error = %err, "cannot watch main process");

@@ -7,7 +7,6 @@
 //! `refresh_env` step rewrites the bundle's environment when it changed.
 
 use crate::error::{MachineError, Result};
-use crate::paths::MachinePaths;
 use crate::vault::{Slot, Vault};
 use crate::{now_rfc3339, Inner, Service};
 use roost_lifecycle::{MachineRecord, Right, Target};
@@ -163,21 +162,12 @@ impl Inner {
     }
 
     /// Brings the bundle's environment up to date (app secrets change
-    /// between starts); the runtime rewrites `config.json` only when it
-    /// differs, atomically, so the step can run again after a crash.
-    pub(crate) fn refresh_env(&self, record: &MachineRecord, paths: &MachinePaths) -> Result<()> {
+    /// between starts); the host rewrites the bundle only when it differs,
+    /// atomically, so the step can run again after a crash.
+    pub(crate) async fn refresh_env(&self, record: &MachineRecord) -> Result<()> {
         let image = self.images.get(&record.image_ref.digest)?;
         let env = self.machine_env(record, &image)?;
-        roost_runtime::set_bundle_env(&paths.bundle, &env)?;
-        Ok(())
-    }
-
-    /// The environment the machine's main process started with (its
-    /// bundle's `process.env`), which exec'd processes get too: secrets and
-    /// storage variables changed since reach both at the next start.
-    pub(crate) fn started_env(&self, record: &MachineRecord) -> Result<Vec<String>> {
-        let paths = MachinePaths::new(&self.data_dir, &record.id);
-        Ok(roost_runtime::bundle_env(&paths.bundle)?)
+        Ok(self.host.refresh_env(&record.id, &env).await?)
     }
 }
 

@@ -10,6 +10,20 @@ use std::collections::BTreeMap;
 pub const DEFAULT_MEMORY_MB: u64 = 256;
 pub const MIN_MEMORY_MB: u64 = 32;
 
+/// Size of a machine's root filesystem when `rootfs.size_gb` is not given:
+/// Fly's default rootfs size. The host gives each machine a disk of its
+/// size, which bounds what the machine writes to its root filesystem.
+pub const DEFAULT_ROOTFS_GB: u64 = 8;
+
+/// The `rootfs.size_gb` of `config`, or the default.
+pub(crate) fn rootfs_size_gb(config: &MachineConfig) -> u64 {
+    config
+        .rootfs
+        .as_ref()
+        .and_then(|rootfs| rootfs.size_gb)
+        .unwrap_or(DEFAULT_ROOTFS_GB)
+}
+
 /// Host limits a config is checked against.
 #[derive(Debug, Clone, Copy)]
 pub struct HostLimits {
@@ -85,7 +99,7 @@ pub fn validate(config: &MachineConfig, limits: HostLimits) -> Result<Sizing> {
         }
     }
     for (i, file) in config.files.iter().enumerate() {
-        crate::guest_files::check_guest_path(&file.guest_path)
+        roost_host::check_guest_path(&file.guest_path)
             .map_err(|why| MachineError::Invalid(format!("config.files[{i}].guest_path: {why}")))?;
         if let Some(mode) = file.mode {
             NumberRange::FILE_MODE

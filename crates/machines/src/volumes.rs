@@ -19,6 +19,7 @@
 use crate::error::{MachineError, Missing, Result};
 use crate::{now_rfc3339, Inner, Service};
 use roost_engine::{Logged, OpId, OperationLog, Subject};
+use roost_host::{FsType, HostAgent, SnapshotInfo};
 use roost_lifecycle::{
     volume, Transition, VolumeIntent, VolumePlan, VolumeSource, VolumeState, VolumeStep,
 };
@@ -28,8 +29,8 @@ use roost_types::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MachineConfig, MachineState,
     UpdateVolumeRequest, Volume, VolumeSnapshot,
 };
-use roost_volume::{FsType, SnapshotStore, VolumeError, VolumeHost};
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,10 +46,9 @@ const SYSTEM_PATHS: &[&str] = &[
     "/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/boot", "/.roost",
 ];
 
-/// The host side of volumes, owned by the service.
+/// The service's side of volumes: their limits, schedule and claims (the
+/// host agent keeps their images, mounts and snapshots).
 pub(crate) struct VolumeLayer {
-    host: VolumeHost,
-    snapshots: Arc<SnapshotStore>,
     /// Largest `size_gb` accepted: Fly's limit or the data filesystem's size.
     max_size_gb: u64,
     fstype: FsType,
@@ -63,34 +63,17 @@ pub(crate) struct VolumeLayer {
 }
 
 impl VolumeLayer {
-    pub(crate) fn open(data_dir: &Path, day: Duration) -> Result<VolumeLayer> {
-        let host = VolumeHost::open(data_dir.join("volumes")).map_err(volume_error)?;
-        let snapshots = SnapshotStore::open(data_dir.join("snapshots")).map_err(volume_error)?;
-        let disk_gb = nix::sys::statvfs::statvfs(data_dir)
-            .map(|s| s.blocks() * s.fragment_size() / GIB)
-            .unwrap_or(MAX_VOLUME_GB);
-        Ok(VolumeLayer {
-            host,
-            snapshots: Arc::new(snapshots),
-            max_size_gb: disk_gb.clamp(1, MAX_VOLUME_GB),
-            fstype: FsType::host_default(),
+    pub(crate) fn new(host: &dyn HostAgent, day: Duration) -> VolumeLayer {
+        VolumeLayer {
+            max_size_gb: host
+                .volume_space_gb()
+                .unwrap_or(MAX_VOLUME_GB)
+                .clamp(1, MAX_VOLUME_GB),
+            fstype: host.default_fstype(),
             day,
             claims: Arc::new(tokio::sync::Mutex::new(())),
             changed: tokio::sync::watch::Sender::new(()),
-        })
-    }
-
-    /// Where volume `id` is mounted on the host while its machine runs.
-    pub(crate) fn mount_dir(&self, id: &str) -> std::path::PathBuf {
-        self.host.paths(id).mount
-    }
-}
-
-fn volume_error(err: VolumeError) -> MachineError {
-    match err {
-        VolumeError::Invalid(_) => MachineError::Invalid(err.to_string()),
-        VolumeError::SnapshotNotFound(_) => MachineError::NotFound(err.to_string()),
-        other => MachineError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -125,16 +108,6 @@ fn plan_for(record: &VolumeRecord, intent: VolumeIntent) -> Result<VolumePlan> {
             record.volume.id
         ))),
     }
-}
-
-/// Runs blocking volume work (host tools, file copies) off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> roost_volume::Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| MachineError::Internal(format!("volume task failed: {e}")))?
-        .map_err(volume_error)
 }
 
 /// `prefix` + 16 lowercase letters and digits, like Fly's volume ids.
@@ -241,7 +214,7 @@ impl<'a> VolumeOp<'a> {
     }
 
     /// Records the snapshot [`VolumeStep::TakeSnapshot`] took.
-    fn record_snapshot(&self, plan: &VolumePlan, info: roost_volume::SnapshotInfo) -> Result<()> {
+    fn record_snapshot(&self, plan: &VolumePlan, info: SnapshotInfo) -> Result<()> {
         let now = chrono::Utc::now();
         self.inner.store.put_snapshot(&SnapshotRecord {
             app: self.record.app.clone(),
@@ -279,48 +252,34 @@ impl Subject for VolumeOp<'_> {
     }
 
     async fn run(&mut self, plan: &VolumePlan, step: VolumeStep) -> Result<()> {
-        let layer = &self.inner.volumes;
-        let host = layer.host.clone();
-        let id = self.record.volume.id.clone();
+        let host = &self.inner.host;
+        let id = self.record.volume.id.as_str();
         let size = plan.size;
-        let source = plan.source.clone().unwrap_or_default();
+        let source = plan.source.as_deref().unwrap_or_default();
         match step {
             VolumeStep::AllocateImage => {
                 let fs = plan
                     .fstype
                     .as_deref()
                     .and_then(FsType::parse)
-                    .unwrap_or(layer.fstype);
-                blocking(move || host.create(&id, size, fs)).await
+                    .unwrap_or(self.inner.volumes.fstype);
+                host.create_volume(id, size, fs).await?;
             }
-            VolumeStep::RestoreSnapshot => {
-                let store = Arc::clone(&layer.snapshots);
-                blocking(move || host.restore(&id, &store, &source, size)).await
-            }
+            VolumeStep::RestoreSnapshot => host.restore_volume(id, source, size).await?,
             VolumeStep::CopyVolume => {
-                let lock = self.inner.lock_for(&source);
+                let lock = self.inner.lock_for(source);
                 let _guard = lock.lock().await;
-                blocking(move || host.fork(&source, &id, size)).await
+                host.fork_volume(source, id, size).await?;
             }
-            VolumeStep::GrowFilesystem => {
-                self.complete = blocking(move || host.grow(&id, size)).await?;
-                Ok(())
-            }
+            VolumeStep::GrowFilesystem => self.complete = host.grow_volume(id, size).await?,
             VolumeStep::TakeSnapshot => {
-                let store = Arc::clone(&layer.snapshots);
-                let info = blocking(move || host.snapshot(&id, &store, &source)).await?;
-                self.record_snapshot(plan, info)
+                let info = host.snapshot_volume(id, source).await?;
+                self.record_snapshot(plan, info)?;
             }
-            VolumeStep::RemoveImage => blocking(move || host.remove(&id)).await,
-            VolumeStep::DiscardSnapshot => {
-                let store = Arc::clone(&layer.snapshots);
-                blocking(move || {
-                    host.thaw(&id)?;
-                    store.delete(&source)
-                })
-                .await
-            }
+            VolumeStep::RemoveImage => host.remove_volume(id).await?,
+            VolumeStep::DiscardSnapshot => host.discard_snapshot(id, source).await?,
         }
+        Ok(())
     }
 
     fn settle(&mut self, plan: &VolumePlan) {
@@ -389,8 +348,8 @@ impl Inner {
             volume.attached_alloc_id = holder.clone();
             volume.attached_machine_id = holder;
         }
-        if self.volumes.host.exists(&volume.id) {
-            if let Ok(usage) = self.volumes.host.usage(&volume.id) {
+        if self.host.volume_exists(&volume.id) {
+            if let Ok(usage) = self.host.volume_usage(&volume.id) {
                 volume.block_size = usage.block_size;
                 volume.blocks = usage.blocks;
                 volume.blocks_free = usage.blocks_free;
@@ -452,36 +411,26 @@ impl Inner {
     }
 
     /// Mounts volume `volume` on the host for `machine` (a no-op when it is
-    /// mounted for it already) and returns the mount point.
-    pub(crate) async fn attach_volume(&self, volume: &str, machine: &str) -> Result<PathBuf> {
+    /// mounted for it already).
+    pub(crate) async fn attach_volume(&self, volume: &str, machine: &str) -> Result<()> {
         let lock = self.lock_for(volume);
         let _guard = lock.lock().await;
-        let host = self.volumes.host.clone();
-        let (volume, machine) = (volume.to_string(), machine.to_string());
-        blocking(move || host.attach(&volume, &machine)).await
+        Ok(self.host.attach_volume(volume, machine).await?)
     }
 
     /// Unmounts volume `volume` from the host.
     pub(crate) async fn detach_volume(&self, volume: &str) -> Result<()> {
         let lock = self.lock_for(volume);
         let _guard = lock.lock().await;
-        let host = self.volumes.host.clone();
-        let volume = volume.to_string();
-        blocking(move || host.detach(&volume)).await
-    }
-
-    /// Whether volume `volume` is mounted on the host.
-    pub(crate) fn volume_is_mounted(&self, volume: &str) -> bool {
-        self.volumes.host.is_mounted(volume)
+        Ok(self.host.detach_volume(volume).await?)
     }
 
     /// Unmounts every volume mounted for `machine` (step `detach_volumes`).
     /// Goes by what is mounted, not by the config, which an update may
     /// already have replaced.
     pub(crate) async fn detach_volumes(&self, machine: &str) -> Result<()> {
-        let ids = self.volumes.host.ids().map_err(volume_error)?;
-        for id in ids {
-            if self.volumes.host.holder(&id).as_deref() != Some(machine) {
+        for id in self.host.volumes()? {
+            if self.host.volume_holder(&id).as_deref() != Some(machine) {
                 continue;
             }
             self.detach_volume(&id).await?;
@@ -520,8 +469,8 @@ impl Inner {
     /// Before operations are resumed: thaws volumes a killed process left
     /// frozen mid-snapshot.
     pub(crate) fn thaw_volumes(&self) -> Result<()> {
-        for id in self.volumes.host.ids().map_err(volume_error)? {
-            if let Err(err) = self.volumes.host.thaw(&id) {
+        for id in self.host.volumes()? {
+            if let Err(err) = self.host.thaw_volume(&id) {
                 tracing::error!(volume = %id, error = %err, "cannot thaw volume");
             }
         }
@@ -534,30 +483,31 @@ impl Inner {
     pub(crate) async fn converge_volume_mounts(&self) -> Result<()> {
         let volumes = self.store.list_volumes(None)?;
         let live = |id: &str| volumes.iter().any(|v| v.volume.id == id && is_live(v));
-        for id in self.volumes.host.ids().map_err(volume_error)? {
-            let holder_runs = match self.volumes.host.holder(&id) {
+        for id in self.host.volumes()? {
+            let holder_runs = match self.host.volume_holder(&id) {
                 Some(machine) => self
                     .store
                     .get_machine(&machine)?
                     .is_some_and(|m| m.state == MachineState::Started),
                 None => false,
             };
-            let host = self.volumes.host.clone();
+            let host = &self.host;
             if !live(&id) {
                 tracing::warn!(volume = %id, "removing files of a volume that no longer exists");
-                blocking(move || host.remove(&id)).await?;
-            } else if !holder_runs && (host.is_mounted(&id) || host.holder(&id).is_some()) {
+                host.remove_volume(&id).await?;
+            } else if !holder_runs
+                && (host.volume_mounted(&id) || host.volume_holder(&id).is_some())
+            {
                 tracing::warn!(volume = %id, "detaching a volume whose machine is not running");
-                blocking(move || host.detach(&id)).await?;
+                host.detach_volume(&id).await?;
             }
         }
-        let host = self.volumes.host.clone();
-        let keep: Vec<String> = volumes
+        let keep: HashSet<String> = volumes
             .iter()
             .filter(|v| is_live(v))
             .map(|v| v.volume.id.clone())
             .collect();
-        blocking(move || host.release_stray_loops(|id| keep.iter().any(|k| k == id))).await
+        Ok(self.host.release_stray_volume_loops(&keep).await?)
     }
 
     /// Takes a snapshot of `record` (the caller holds the volume's lock).
@@ -629,10 +579,7 @@ impl Inner {
             let kept_ms = i64::from(retention) * day_ms;
             if now - snapshot.created_ms > kept_ms {
                 tracing::info!(snapshot = %snapshot.snapshot.id, volume = %snapshot.volume_id, "snapshot past its retention; deleting it");
-                self.volumes
-                    .snapshots
-                    .delete(&snapshot.snapshot.id)
-                    .map_err(volume_error)?;
+                self.host.delete_snapshot(&snapshot.snapshot.id).await?;
                 self.store.delete_snapshot(&snapshot.snapshot.id)?;
                 dropped = true;
             } else {
@@ -640,8 +587,7 @@ impl Inner {
             }
         }
         if dropped {
-            let store = Arc::clone(&self.volumes.snapshots);
-            blocking(move || store.collect_garbage()).await?;
+            self.host.collect_snapshot_garbage().await?;
         }
         Ok(next.map(|at| Duration::from_millis((at - now).max(0) as u64)))
     }
@@ -851,7 +797,7 @@ impl Service {
         let mut grown = record;
         grown.volume.size_gb = req.size_gb;
         let (record, complete) = inner.run_new_volume_op(grown, plan, false).await?;
-        let needs_restart = !complete && inner.volumes.host.is_mounted(id);
+        let needs_restart = !complete && inner.host.volume_mounted(id);
         Ok(ExtendVolumeResponse {
             volume: inner.volume_view(&record)?,
             needs_restart,

@@ -93,7 +93,7 @@ fn every_operation(s: &Service) -> Vec<(&'static str, Call<'_>)> {
         call!("get_metadata", s.get_metadata(APP, ID)),
         call!("set_metadata", async s.set_metadata(APP, ID, "k", Some("v".into()), None)),
         call!("set_cordoned", async s.set_cordoned(APP, ID, true, None)),
-        call!("processes", s.processes(APP, ID)),
+        call!("processes", async s.processes(APP, ID)),
         call!("exec", async s.exec(APP, ID, req(json!({"command": ["true"]})))),
         call!("log_files", s.log_files(APP, ID)),
         call!(
@@ -209,7 +209,7 @@ async fn the_admin_passes_the_check_of_every_operation() {
 /// log relay is never run: no machine starts in these tests.
 async fn open() -> (tempfile::TempDir, Machines) {
     let dir = tempfile::tempdir().unwrap();
-    let relay = roost_runtime::LogRelay::new("/bin/false", Vec::<String>::new(), 1024);
+    let relay = roost_machines::LogRelay::new("/bin/false", Vec::<String>::new(), 1024);
     let machines = Machines::open(MachinesConfig::new(dir.path().join("data"), relay))
         .await
         .unwrap();

@@ -5,29 +5,29 @@ use std::path::{Path, PathBuf};
 /// `DATA/machines/<id>/` holds everything of one machine; destroying the
 /// machine removes the directory.
 #[derive(Debug, Clone)]
-pub struct MachinePaths {
-    pub dir: PathBuf,
+pub(crate) struct MachinePaths {
+    pub(crate) dir: PathBuf,
     /// OCI bundle: `config.json`, written at create/update.
-    pub bundle: PathBuf,
+    pub(crate) bundle: PathBuf,
     /// overlayfs mount point, mounted only while the machine runs.
-    pub rootfs: PathBuf,
+    pub(crate) rootfs: PathBuf,
     /// The machine's root filesystem disk (`image`, mounted at `mnt` from
     /// its first start until it is destroyed; see `crate::rootfs`).
-    pub disk: roost_volume::VolumePaths,
+    pub(crate) disk: roost_volume::VolumePaths,
     /// overlayfs upper dir, on the disk: the machine's own changes to its
     /// image.
-    pub upper: PathBuf,
-    pub work: PathBuf,
+    pub(crate) upper: PathBuf,
+    pub(crate) work: PathBuf,
     /// The main process's stdout and stderr.
-    pub log: PathBuf,
+    pub(crate) log: PathBuf,
     /// Image layer directories, one per line, lowest first.
-    pub lower: PathBuf,
+    pub(crate) lower: PathBuf,
     /// The machine's `/etc/resolv.conf` (internal DNS), bind-mounted in.
-    pub resolv_conf: PathBuf,
+    pub(crate) resolv_conf: PathBuf,
 }
 
 impl MachinePaths {
-    pub fn new(data_dir: &Path, id: &str) -> MachinePaths {
+    pub(crate) fn new(data_dir: &Path, id: &str) -> MachinePaths {
         let dir = data_dir.join("machines").join(id);
         let disk = roost_volume::VolumePaths::in_dir(dir.clone());
         MachinePaths {
@@ -44,13 +44,7 @@ impl MachinePaths {
     }
 
     /// The rotated log that precedes `log`.
-    pub fn rotated_log(&self) -> PathBuf {
+    pub(crate) fn rotated_log(&self) -> PathBuf {
         roost_runtime::logs::rotated_path(&self.log)
     }
-}
-
-/// The machine's cgroup, relative to the cgroup root: its bundle's
-/// `cgroupsPath`, and what is killed to stop every process it forked.
-pub(crate) fn cgroup_name(id: &str) -> String {
-    format!("roost/{id}")
 }

@@ -23,26 +23,12 @@
 //! an update grows the filesystem at the next start; shrinking is refused
 //! before anything changes.
 
-use crate::error::{MachineError, Result};
+use crate::error::{HostError, Result};
 use crate::paths::MachinePaths;
-use roost_types::MachineConfig;
 use roost_volume::{FsType, VolumeHost};
 use std::path::Path;
 
-/// Size of a machine's root filesystem when `rootfs.size_gb` is not given:
-/// Fly's default rootfs size.
-pub const DEFAULT_ROOTFS_GB: u64 = 8;
-
 const GIB: u64 = 1 << 30;
-
-/// The `rootfs.size_gb` of `config`, or the default.
-pub(crate) fn size_gb(config: &MachineConfig) -> u64 {
-    config
-        .rootfs
-        .as_ref()
-        .and_then(|rootfs| rootfs.size_gb)
-        .unwrap_or(DEFAULT_ROOTFS_GB)
-}
 
 /// The root filesystem disks of every machine, one per machine directory.
 #[derive(Debug, Clone)]
@@ -52,7 +38,7 @@ pub(crate) struct RootfsDisks {
 
 impl RootfsDisks {
     pub(crate) fn open(data_dir: &Path) -> Result<RootfsDisks> {
-        let host = VolumeHost::open(data_dir.join("machines")).map_err(disk_error)?;
+        let host = VolumeHost::open(data_dir.join("machines")).map_err(HostError::Disk)?;
         Ok(RootfsDisks { host })
     }
 
@@ -66,17 +52,17 @@ impl RootfsDisks {
         if !self.host.exists(id) {
             self.host
                 .create(id, size, FsType::Ext4)
-                .map_err(disk_error)?;
+                .map_err(HostError::Disk)?;
         } else if image_len(&paths.disk.image)? < size {
             // Online where the host allows it; otherwise the attach below
             // grows the unmounted filesystem first.
-            if !self.host.grow(id, size).map_err(disk_error)? {
-                self.host.detach(id).map_err(disk_error)?;
+            if !self.host.grow(id, size).map_err(HostError::Disk)? {
+                self.host.detach(id).map_err(HostError::Disk)?;
             }
         } else if self.host.is_mounted(id) && !legacy.exists() {
             return Ok(());
         }
-        self.host.attach(id, id).map_err(disk_error)?;
+        self.host.attach(id, id).map_err(HostError::Disk)?;
         if legacy.exists() {
             move_legacy_upper(paths, &legacy, size_gb)?;
         }
@@ -86,13 +72,13 @@ impl RootfsDisks {
     /// Unmounts machine `id`'s disk and removes its directory (the disk,
     /// the bundle, the logs); a missing one is fine.
     pub(crate) fn remove(&self, id: &str) -> Result<()> {
-        self.host.remove(id).map_err(disk_error)
+        self.host.remove(id).map_err(HostError::Disk)
     }
 
     /// Releases loop devices of disks under `DATA/machines` whose machine
     /// `keep` does not accept, or whose image is gone.
     pub(crate) fn release_strays(&self, keep: impl Fn(&str) -> bool) -> Result<()> {
-        self.host.release_stray_loops(keep).map_err(disk_error)
+        self.host.release_stray_loops(keep).map_err(HostError::Disk)
     }
 }
 
@@ -115,9 +101,9 @@ fn move_legacy_upper(paths: &MachinePaths, legacy: &Path, size_gb: u64) -> Resul
         .arg(&paths.upper)
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| MachineError::Internal(format!("cannot run cp: {e}")))?;
+        .map_err(|e| HostError::Internal(format!("cannot run cp: {e}")))?;
     if !output.status.success() {
-        return Err(MachineError::Internal(format!(
+        return Err(HostError::Internal(format!(
             "cannot move the machine's root filesystem changes from {} onto its {size_gb} GB \
              disk (if they are larger, update the machine with a larger rootfs.size_gb): {}",
             legacy.display(),
@@ -129,8 +115,4 @@ fn move_legacy_upper(paths: &MachinePaths, legacy: &Path, size_gb: u64) -> Resul
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-fn disk_error(err: roost_volume::VolumeError) -> MachineError {
-    MachineError::Internal(format!("machine root filesystem disk: {err}"))
 }
