@@ -75,3 +75,65 @@ impl From<roost_net::NetError> for HostError {
 }
 
 pub type Result<T, E = HostError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roost_runtime::RuntimeError;
+    use roost_volume::VolumeError;
+
+    #[test]
+    fn blame_tells_the_requests_faults_from_the_hosts() {
+        let cases = [
+            (
+                HostError::from(RuntimeError::NotStarted {
+                    reason: "no such program".into(),
+                }),
+                Blame::Request,
+            ),
+            (
+                HostError::from(RuntimeError::Timeout {
+                    command: "crun exec".into(),
+                    timeout: std::time::Duration::from_secs(1),
+                }),
+                Blame::Timeout,
+            ),
+            (
+                HostError::from(VolumeError::Invalid("cannot shrink".into())),
+                Blame::Request,
+            ),
+            (
+                HostError::from(VolumeError::SnapshotNotFound("vs_1".into())),
+                Blame::Missing,
+            ),
+            (
+                HostError::from(roost_net::NetError::InvalidInput("slot 1".into())),
+                Blame::Request,
+            ),
+            (
+                HostError::from(roost_net::NetError::Kernel("no bridge".into())),
+                Blame::Host,
+            ),
+            // A machine's disk is the host's business whatever went wrong.
+            (
+                HostError::Disk(VolumeError::Invalid("cannot shrink".into())),
+                Blame::Host,
+            ),
+            (
+                HostError::from(std::io::Error::other("disk full")),
+                Blame::Host,
+            ),
+        ];
+        for (err, blame) in cases {
+            assert_eq!(err.blame(), blame, "{err}");
+        }
+    }
+
+    #[test]
+    fn network_messages_keep_the_plans_own_words() {
+        let input = HostError::from(roost_net::NetError::InvalidInput("slot 1 is taken".into()));
+        assert_eq!(input.to_string(), "slot 1 is taken");
+        let kernel = HostError::from(roost_net::NetError::Kernel("no bridge".into()));
+        assert_eq!(kernel.to_string(), "private network: no bridge");
+    }
+}
