@@ -146,9 +146,14 @@ impl Verifier {
         let biscuit = unverified
             .verify(move |_| Ok::<PublicKey, error::Format>(public))
             .map_err(|err| token_error(err.into()))?;
-        let ids = biscuit.revocation_identifiers();
-        first_id(&ids)?;
-        let ids = ids.iter().map(|id| RevocationId(crate::hex(id))).collect();
+        let ids: Vec<RevocationId> = biscuit
+            .revocation_identifiers()
+            .iter()
+            .map(|id| RevocationId(crate::hex(id)))
+            .collect();
+        if ids.is_empty() {
+            return Err(TokenError::Malformed("it has no block".into()));
+        }
         Ok(Verified::new(biscuit, ids))
     }
 }

@@ -113,7 +113,8 @@ fn unknown_root(token_key: Option<u32>, current: u32) -> String {
     }
 }
 
-/// The first block's revocation id of a token's identifiers.
+/// The first block's revocation id of a token's identifiers: the token's
+/// id.
 fn first_id(ids: &[Vec<u8>]) -> Result<RevocationId, TokenError> {
     ids.first()
         .map(|id| RevocationId(hex(id)))
