@@ -39,6 +39,15 @@ use std::sync::{Mutex, MutexGuard};
 /// so would every read of it.
 pub const DEFAULT_EVENTS_PER_MACHINE: u32 = 200;
 
+/// How much of the database file reads see through a memory map rather
+/// than copied into SQLite's own page cache (2 MiB) with a `pread` each.
+/// Listings read pages spread over the whole file (every machine's newest
+/// events), which the page cache cannot hold for a fleet, so without the
+/// map their cost grew with the history kept. It is address space: only
+/// the pages read take memory, and those are the kernel's page cache, which
+/// holds the file anyway.
+const MMAP_BYTES: i64 = 1 << 30;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -96,6 +105,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
         Ok(Store {
@@ -279,43 +289,51 @@ impl Store {
     /// The machines of `app`, oldest first, each with its `events` newest
     /// events (newest first): two queries however many machines there are,
     /// each reading only the rows it returns (the events through the
-    /// `(machine_id, seq)` index, from each machine's `events`-th newest).
+    /// `(machine_id, seq)` index, from each machine's `events`-th newest),
+    /// under one hold of the connection, so no write falls between them.
+    /// The events come in the machines' order, so each goes to its
+    /// machine without a lookup.
     pub fn list_machines_with_events(
         &self,
         app: &str,
         events: u32,
     ) -> Result<Vec<(MachineRecord, Vec<MachineEvent>)>, StoreError> {
-        let machines = self.list_machines(Some(app))?;
-        let mut by_machine: HashMap<String, Vec<MachineEvent>> = HashMap::new();
+        let conn = self.conn();
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM machines WHERE app = ?1 ORDER BY rowid");
+        let mut listed: Vec<(MachineRecord, Vec<MachineEvent>)> =
+            read_machines(&conn, &sql, [app])?
+                .into_iter()
+                .map(|record| (record, Vec::new()))
+                .collect();
         let limit = events.min(self.events_per_machine);
-        if limit > 0 {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT e.machine_id, e.data FROM machines m
-                 JOIN events e ON e.machine_id = m.id AND e.seq >= coalesce(
-                     (SELECT seq FROM events WHERE machine_id = m.id
-                      ORDER BY seq DESC LIMIT 1 OFFSET ?2 - 1), 0)
-                 WHERE m.app = ?1
-                 ORDER BY e.machine_id, e.seq DESC",
-            )?;
-            let rows = stmt.query_map(params![app, limit], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?;
-            for row in rows {
-                let (machine_id, data) = row?;
-                by_machine
-                    .entry(machine_id)
-                    .or_default()
-                    .push(serde_json::from_str(&data)?);
+        if limit == 0 || listed.is_empty() {
+            return Ok(listed);
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.id, e.data FROM machines m
+             JOIN events e ON e.machine_id = m.id AND e.seq >= coalesce(
+                 (SELECT seq FROM events WHERE machine_id = m.id
+                  ORDER BY seq DESC LIMIT 1 OFFSET ?2 - 1), 0)
+             WHERE m.app = ?1
+             ORDER BY m.rowid, e.seq DESC",
+        )?;
+        let mut rows = stmt.query(params![app, limit])?;
+        let mut slots = listed.iter_mut();
+        let mut slot = slots.next();
+        while let Some(row) = rows.next()? {
+            let id = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            while let Some((record, _)) = &slot {
+                if record.id == id {
+                    break;
+                }
+                slot = slots.next();
+            }
+            match &mut slot {
+                Some((_, events)) => events.push(json_column(row, 1)?),
+                None => break,
             }
         }
-        Ok(machines
-            .into_iter()
-            .map(|record| {
-                let events = by_machine.remove(&record.id).unwrap_or_default();
-                (record, events)
-            })
-            .collect())
+        Ok(listed)
     }
 
     /// How many machines that are not destroyed each app has (apps
@@ -360,14 +378,7 @@ impl Store {
         sql: &str,
         params: impl rusqlite::Params,
     ) -> Result<Vec<MachineRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(params)?;
-        let mut machines = Vec::new();
-        while let Some(row) = rows.next()? {
-            machines.push(read_machine(row)?);
-        }
-        Ok(machines)
+        read_machines(&self.conn(), sql, params)
     }
 
     /// Appends a machine's event and deletes those older than its
@@ -423,6 +434,21 @@ impl Store {
 const MACHINE_COLUMNS: &str = "id, app, name, state, region, instance_id, private_ip, config, \
     image_registry, image_repository, image_tag, image_digest, image_labels, created_at, \
     updated_at, cordoned, runtime, init_pid, restart_count";
+
+/// The machines `sql` selects on `conn` ([`MACHINE_COLUMNS`] first).
+fn read_machines(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<MachineRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut machines = Vec::new();
+    while let Some(row) = rows.next()? {
+        machines.push(read_machine(row)?);
+    }
+    Ok(machines)
+}
 
 /// The machine in the row's first [`MACHINE_COLUMNS`].
 fn read_machine(row: &Row<'_>) -> Result<MachineRecord, StoreError> {
