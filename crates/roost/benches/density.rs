@@ -19,10 +19,10 @@
 //! carries an HTTP service with autostart off, so the proxy routes on it
 //! but never starts it. Then, with the daemon stopped, each machine's
 //! history is extended to 10 and to 100 events by repeating its own events
-//! (fresh ids, later timestamps), written with plain SQL into the events
-//! table, whose rows both layouts share (roost-store would migrate the
-//! schema at open, which the old binary cannot read; this tree's binary
-//! migrates its copy when it starts). Both binaries then run on copies of
+//! (fresh ids, later timestamps), written with plain SQL into the old
+//! binary's events table (roost-store would migrate the schema at open,
+//! which the old binary cannot read; this tree's binary migrates its copy,
+//! events included, when it starts). Both binaries then run on copies of
 //! the same data directory.
 //!
 //! For each binary and history length, on a fresh daemon with the proxy's

@@ -280,10 +280,17 @@ impl Store {
         machine_id: &str,
         limit: u32,
     ) -> Result<Vec<MachineEvent>, StoreError> {
-        self.list_json(
-            "SELECT data FROM events WHERE machine_id = ?1 ORDER BY seq DESC LIMIT ?2",
-            params![machine_id, limit.min(self.events_per_machine)],
-        )
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE machine_id = ?1 ORDER BY seq DESC LIMIT ?2"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![machine_id, limit.min(self.events_per_machine)])?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next()? {
+            events.push(read_event(row, 0)?);
+        }
+        Ok(events)
     }
 
     /// The machines of `app`, oldest first, each with its `events` newest
@@ -309,14 +316,16 @@ impl Store {
         if limit == 0 || listed.is_empty() {
             return Ok(listed);
         }
-        let mut stmt = conn.prepare_cached(
-            "SELECT m.id, e.data FROM machines m
+        let sql = format!(
+            "SELECT m.id, e.{} FROM machines m
              JOIN events e ON e.machine_id = m.id AND e.seq >= coalesce(
                  (SELECT seq FROM events WHERE machine_id = m.id
                   ORDER BY seq DESC LIMIT 1 OFFSET ?2 - 1), 0)
              WHERE m.app = ?1
              ORDER BY m.rowid, e.seq DESC",
-        )?;
+            EVENT_COLUMNS.replace(", ", ", e.")
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params![app, limit])?;
         let mut slots = listed.iter_mut();
         let mut slot = slots.next();
@@ -329,7 +338,7 @@ impl Store {
                 slot = slots.next();
             }
             match &mut slot {
-                Some((_, events)) => events.push(json_column(row, 1)?),
+                Some((_, events)) => events.push(read_event(row, 1)?),
                 None => break,
             }
         }
@@ -390,10 +399,20 @@ impl Store {
         machine_id: &str,
         event: &MachineEvent,
     ) -> Result<(), StoreError> {
-        conn.execute(
-            "INSERT INTO events (machine_id, data) VALUES (?1, ?2)",
-            params![machine_id, serde_json::to_string(event)?],
-        )?;
+        let request = event.request.as_ref().map(serde_json::to_string);
+        conn.prepare_cached(
+            "INSERT INTO events (machine_id, id, kind, status, source, timestamp, request) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            machine_id,
+            event.id,
+            event.kind,
+            event.status,
+            event.source,
+            event.timestamp,
+            request.transpose()?,
+        ])?;
         conn.execute(
             "DELETE FROM events WHERE machine_id = ?1 AND seq <= (
                  SELECT seq FROM events WHERE machine_id = ?1
@@ -434,6 +453,26 @@ impl Store {
 const MACHINE_COLUMNS: &str = "id, app, name, state, region, instance_id, private_ip, config, \
     image_registry, image_repository, image_tag, image_digest, image_labels, created_at, \
     updated_at, cordoned, runtime, init_pid, restart_count";
+
+/// An event's columns, in the order [`read_event`] reads them.
+const EVENT_COLUMNS: &str = "id, kind, status, source, timestamp, request";
+
+/// The event in the row's [`EVENT_COLUMNS`], from column `first` on.
+fn read_event(row: &Row<'_>, first: usize) -> Result<MachineEvent, StoreError> {
+    let request = match row.get_ref(first + 5)?.as_str_or_null() {
+        Ok(Some(text)) => serde_json::from_str(text)?,
+        Ok(None) => None,
+        Err(err) => return Err(rusqlite::Error::from(err).into()),
+    };
+    Ok(MachineEvent {
+        id: row.get(first)?,
+        kind: row.get(first + 1)?,
+        status: row.get(first + 2)?,
+        source: row.get(first + 3)?,
+        timestamp: row.get(first + 4)?,
+        request,
+    })
+}
 
 /// The machines `sql` selects on `conn` ([`MACHINE_COLUMNS`] first).
 fn read_machines(

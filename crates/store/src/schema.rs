@@ -14,7 +14,7 @@ use crate::StoreError;
 use rusqlite::Connection;
 
 /// Migration `i` of this list takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[BASELINE, ONE_OPERATION_LOG, MACHINE_COLUMNS];
+const MIGRATIONS: &[&str] = &[BASELINE, ONE_OPERATION_LOG, MACHINE_COLUMNS, EVENT_COLUMNS];
 
 /// The layout this build writes and reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -168,6 +168,35 @@ INSERT INTO machine_records
 DROP TABLE machines;
 ALTER TABLE machine_records RENAME TO machines;
 CREATE INDEX machines_by_app ON machines(app);
+";
+
+/// 3 → 4: events in columns of their own instead of a JSON copy of the
+/// wire `MachineEvent`; the request an event carries stays a JSON document
+/// (NULL without one). Rows keep their `seq`, so their order and the
+/// per-machine index walks are those of before.
+const EVENT_COLUMNS: &str = "
+CREATE TABLE machine_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    machine_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    request TEXT
+);
+INSERT INTO machine_events (seq, machine_id, id, kind, status, source, timestamp, request)
+    SELECT seq, machine_id,
+        data ->> '$.id',
+        data ->> '$.type',
+        data ->> '$.status',
+        data ->> '$.source',
+        data ->> '$.timestamp',
+        data -> '$.request'
+    FROM events ORDER BY seq;
+DROP TABLE events;
+ALTER TABLE machine_events RENAME TO events;
+CREATE INDEX events_by_machine ON events(machine_id, seq);
 ";
 
 /// Brings the database to [`SCHEMA_VERSION`], one migration per

@@ -22,8 +22,9 @@
 
 use roost_lifecycle::{MachineRecord, Operation as _, Shown, VolumeOpKind, VolumePlan};
 use roost_store::{OperationSubject, Store, StoreError, SCHEMA_VERSION};
-use roost_types::{Machine, MachineState};
+use roost_types::{Machine, MachineEvent, MachineState};
 use rusqlite::types::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const FIXTURE: &str = include_str!("fixtures/v0-caf328d.sql");
@@ -103,12 +104,44 @@ fn assert_machines_kept(store: &Store, before: Vec<StoredMachine>) {
     }
 }
 
-/// Every row of every table but `machines`, by table.
+/// The events of the unmigrated database at `path`, by machine, each
+/// machine's newest first.
+fn stored_events(path: &Path) -> BTreeMap<String, Vec<MachineEvent>> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT machine_id, data FROM events ORDER BY seq DESC")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .unwrap();
+    let mut events: BTreeMap<String, Vec<MachineEvent>> = BTreeMap::new();
+    for row in rows {
+        let (machine, data) = row.unwrap();
+        let event = serde_json::from_str(&data).unwrap();
+        events.entry(machine).or_default().push(event);
+    }
+    events
+}
+
+/// Every stored event came through with every field, in its order.
+fn assert_events_kept(store: &Store, before: BTreeMap<String, Vec<MachineEvent>>) {
+    assert!(!before.is_empty());
+    for (machine, events) in before {
+        let after = store
+            .list_events(&machine, store.events_per_machine())
+            .unwrap();
+        assert_eq!(after, events, "events of machine {machine}");
+    }
+}
+
+/// Every row of every table but those of machines and events, by table.
 fn rows_beside_machines(path: &Path) -> Vec<(String, Vec<Vec<Value>>)> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let tables: Vec<String> = conn
         .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'machines' ORDER BY name",
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN ('machines', 'events') ORDER BY name",
         )
         .unwrap()
         .query_map([], |row| row.get(0))
@@ -146,9 +179,11 @@ fn a_version_zero_database_migrates_with_nothing_lost() {
     let (_dir, path) = version_zero_db();
     assert_eq!(user_version(&path), 0);
     let stored = stored_machines(&path);
+    let events = stored_events(&path);
     let store = Store::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     assert_machines_kept(&store, stored);
+    assert_events_kept(&store, events);
 
     let apps = store.list_apps().unwrap();
     let names: Vec<_> = apps.iter().map(|a| a.name.as_str()).collect();
@@ -241,14 +276,16 @@ fn a_version_two_database_migrates_with_nothing_lost() {
     let (_dir, path) = database(FIXTURE_V2);
     assert_eq!(user_version(&path), 2);
     let stored = stored_machines(&path);
+    let events = stored_events(&path);
     let beside = rows_beside_machines(&path);
     let store = Store::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     assert_eq!(
         rows_beside_machines(&path),
         beside,
-        "only the machines table changes"
+        "only the machines and events tables change"
     );
+    assert_events_kept(&store, events);
 
     let states: Vec<_> = stored
         .iter()
