@@ -41,9 +41,9 @@ impl From<MachineError> for ApiError {
             MachineError::Missing(_) => StatusCode::BAD_REQUEST,
             MachineError::Conflict(_) | MachineError::LeaseMismatch(_) => StatusCode::CONFLICT,
             MachineError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            MachineError::Internal(_) | MachineError::PrivateNetwork(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            MachineError::Internal(_)
+            | MachineError::PrivateNetwork(_)
+            | MachineError::NetnsDirTaken(_) => StatusCode::INTERNAL_SERVER_ERROR,
             MachineError::Upstream(_) => StatusCode::BAD_GATEWAY,
         };
         if status.is_server_error() {

@@ -25,6 +25,11 @@ pub enum HostError {
     /// service can tell it apart: the cure is to run without one.
     #[error("the host refused the machines' private network: {0}")]
     NetworkRefused(roost_net::NetError),
+    /// The network namespace dir is another daemon's (at open). Its own
+    /// variant so the service can tell it apart: the cure is a dir of this
+    /// daemon's own.
+    #[error("{0}")]
+    NetnsDirTaken(roost_net::NetError),
     /// A path inside a machine or a volume, as a guest file call saw it
     /// (not found, a directory, too many symlinks ...).
     #[error("host I/O error: {0}")]
@@ -69,6 +74,7 @@ impl From<roost_net::NetError> for HostError {
     fn from(err: roost_net::NetError) -> Self {
         match err {
             roost_net::NetError::InvalidInput(msg) => HostError::NetInput(msg),
+            roost_net::NetError::OwnedByAnother { .. } => HostError::NetnsDirTaken(err),
             other => HostError::Net(other),
         }
     }
@@ -135,5 +141,14 @@ mod tests {
         assert_eq!(input.to_string(), "slot 1 is taken");
         let kernel = HostError::from(roost_net::NetError::Kernel("no bridge".into()));
         assert_eq!(kernel.to_string(), "private network: no bridge");
+    }
+
+    #[test]
+    fn a_netns_dir_of_another_daemon_is_told_apart() {
+        let taken = HostError::from(roost_net::NetError::OwnedByAnother {
+            dir: "/run/roost/netns".into(),
+            owner: "site 0001, data dir /data/one".into(),
+        });
+        assert!(matches!(taken, HostError::NetnsDirTaken(_)), "{taken:?}");
     }
 }

@@ -45,6 +45,11 @@ pub enum MachineError {
          (CAP_NET_ADMIN, CAP_SYS_ADMIN) for it, or must run without a private network"
     )]
     PrivateNetwork(String),
+    /// Another daemon owns the network namespace dir this one was given (at
+    /// [`crate::Machines::open`]). Its own variant so that a front end can
+    /// say, in its own words, how to give this daemon a dir of its own.
+    #[error("{0}")]
+    NetnsDirTaken(String),
     /// A service roost depends on (an image registry) was unreachable or
     /// answered wrongly (502).
     #[error("{0}")]
@@ -79,8 +84,10 @@ impl From<roost_image::ImageError> for MachineError {
 impl From<roost_host::HostError> for MachineError {
     fn from(err: roost_host::HostError) -> Self {
         use roost_host::{Blame, HostError};
-        if let HostError::NetworkRefused(err) = err {
-            return MachineError::PrivateNetwork(err.to_string());
+        match err {
+            HostError::NetworkRefused(err) => return MachineError::PrivateNetwork(err.to_string()),
+            HostError::NetnsDirTaken(err) => return MachineError::NetnsDirTaken(err.to_string()),
+            _ => {}
         }
         let blame = err.blame();
         let text = err.to_string();

@@ -75,7 +75,9 @@ fn hint(err: &MachineError, subject: Subject) -> Cow<'static, str> {
         MachineError::Timeout(_) => {
             "The machine may still get there: call get_machine or wait_machine again."
         }
-        MachineError::Internal(_) | MachineError::PrivateNetwork(_) => {
+        MachineError::Internal(_)
+            | MachineError::PrivateNetwork(_)
+            | MachineError::NetnsDirTaken(_) => {
             "roost failed on the host; retrying may help, otherwise ask its operator to check roost's log."
         }
         MachineError::Upstream(_) => {

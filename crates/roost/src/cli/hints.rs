@@ -23,6 +23,11 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
                  with a loopback interface)"
                     .into(),
             ),
+            Some(MachineError::NetnsDirTaken(_)) => Some(
+                "give this `roost up` its own `--netns-dir` (or its own `--network-site`, whose \
+                 default dir differs)"
+                    .into(),
+            ),
             _ => None,
         }
     })
@@ -97,5 +102,16 @@ mod tests {
             None,
             "matched on the variant, not the text"
         );
+    }
+
+    #[test]
+    fn a_netns_dir_another_daemon_owns_is_answered_with_a_dir_of_its_own() {
+        let err = anyhow::Error::new(MachineError::NetnsDirTaken(
+            "the network namespace dir /run/roost/netns belongs to another roost".into(),
+        ))
+        .context("cannot open roost's state");
+        let hint = hint(&err).expect("a hint");
+        assert!(hint.contains("`--netns-dir`"), "{hint}");
+        assert!(!format!("{err:#}").contains("--"), "{err:#}");
     }
 }
