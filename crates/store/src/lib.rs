@@ -105,9 +105,11 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
+        // After the migrations, which read every row once: through the map
+        // those pages would stay in the daemon's resident set.
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         Ok(Store {
             conn: Mutex::new(conn),
             events_per_machine: events_per_machine.max(1),
