@@ -22,8 +22,9 @@
 //! stopped machine first is an exec intent whose plan is the start steps.
 //! The [`Operation`] trait is all the durable engine needs of a plan.
 //!
-//! What is kept of a machine is a [`MachineRecord`], roost's own record,
-//! not the Fly wire type; [`MachineRecord::into_view`] builds the wire
+//! What is kept of a machine is a [`MachineRecord`], of a volume a
+//! [`VolumeRecord`] and of a snapshot a [`SnapshotRecord`]: roost's own
+//! records, not the Fly wire types; each one's `into_view` builds its wire
 //! view, the one conversion every front end's answer goes through.
 //!
 //! A service call also has a [`Caller`]: who asks, with which [`Rights`].
@@ -43,7 +44,7 @@ pub use machine::{
     Update, WAITABLE,
 };
 pub use operation::{Operation, StepName, Transition};
-pub use record::{MachineRecord, Shown};
+pub use record::{MachineRecord, Shown, SnapshotRecord, VolumeRecord, VolumeShown};
 pub use refusal::{Reason, Refusal};
 pub use roost_types::MachineState;
 pub use volume::{VolumeIntent, VolumeOpKind, VolumePlan, VolumeSource, VolumeState, VolumeStep};

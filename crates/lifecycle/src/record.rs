@@ -1,16 +1,23 @@
-//! The machine as roost keeps it: the record the service changes, the
-//! store persists column by column and the edge proxy routes on.
+//! Machines, volumes and snapshots as roost keeps them: the records the
+//! service changes, the store persists column by column and the edge
+//! proxy routes on.
 //!
-//! It is not the Fly wire type. [`roost_types::Machine`] is what a client
-//! is shown, and holds more than is kept with the machine: its events (a
-//! table of their own, read with a bound), its check results and egress
-//! counters (in memory, reported by the proxies) and a create's lease
-//! nonce (known to that one answer). [`MachineRecord::into_view`] is the
-//! one place the two meet, so the stored layout and the API can change
-//! apart.
+//! They are not the Fly wire types. [`roost_types::Machine`] is what a
+//! client is shown, and holds more than is kept with the machine: its
+//! events (a table of their own, read with a bound), its check results and
+//! egress counters (in memory, reported by the proxies) and a create's
+//! lease nonce (known to that one answer). A [`roost_types::Volume`] shows
+//! which machine it is attached to (what the machines' configs say) and
+//! its filesystem's usage (what the host says), neither kept with the
+//! volume. Each record's `into_view` is the one place it meets its wire
+//! type, so the stored layout and the API can change apart.
 
-use crate::MachineState;
-use roost_types::{CheckStatus, ImageRef, Machine, MachineConfig, MachineEgress, MachineEvent};
+use crate::{MachineState, VolumeState};
+use roost_types::{
+    CheckStatus, ImageRef, Machine, MachineConfig, MachineEgress, MachineEvent, Volume,
+    VolumeSnapshot,
+};
+use serde::{Deserialize, Serialize};
 
 /// A machine: what it is, what runs it and how far it got.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +81,107 @@ impl MachineRecord {
             nonce: shown.nonce,
             cordoned: self.cordoned,
             egress: shown.egress,
+        }
+    }
+}
+
+/// A volume: what it is, its snapshot settings and how far its
+/// operations got. It is also what a volume operation's plan remembers to
+/// put back if the operation fails, hence serde (the field names are the
+/// wire type's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub id: String,
+    pub app: String,
+    pub name: String,
+    pub state: VolumeState,
+    pub size_gb: u64,
+    pub region: String,
+    pub zone: String,
+    pub encrypted: bool,
+    pub created_at: String,
+    /// The filesystem it holds (`ext4` or `xfs`).
+    pub fstype: String,
+    /// Days a snapshot is kept.
+    pub snapshot_retention: u32,
+    /// Whether a snapshot is taken every day.
+    pub auto_backup_enabled: bool,
+    pub host_dedication_key: String,
+}
+
+/// What a volume's wire view shows beside its record, none of it kept
+/// with the volume.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeShown {
+    /// The machine whose config mounts it.
+    pub attached_machine_id: Option<String>,
+    /// Its filesystem's figures, in `block_size` units (zero while its
+    /// image is not on the host).
+    pub block_size: u64,
+    pub blocks: u64,
+    pub blocks_free: u64,
+    pub blocks_avail: u64,
+}
+
+impl VolumeRecord {
+    /// The volume as the Fly Machines API shows it, with `shown`. Fly's
+    /// allocation is roost's machine.
+    pub fn into_view(self, shown: VolumeShown) -> Volume {
+        Volume {
+            id: self.id,
+            name: self.name,
+            state: self.state.as_str().to_string(),
+            size_gb: self.size_gb,
+            region: self.region,
+            zone: self.zone,
+            encrypted: self.encrypted,
+            attached_alloc_id: shown.attached_machine_id.clone(),
+            attached_machine_id: shown.attached_machine_id,
+            created_at: self.created_at,
+            blocks: shown.blocks,
+            block_size: shown.block_size,
+            blocks_free: shown.blocks_free,
+            blocks_avail: shown.blocks_avail,
+            fstype: self.fstype,
+            snapshot_retention: self.snapshot_retention,
+            auto_backup_enabled: self.auto_backup_enabled,
+            host_dedication_key: self.host_dedication_key,
+        }
+    }
+}
+
+/// A snapshot of a volume; it outlives the volume until its retention
+/// ends, so it names its app itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotRecord {
+    pub id: String,
+    pub app: String,
+    pub volume_id: String,
+    pub created_at: String,
+    /// Creation time in milliseconds since the epoch, for retention.
+    pub created_ms: i64,
+    pub digest: String,
+    /// The compressed bytes a restore reads.
+    pub stored_bytes: u64,
+    /// The volume's size in bytes when it was taken.
+    pub volume_size: u64,
+    /// `created` once stored (Fly's word; the text is kept as written).
+    pub status: String,
+    /// `on-demand` or `scheduled`, as Fly names snapshot kinds.
+    pub kind: String,
+}
+
+impl SnapshotRecord {
+    /// The snapshot as the Fly Machines API shows it.
+    pub fn into_view(self) -> VolumeSnapshot {
+        VolumeSnapshot {
+            id: self.id,
+            created_at: self.created_at,
+            digest: self.digest,
+            size: self.stored_bytes,
+            status: self.status,
+            volume_size: self.volume_size,
+            kind: self.kind,
         }
     }
 }
@@ -146,6 +254,89 @@ mod tests {
                 nonce: shown.nonce,
                 cordoned: true,
                 egress: shown.egress,
+            }
+        );
+    }
+
+    #[test]
+    fn a_volume_view_carries_the_record_and_its_attachment_and_usage() {
+        let record = VolumeRecord {
+            id: "vol_0123456789abcdef".into(),
+            app: "web".into(),
+            name: "data".into(),
+            state: VolumeState::Extending,
+            size_gb: 3,
+            region: "local".into(),
+            zone: "z".into(),
+            encrypted: true,
+            created_at: "t0".into(),
+            fstype: "xfs".into(),
+            snapshot_retention: 7,
+            auto_backup_enabled: true,
+            host_dedication_key: "k".into(),
+        };
+        let shown = VolumeShown {
+            attached_machine_id: Some("0a1b2c3d4e5f60".into()),
+            block_size: 4096,
+            blocks: 10,
+            blocks_free: 8,
+            blocks_avail: 7,
+        };
+        assert_eq!(
+            record.clone().into_view(shown.clone()),
+            Volume {
+                id: record.id.clone(),
+                name: record.name.clone(),
+                state: "extending".into(),
+                size_gb: 3,
+                region: record.region.clone(),
+                zone: record.zone.clone(),
+                encrypted: true,
+                attached_machine_id: shown.attached_machine_id.clone(),
+                attached_alloc_id: shown.attached_machine_id,
+                created_at: record.created_at.clone(),
+                blocks: 10,
+                block_size: 4096,
+                blocks_free: 8,
+                blocks_avail: 7,
+                fstype: record.fstype.clone(),
+                snapshot_retention: 7,
+                auto_backup_enabled: true,
+                host_dedication_key: record.host_dedication_key.clone(),
+            }
+        );
+        let kept = serde_json::to_value(&record).unwrap();
+        assert_eq!(kept["state"], "extending");
+        assert_eq!(
+            serde_json::from_value::<VolumeRecord>(kept).unwrap(),
+            record
+        );
+    }
+
+    #[test]
+    fn a_snapshot_view_carries_every_field() {
+        let record = SnapshotRecord {
+            id: "vs_1".into(),
+            app: "web".into(),
+            volume_id: "vol_1".into(),
+            created_at: "t0".into(),
+            created_ms: 5,
+            digest: "sha256:feed".into(),
+            stored_bytes: 4096,
+            volume_size: 1 << 30,
+            status: "created".into(),
+            kind: "scheduled".into(),
+        };
+        assert_eq!(
+            record.into_view(),
+            VolumeSnapshot {
+                id: "vs_1".into(),
+                created_at: "t0".into(),
+                digest: "sha256:feed".into(),
+                size: 4096,
+                status: "created".into(),
+                volume_size: 1 << 30,
+                kind: "scheduled".into(),
             }
         );
     }

@@ -9,11 +9,12 @@
 
 use crate::operation::{Operation, StepName, Transition};
 use crate::refusal::{Refusal, Wording};
-use roost_types::Volume;
+use crate::VolumeRecord;
 use serde::{Deserialize, Serialize};
 
 /// A volume's state, as Fly names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum VolumeState {
     /// An empty filesystem is being made.
     Creating,
@@ -54,7 +55,7 @@ impl VolumeState {
     }
 
     /// The state named `name` (the wire and the store keep volume states
-    /// as text).
+    /// as text; these are also their serde names).
     pub fn parse(name: &str) -> Option<VolumeState> {
         VolumeState::ALL
             .into_iter()
@@ -190,7 +191,9 @@ pub enum VolumeSource {
 
 /// Everything a volume operation needs to run or resume; the durable
 /// engine stores it with the operation. (Its fields are those recorded
-/// before the model existed, so such a record resumes.)
+/// before the model existed, so such a record resumes; the store's
+/// migration 5 turned the wire volume those kept in `previous` into a
+/// record.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VolumePlan {
     pub kind: VolumeOpKind,
@@ -207,7 +210,7 @@ pub struct VolumePlan {
     pub fstype: Option<String>,
     /// The record before the operation, put back if it fails.
     #[serde(default)]
-    pub previous: Option<Volume>,
+    pub previous: Option<VolumeRecord>,
 }
 
 impl VolumePlan {
@@ -239,7 +242,7 @@ impl VolumePlan {
 
     /// The plan, remembering `volume` as it was before, to be put back if
     /// the operation fails.
-    pub fn on(mut self, volume: &Volume) -> VolumePlan {
+    pub fn on(mut self, volume: &VolumeRecord) -> VolumePlan {
         self.previous = Some(volume.clone());
         self
     }

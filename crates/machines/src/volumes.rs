@@ -23,8 +23,8 @@ use roost_host::{FsType, HostAgent, SnapshotInfo};
 use roost_lifecycle::{
     volume, Transition, VolumeIntent, VolumePlan, VolumeSource, VolumeState, VolumeStep,
 };
-use roost_lifecycle::{MachineRecord, Right, Target};
-use roost_store::{OperationWrite, SnapshotRecord, Store, StoreError, VolumeRecord};
+use roost_lifecycle::{MachineRecord, Right, SnapshotRecord, Target, VolumeRecord, VolumeShown};
+use roost_store::{OperationWrite, Store, StoreError};
 use roost_types::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MachineConfig, MachineState,
     UpdateVolumeRequest, Volume, VolumeSnapshot,
@@ -77,35 +77,25 @@ impl VolumeLayer {
     }
 }
 
-/// The state `record` is in.
-fn volume_state(record: &VolumeRecord) -> Result<VolumeState> {
-    VolumeState::parse(&record.volume.state).ok_or_else(|| {
-        MachineError::Internal(format!(
-            "volume {} has an unknown state {:?}",
-            record.volume.id, record.volume.state
-        ))
-    })
-}
-
 /// Whether `record` exists and is not destroyed.
 fn is_live(record: &VolumeRecord) -> bool {
-    record.volume.state != VolumeState::Destroyed.as_str()
+    record.state != VolumeState::Destroyed
 }
 
 /// What `intent` does to `record`, by the lifecycle model; a refusal is a
 /// conflict naming the volume and the states the intent is allowed from.
 fn decide(record: &VolumeRecord, intent: VolumeIntent) -> Result<Transition<VolumePlan>> {
-    volume::transition(volume_state(record)?, intent)
-        .map_err(|refusal| MachineError::Conflict(format!("volume {} {refusal}", record.volume.id)))
+    volume::transition(record.state, intent)
+        .map_err(|refusal| MachineError::Conflict(format!("volume {} {refusal}", record.id)))
 }
 
 /// The plan `intent` runs on `record`, remembering the record as it was.
 fn plan_for(record: &VolumeRecord, intent: VolumeIntent) -> Result<VolumePlan> {
     match decide(record, intent)? {
-        Transition::Run(plan) => Ok(plan.on(&record.volume)),
+        Transition::Run(plan) => Ok(plan.on(record)),
         _ => Err(MachineError::Internal(format!(
             "volume {}: the lifecycle model plans no {intent:?} operation",
-            record.volume.id
+            record.id
         ))),
     }
 }
@@ -217,23 +207,21 @@ impl<'a> VolumeOp<'a> {
     fn record_snapshot(&self, plan: &VolumePlan, info: SnapshotInfo) -> Result<()> {
         let now = chrono::Utc::now();
         self.inner.store.put_snapshot(&SnapshotRecord {
+            id: plan.source.clone().unwrap_or_default(),
             app: self.record.app.clone(),
-            volume_id: self.record.volume.id.clone(),
-            snapshot: VolumeSnapshot {
-                id: plan.source.clone().unwrap_or_default(),
-                created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                digest: info.digest,
-                size: info.stored_bytes,
-                status: "created".into(),
-                volume_size: info.volume_size,
-                kind: if plan.scheduled {
-                    "scheduled"
-                } else {
-                    "on-demand"
-                }
-                .into(),
-            },
+            volume_id: self.record.id.clone(),
+            created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             created_ms: now.timestamp_millis(),
+            digest: info.digest,
+            stored_bytes: info.stored_bytes,
+            volume_size: info.volume_size,
+            status: "created".into(),
+            kind: if plan.scheduled {
+                "scheduled"
+            } else {
+                "on-demand"
+            }
+            .into(),
         })?;
         Ok(())
     }
@@ -244,16 +232,16 @@ impl Subject for VolumeOp<'_> {
     type Error = MachineError;
 
     fn id(&self) -> &str {
-        &self.record.volume.id
+        &self.record.id
     }
 
     fn begin(&mut self, plan: &VolumePlan) {
-        self.record.volume.state = plan.state_during().as_str().to_string();
+        self.record.state = plan.state_during();
     }
 
     async fn run(&mut self, plan: &VolumePlan, step: VolumeStep) -> Result<()> {
         let host = &self.inner.host;
-        let id = self.record.volume.id.as_str();
+        let id = self.record.id.as_str();
         let size = plan.size;
         let source = plan.source.as_deref().unwrap_or_default();
         match step {
@@ -283,13 +271,13 @@ impl Subject for VolumeOp<'_> {
     }
 
     fn settle(&mut self, plan: &VolumePlan) {
-        self.record.volume.state = plan.settle().as_str().to_string();
+        self.record.state = plan.settle();
     }
 
     fn fail(&mut self, plan: &VolumePlan, _step: VolumeStep, _error: &MachineError) {
         match (plan.failed_state(), &plan.previous) {
-            (Some(state), _) => self.record.volume.state = state.as_str().to_string(),
-            (None, Some(previous)) => self.record.volume = previous.clone(),
+            (Some(state), _) => self.record.state = state,
+            (None, Some(previous)) => self.record = previous.clone(),
             (None, None) => {}
         }
     }
@@ -342,21 +330,19 @@ impl Inner {
 
     /// The wire view: the record plus live capacity and attachment.
     fn volume_view(&self, record: &VolumeRecord) -> Result<Volume> {
-        let mut volume = record.volume.clone();
+        let mut shown = VolumeShown::default();
         if is_live(record) {
-            let holder = self.volume_holder(&record.app, &volume.id)?.map(|m| m.id);
-            volume.attached_alloc_id = holder.clone();
-            volume.attached_machine_id = holder;
+            shown.attached_machine_id = self.volume_holder(&record.app, &record.id)?.map(|m| m.id);
         }
-        if self.host.volume_exists(&volume.id) {
-            if let Ok(usage) = self.host.volume_usage(&volume.id) {
-                volume.block_size = usage.block_size;
-                volume.blocks = usage.blocks;
-                volume.blocks_free = usage.blocks_free;
-                volume.blocks_avail = usage.blocks_avail;
+        if self.host.volume_exists(&record.id) {
+            if let Ok(usage) = self.host.volume_usage(&record.id) {
+                shown.block_size = usage.block_size;
+                shown.blocks = usage.blocks;
+                shown.blocks_free = usage.blocks_free;
+                shown.blocks_avail = usage.blocks_avail;
             }
         }
-        Ok(volume)
+        Ok(record.clone().into_view(shown))
     }
 
     /// Validates the mounts of a machine config (`machine` is the machine
@@ -482,7 +468,7 @@ impl Inner {
     /// no longer exist are released.
     pub(crate) async fn converge_volume_mounts(&self) -> Result<()> {
         let volumes = self.store.list_volumes(None)?;
-        let live = |id: &str| volumes.iter().any(|v| v.volume.id == id && is_live(v));
+        let live = |id: &str| volumes.iter().any(|v| v.id == id && is_live(v));
         for id in self.host.volumes()? {
             let holder_runs = match self.host.volume_holder(&id) {
                 Some(machine) => self
@@ -505,7 +491,7 @@ impl Inner {
         let keep: HashSet<String> = volumes
             .iter()
             .filter(|v| is_live(v))
-            .map(|v| v.volume.id.clone())
+            .map(|v| v.id.clone())
             .collect();
         Ok(self.host.release_stray_volume_loops(&keep).await?)
     }
@@ -523,7 +509,7 @@ impl Inner {
         self.run_new_volume_op(record, plan, false).await?;
         self.store
             .get_snapshot(&snapshot_id)?
-            .map(|s| s.snapshot)
+            .map(SnapshotRecord::into_view)
             .ok_or_else(|| {
                 MachineError::Internal(format!("snapshot {snapshot_id} was not recorded"))
             })
@@ -540,9 +526,8 @@ impl Inner {
         let mut next: Option<i64> = None;
         let mut due_at = |at: i64| next = Some(next.map_or(at, |n| n.min(at)));
         let volumes = self.store.list_volumes(None)?;
-        for record in &volumes {
-            let volume = &record.volume;
-            if volume_state(record)? != VolumeState::Created || !volume.auto_backup_enabled {
+        for volume in &volumes {
+            if volume.state != VolumeState::Created || !volume.auto_backup_enabled {
                 continue;
             }
             let created = chrono::DateTime::parse_from_rfc3339(&volume.created_at)
@@ -564,7 +549,7 @@ impl Inner {
             let Some(current) = self.store.get_volume(&volume.id)? else {
                 continue;
             };
-            if volume_state(&current)? == VolumeState::Created {
+            if current.state == VolumeState::Created {
                 self.snapshot_volume(current, true).await?;
                 due_at(now + day_ms);
             }
@@ -573,14 +558,14 @@ impl Inner {
         for snapshot in self.store.list_snapshots(None)? {
             let retention = volumes
                 .iter()
-                .find(|v| v.volume.id == snapshot.volume_id)
-                .map(|v| v.volume.snapshot_retention)
+                .find(|v| v.id == snapshot.volume_id)
+                .map(|v| v.snapshot_retention)
                 .unwrap_or(DEFAULT_RETENTION_DAYS);
             let kept_ms = i64::from(retention) * day_ms;
             if now - snapshot.created_ms > kept_ms {
-                tracing::info!(snapshot = %snapshot.snapshot.id, volume = %snapshot.volume_id, "snapshot past its retention; deleting it");
-                self.host.delete_snapshot(&snapshot.snapshot.id).await?;
-                self.store.delete_snapshot(&snapshot.snapshot.id)?;
+                tracing::info!(snapshot = %snapshot.id, volume = %snapshot.volume_id, "snapshot past its retention; deleting it");
+                self.host.delete_snapshot(&snapshot.id).await?;
+                self.store.delete_snapshot(&snapshot.id)?;
                 dropped = true;
             } else {
                 due_at(snapshot.created_ms + kept_ms + 1);
@@ -668,13 +653,13 @@ impl Service {
                     })?;
                 let origin = inner.store.get_volume(&found.volume_id)?;
                 let fs = origin
-                    .and_then(|v| FsType::parse(&v.volume.fstype))
+                    .and_then(|v| FsType::parse(&v.fstype))
                     .unwrap_or(fstype);
                 let source = VolumeSource::Snapshot {
                     id: snapshot.clone(),
                     fstype: fs.name().into(),
                 };
-                (source, found.snapshot.volume_size, fs)
+                (source, found.volume_size, fs)
             }
             (None, Some(source)) => {
                 let record = inner
@@ -682,12 +667,12 @@ impl Service {
                     .map_err(|e| MachineError::Invalid(format!("source_volume_id: {e}")))?;
                 decide(&record, VolumeIntent::Fork)
                     .map_err(|e| MachineError::Invalid(format!("source_volume_id: {e}")))?;
-                let fs = FsType::parse(&record.volume.fstype).unwrap_or(fstype);
+                let fs = FsType::parse(&record.fstype).unwrap_or(fstype);
                 let source = VolumeSource::Volume {
                     id: source.clone(),
                     fstype: fs.name().into(),
                 };
-                (source, record.volume.size_gb * GIB, fs)
+                (source, record.size_gb * GIB, fs)
             }
             (None, None) => {
                 let source = VolumeSource::Empty {
@@ -711,21 +696,19 @@ impl Service {
         }
         let id = new_id("vol_");
         let record = VolumeRecord {
+            id: id.clone(),
             app: app.to_string(),
-            volume: Volume {
-                id: id.clone(),
-                name,
-                state: VolumeState::Creating.as_str().into(),
-                size_gb,
-                region: inner.region.clone(),
-                zone: inner.region.clone(),
-                encrypted: false,
-                created_at: now_rfc3339(),
-                fstype: fstype.name().into(),
-                snapshot_retention: retention,
-                auto_backup_enabled: req.auto_backup_enabled.unwrap_or(true),
-                ..Default::default()
-            },
+            name,
+            state: VolumeState::Creating,
+            size_gb,
+            region: inner.region.clone(),
+            zone: inner.region.clone(),
+            encrypted: false,
+            created_at: now_rfc3339(),
+            fstype: fstype.name().into(),
+            snapshot_retention: retention,
+            auto_backup_enabled: req.auto_backup_enabled.unwrap_or(true),
+            host_dedication_key: String::new(),
         };
         let plan = VolumePlan::build(source, size_gb * GIB);
         let lock = inner.lock_for(&id);
@@ -761,10 +744,10 @@ impl Service {
         let mut record = inner.volume_record(app, id)?;
         decide(&record, VolumeIntent::Edit)?;
         if let Some(days) = retention {
-            record.volume.snapshot_retention = days;
+            record.snapshot_retention = days;
         }
         if let Some(enabled) = req.auto_backup_enabled {
-            record.volume.auto_backup_enabled = enabled;
+            record.auto_backup_enabled = enabled;
         }
         inner.store.update_volume(&record)?;
         inner.volumes.changed.send_replace(());
@@ -783,7 +766,7 @@ impl Service {
         let lock = inner.lock_for(id);
         let _guard = lock.lock().await;
         let record = inner.volume_record(app, id)?;
-        let current = record.volume.size_gb;
+        let current = record.size_gb;
         let max = inner.volumes.max_size_gb;
         if req.size_gb <= current || req.size_gb > max {
             return Err(MachineError::Invalid(format!(
@@ -795,7 +778,7 @@ impl Service {
         let mut plan = plan_for(&record, VolumeIntent::Extend)?;
         plan.size = req.size_gb * GIB;
         let mut grown = record;
-        grown.volume.size_gb = req.size_gb;
+        grown.size_gb = req.size_gb;
         let (record, complete) = inner.run_new_volume_op(grown, plan, false).await?;
         let needs_restart = !complete && inner.host.volume_mounted(id);
         Ok(ExtendVolumeResponse {
@@ -820,7 +803,7 @@ impl Service {
             .store
             .list_snapshots(Some(id))?
             .into_iter()
-            .map(|s| s.snapshot)
+            .map(SnapshotRecord::into_view)
             .collect())
     }
 

@@ -23,7 +23,6 @@ pub use operations::{Operation, OperationSubject, OperationWrite};
 pub use schema::SCHEMA_VERSION;
 pub use secrets::SecretRecord;
 pub use storage::StorageKeyRecord;
-pub use volumes::{SnapshotRecord, VolumeRecord};
 
 use roost_lifecycle::MachineRecord;
 use roost_types::{ImageRef, Lease, MachineEvent, MachineState};
@@ -482,13 +481,23 @@ fn read_machines(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<MachineRecord>, StoreError> {
+    read_rows(conn, sql, params, read_machine)
+}
+
+/// The records `read` makes of the rows `sql` selects on `conn`.
+fn read_rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params)?;
-    let mut machines = Vec::new();
+    let mut records = Vec::new();
     while let Some(row) = rows.next()? {
-        machines.push(read_machine(row)?);
+        records.push(read(row)?);
     }
-    Ok(machines)
+    Ok(records)
 }
 
 /// The machine in the row's first [`MACHINE_COLUMNS`].

@@ -7,8 +7,8 @@
 //! nor an ended operation whose subject was not settled.
 
 use crate::volumes::{insert_volume, write_volume};
-use crate::{write_machine, Store, StoreError, VolumeRecord};
-use roost_lifecycle::MachineRecord;
+use crate::{write_machine, Store, StoreError};
+use roost_lifecycle::{MachineRecord, VolumeRecord};
 use roost_types::MachineEvent;
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,7 @@ impl OperationWrite<'_> {
                 (OperationSubject::Machine, &record.id)
             }
             OperationWrite::NewVolume(record) | OperationWrite::Volume(record) => {
-                (OperationSubject::Volume, &record.volume.id)
+                (OperationSubject::Volume, &record.id)
             }
         }
     }
@@ -182,6 +182,7 @@ mod tests {
     use super::*;
     use crate::tests::{app, event, machine, store};
     use crate::volumes::tests::record as volume;
+    use roost_lifecycle::VolumeState;
     use roost_types::MachineState;
 
     #[test]
@@ -201,7 +202,7 @@ mod tests {
                 .begin_operation(write, "launch", &serde_json::json!({}))
                 .unwrap();
             store.set_operation_step(op.id, 2).unwrap();
-            let creating = volume("vol_1", "creating");
+            let creating = volume("vol_1", VolumeState::Creating);
             store
                 .begin_operation(
                     OperationWrite::NewVolume(&creating),
@@ -237,7 +238,7 @@ mod tests {
             event: Some(&start),
         };
         store.finish_operation(ops[0].id, write).unwrap();
-        let created = volume("vol_1", "created");
+        let created = volume("vol_1", VolumeState::Created);
         store
             .finish_operation(ops[1].id, OperationWrite::Volume(&created))
             .unwrap();
@@ -254,13 +255,13 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["start", "launch"]);
         let stored = store.get_volume("vol_1").unwrap().unwrap();
-        assert_eq!(stored.volume.state, "created");
+        assert_eq!(stored, created);
     }
 
     #[test]
     fn a_failed_write_records_no_operation() {
         let (_dir, store) = store();
-        let missing = volume("vol_missing", "extending");
+        let missing = volume("vol_missing", VolumeState::Extending);
         let err = store
             .begin_operation(
                 OperationWrite::Volume(&missing),

@@ -14,7 +14,13 @@ use crate::StoreError;
 use rusqlite::Connection;
 
 /// Migration `i` of this list takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[BASELINE, ONE_OPERATION_LOG, MACHINE_COLUMNS, EVENT_COLUMNS];
+const MIGRATIONS: &[&str] = &[
+    BASELINE,
+    ONE_OPERATION_LOG,
+    MACHINE_COLUMNS,
+    EVENT_COLUMNS,
+    VOLUME_COLUMNS,
+];
 
 /// The layout this build writes and reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -197,6 +203,84 @@ INSERT INTO machine_events (seq, machine_id, id, kind, status, source, timestamp
 DROP TABLE events;
 ALTER TABLE machine_events RENAME TO events;
 CREATE INDEX events_by_machine ON events(machine_id, seq);
+";
+
+/// 4 → 5: volumes and snapshots in columns of their own instead of JSON
+/// copies of the Fly wire types (under `volume` and `snapshot`, beside
+/// `app` and, for a snapshot, `volume_id` and `created_ms`). What a volume
+/// showed but never kept (its attachment, derived from the machines, and
+/// its filesystem's usage, read from the host) has no column. An
+/// unfinished volume operation's plan remembered the wire volume as
+/// `previous`; it becomes the record (the app added, the shown-only fields
+/// dropped), so the operation resumes. Rows are copied in `rowid` order,
+/// which listings keep; a snapshot's `volume_size` and `type`, which the
+/// oldest rows lack, default to what their reader gave them.
+const VOLUME_COLUMNS: &str = "
+UPDATE operations SET params = json_remove(
+        json_set(params, '$.previous.app',
+            (SELECT app FROM volumes WHERE volumes.id = operations.subject_id)),
+        '$.previous.attached_machine_id', '$.previous.attached_alloc_id', '$.previous.blocks',
+        '$.previous.block_size', '$.previous.blocks_free', '$.previous.blocks_avail')
+    WHERE subject = 'volume' AND json_type(params, '$.previous') = 'object';
+CREATE TABLE volume_records (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    size_gb INTEGER NOT NULL,
+    region TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    encrypted INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    fstype TEXT NOT NULL,
+    snapshot_retention INTEGER NOT NULL,
+    auto_backup_enabled INTEGER NOT NULL,
+    host_dedication_key TEXT NOT NULL
+);
+INSERT INTO volume_records
+    SELECT id, app,
+        data ->> '$.volume.name',
+        data ->> '$.volume.state',
+        data ->> '$.volume.size_gb',
+        data ->> '$.volume.region',
+        data ->> '$.volume.zone',
+        data ->> '$.volume.encrypted',
+        data ->> '$.volume.created_at',
+        data ->> '$.volume.fstype',
+        data ->> '$.volume.snapshot_retention',
+        data ->> '$.volume.auto_backup_enabled',
+        data ->> '$.volume.host_dedication_key'
+    FROM volumes ORDER BY rowid;
+DROP TABLE volumes;
+ALTER TABLE volume_records RENAME TO volumes;
+CREATE INDEX volumes_by_app ON volumes(app);
+CREATE TABLE snapshot_records (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    volume_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    stored_bytes INTEGER NOT NULL,
+    volume_size INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    kind TEXT NOT NULL
+);
+INSERT INTO snapshot_records
+    SELECT id,
+        data ->> '$.app',
+        volume_id,
+        data ->> '$.snapshot.created_at',
+        data ->> '$.created_ms',
+        data ->> '$.snapshot.digest',
+        data ->> '$.snapshot.size',
+        coalesce(data ->> '$.snapshot.volume_size', 0),
+        data ->> '$.snapshot.status',
+        coalesce(data ->> '$.snapshot.type', '')
+    FROM volume_snapshots ORDER BY rowid;
+DROP TABLE volume_snapshots;
+ALTER TABLE snapshot_records RENAME TO volume_snapshots;
+CREATE INDEX snapshots_by_volume ON volume_snapshots(volume_id);
 ";
 
 /// Brings the database to [`SCHEMA_VERSION`], one migration per

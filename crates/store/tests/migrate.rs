@@ -19,10 +19,16 @@
 //! labels, events with a request, versions, a lease, two volumes (one
 //! attached, one with its create unfinished), a snapshot, an app secret and
 //! a sealed storage key pair.
+//!
+//! Layout 5 gave volumes and snapshots columns of their own; both fixtures
+//! hold them as JSON copies of the wire types, so both show every field of
+//! every volume and snapshot coming through.
 
-use roost_lifecycle::{MachineRecord, Operation as _, Shown, VolumeOpKind, VolumePlan};
+use roost_lifecycle::{
+    MachineRecord, Operation as _, Shown, VolumeOpKind, VolumePlan, VolumeShown, VolumeState,
+};
 use roost_store::{OperationSubject, Store, StoreError, SCHEMA_VERSION};
-use roost_types::{Machine, MachineEvent, MachineState};
+use roost_types::{Machine, MachineEvent, MachineState, Volume, VolumeSnapshot};
 use rusqlite::types::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,13 +67,7 @@ struct StoredMachine {
 
 /// The machines of the unmigrated database at `path`, oldest first.
 fn stored_machines(path: &Path) -> Vec<StoredMachine> {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT data FROM machines ORDER BY rowid")
-        .unwrap();
-    let rows = stmt.query_map([], |row| row.get::<_, String>(0)).unwrap();
-    rows.map(|data| serde_json::from_str(&data.unwrap()).unwrap())
-        .collect()
+    documents(path, "machines")
 }
 
 /// Every stored machine came through with every field: its record shows
@@ -136,13 +136,85 @@ fn assert_events_kept(store: &Store, before: BTreeMap<String, Vec<MachineEvent>>
     }
 }
 
-/// Every row of every table but those of machines and events, by table.
-fn rows_beside_machines(path: &Path) -> Vec<(String, Vec<Vec<Value>>)> {
+/// A volume as layouts before 5 stored it: the wire type under `volume`.
+#[derive(serde::Deserialize)]
+struct StoredVolume {
+    app: String,
+    volume: Volume,
+}
+
+/// A snapshot as layouts before 5 stored it.
+#[derive(serde::Deserialize)]
+struct StoredSnapshot {
+    app: String,
+    volume_id: String,
+    snapshot: VolumeSnapshot,
+    created_ms: i64,
+}
+
+/// The JSON documents of `table` in the unmigrated database at `path`,
+/// oldest first.
+fn documents<T: serde::de::DeserializeOwned>(path: &Path, table: &str) -> Vec<T> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(&format!("SELECT data FROM {table} ORDER BY rowid"))
+        .unwrap();
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0)).unwrap();
+    rows.map(|data| serde_json::from_str(&data.unwrap()).unwrap())
+        .collect()
+}
+
+/// Every stored volume and snapshot came through with every field: each
+/// record shows as the wire view it was stored as, given what the view
+/// adds (an attachment and usage, which the old rows held too).
+fn assert_volumes_kept(store: &Store, volumes: Vec<StoredVolume>, snapshots: Vec<StoredSnapshot>) {
+    let after = store.list_volumes(None).unwrap();
+    assert_eq!(after.len(), volumes.len());
+    for (record, old) in after.into_iter().zip(volumes) {
+        assert_eq!(record.app, old.app, "volume {}", old.volume.id);
+        assert_eq!(
+            store.get_volume(&record.id).unwrap().as_ref(),
+            Some(&record)
+        );
+        let shown = VolumeShown {
+            attached_machine_id: old.volume.attached_machine_id.clone(),
+            block_size: old.volume.block_size,
+            blocks: old.volume.blocks,
+            blocks_free: old.volume.blocks_free,
+            blocks_avail: old.volume.blocks_avail,
+        };
+        assert_eq!(old.volume.attached_alloc_id, shown.attached_machine_id);
+        assert_eq!(record.into_view(shown), old.volume);
+    }
+    let after = store.list_snapshots(None).unwrap();
+    assert_eq!(after.len(), snapshots.len());
+    for (record, old) in after.into_iter().zip(snapshots) {
+        assert_eq!(
+            (
+                record.app.as_str(),
+                record.volume_id.as_str(),
+                record.created_ms
+            ),
+            (old.app.as_str(), old.volume_id.as_str(), old.created_ms),
+            "snapshot {}",
+            old.snapshot.id
+        );
+        assert_eq!(
+            store.get_snapshot(&record.id).unwrap().as_ref(),
+            Some(&record)
+        );
+        assert_eq!(record.into_view(), old.snapshot);
+    }
+}
+
+/// The tables whose records later layouts moved into columns.
+const RECORD_TABLES: [&str; 4] = ["machines", "events", "volumes", "volume_snapshots"];
+
+/// Every row of every table but the [`RECORD_TABLES`], by table.
+fn rows_beside_records(path: &Path) -> Vec<(String, Vec<Vec<Value>>)> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let tables: Vec<String> = conn
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN ('machines', 'events') ORDER BY name",
-        )
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap()
         .query_map([], |row| row.get(0))
         .unwrap()
@@ -150,6 +222,7 @@ fn rows_beside_machines(path: &Path) -> Vec<(String, Vec<Vec<Value>>)> {
         .unwrap();
     tables
         .into_iter()
+        .filter(|table| !RECORD_TABLES.contains(&table.as_str()))
         .map(|table| {
             let mut stmt = conn
                 .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
@@ -180,10 +253,13 @@ fn a_version_zero_database_migrates_with_nothing_lost() {
     assert_eq!(user_version(&path), 0);
     let stored = stored_machines(&path);
     let events = stored_events(&path);
+    let volumes = documents(&path, "volumes");
+    let snapshots = documents(&path, "volume_snapshots");
     let store = Store::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     assert_machines_kept(&store, stored);
     assert_events_kept(&store, events);
+    assert_volumes_kept(&store, volumes, snapshots);
 
     let apps = store.list_apps().unwrap();
     let names: Vec<_> = apps.iter().map(|a| a.name.as_str()).collect();
@@ -249,11 +325,14 @@ fn a_version_zero_database_migrates_with_nothing_lost() {
     assert_eq!(ops[1].params["size_gb"], 2);
 
     let volumes = store.list_volumes(None).unwrap();
-    let states: Vec<_> = volumes
-        .iter()
-        .map(|v| (v.volume.id.as_str(), v.volume.state.as_str()))
-        .collect();
-    assert_eq!(states, [("vol_alpha", "created"), ("vol_beta", "creating")]);
+    let states: Vec<_> = volumes.iter().map(|v| (v.id.as_str(), v.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("vol_alpha", VolumeState::Created),
+            ("vol_beta", VolumeState::Creating)
+        ]
+    );
     let snapshot = store.get_snapshot("vs_1").unwrap().unwrap();
     assert_eq!(
         (snapshot.volume_id.as_str(), snapshot.created_ms),
@@ -277,13 +356,15 @@ fn a_version_two_database_migrates_with_nothing_lost() {
     assert_eq!(user_version(&path), 2);
     let stored = stored_machines(&path);
     let events = stored_events(&path);
-    let beside = rows_beside_machines(&path);
+    let volumes = documents(&path, "volumes");
+    let snapshots = documents(&path, "volume_snapshots");
+    let beside = rows_beside_records(&path);
     let store = Store::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     assert_eq!(
-        rows_beside_machines(&path),
+        rows_beside_records(&path),
         beside,
-        "only the machines and events tables change"
+        "only the tables of records change"
     );
     assert_events_kept(&store, events);
 
@@ -307,6 +388,7 @@ fn a_version_two_database_migrates_with_nothing_lost() {
     assert!(stored[1].machine.cordoned);
     assert!(started.machine.config.extra.contains_key("dns"));
     assert_machines_kept(&store, stored);
+    assert_volumes_kept(&store, volumes, snapshots);
 
     // The other records read as before, through the store.
     let apps = store.list_apps().unwrap();
@@ -332,8 +414,11 @@ fn a_version_two_database_migrates_with_nothing_lost() {
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[0].user_config.env["V"], "2");
     assert_eq!(store.get_lease(started).unwrap().unwrap().nonce, "3f1c9e");
+    // The volume's attachment is the config that mounts it.
     let volume = store.get_volume("vol_web_data").unwrap().unwrap();
-    assert_eq!(volume.volume.attached_machine_id.as_deref(), Some(started));
+    let holder = store.get_machine(started).unwrap().unwrap();
+    let mounts: Vec<_> = holder.config.mounts.iter().map(|m| &m.volume).collect();
+    assert_eq!(mounts, [&volume.id]);
     assert_eq!(
         store.get_snapshot("vs_web_1").unwrap().unwrap().volume_id,
         "vol_web_data"
@@ -404,10 +489,80 @@ fn an_unfinished_volume_operation_resumes_as_a_plan_of_the_model() {
         plan.crash_points()[extend.step as usize],
         "volume_extend:grow_filesystem"
     );
-    assert_eq!(plan.previous.map(|v| v.size_gb), Some(1));
+    // The wire volume it remembered is the volume's record now, as
+    // migrated (nothing changed it since).
+    let previous = plan.previous.expect("the volume before the extend");
+    assert_eq!(previous.size_gb, 1);
+    assert_eq!(Some(previous), store.get_volume("vol_alpha").unwrap());
     // Ordered by id: the fixture's operations first.
     let order: Vec<_> = ops.iter().map(|op| op.subject_id.as_str()).collect();
     assert_eq!(order, ["m-beta-1", "vol_beta", "vol_alpha"]);
+}
+
+/// A volume plan as ab170e2's service recorded it: the lifecycle model's
+/// `VolumePlan`, whose `previous` was the wire volume (as its store kept
+/// it), for a destroy interrupted before its step was recorded.
+fn ab170e2_destroy(path: &Path) -> String {
+    let previous: StoredVolume = rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT data FROM volumes WHERE id = 'vol_web_data'",
+            [],
+            |row| row.get::<_, String>(0),
+        )
+        .map(|data| serde_json::from_str(&data).unwrap())
+        .unwrap();
+    serde_json::json!({
+        "kind": "destroy",
+        "size": 0,
+        "source": null,
+        "scheduled": false,
+        "fstype": null,
+        "previous": previous.volume,
+    })
+    .to_string()
+}
+
+#[test]
+fn an_unfinished_volume_operation_of_layout_two_resumes_with_its_record() {
+    let (_dir, path) = database(FIXTURE_V2);
+    let recorded = ab170e2_destroy(&path);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE volumes SET state = 'destroying', data = json_set(data, '$.volume.state', 'destroying') WHERE id = 'vol_web_data'",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO operations (subject, subject_id, kind, step, params) VALUES ('volume', 'vol_web_data', 'volume_destroy', 0, ?1)",
+        [recorded],
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(&path).unwrap();
+    let ops = store.unfinished_operations().unwrap();
+    let destroy = ops
+        .iter()
+        .find(|op| op.subject_id == "vol_web_data")
+        .expect("the destroy is in the log");
+    let plan: VolumePlan = serde_json::from_value(destroy.params.clone()).unwrap();
+    assert_eq!(
+        plan.crash_points()[destroy.step as usize],
+        "volume_destroy:remove_image"
+    );
+    // What a failure puts back is the record as it was before the destroy:
+    // the one now stored, but created.
+    let mut before = store.get_volume("vol_web_data").unwrap().unwrap();
+    assert_eq!(before.state, VolumeState::Destroying);
+    before.state = VolumeState::Created;
+    assert_eq!(plan.previous, Some(before));
+    // The create the fixture left unfinished has no record to put back.
+    let create = ops
+        .iter()
+        .find(|op| op.subject_id == "vol_jobs_scratch")
+        .expect("the create is in the log");
+    let plan: VolumePlan = serde_json::from_value(create.params.clone()).unwrap();
+    assert_eq!((plan.kind, plan.previous), (VolumeOpKind::Create, None));
 }
 
 #[test]
