@@ -175,7 +175,7 @@ impl Inner {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let record = self.machine(app, id)?;
-        crate::machine_ops::decide(&record, &roost_lifecycle::Intent::Files)?;
+        crate::machines::decide(&record, &roost_lifecycle::Intent::Files)?;
         let (fs, guest, mounted_here) = match volume_holding(&record.config.mounts, path) {
             Some((mount, guest)) => {
                 let mounted_here = !self.host.volume_mounted(&mount.volume);

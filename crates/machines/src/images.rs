@@ -1,15 +1,27 @@
-//! Image operations of the service layer: pull, remove, prune, and finding a machine config's
-//! image, pulling it first when the config names a registry and the store lacks it.
+//! Image operations of the service layer: import, list, pull, remove, prune, and finding a
+//! machine config's image, pulling it first when the config names a registry and the store
+//! lacks it.
 
 use std::collections::HashSet;
 
 use roost_image::{Credentials, Image, ImageError, PruneReport, PullOptions, PullProgress};
 use roost_types::{MachineState, RegistryAuth};
 
-use crate::{Inner, MachineError, Result, Service};
+use crate::{Inner, MachineError, Missing, Result, Service};
 use roost_lifecycle::{Right, Target};
 
 impl Service {
+    /// Imports an image (see [`roost_image::ImageStore::import`]).
+    pub fn import_image(&self, source: &std::path::Path, name: &str) -> Result<Image> {
+        let inner = self.authorize(Right::Images, Target::Host)?;
+        Ok(inner.images.import(source, name)?)
+    }
+
+    pub fn list_images(&self) -> Result<Vec<Image>> {
+        let inner = self.authorize(Right::Read, Target::Host)?;
+        Ok(inner.images.list()?)
+    }
+
     /// Pulls `reference` from its registry into the store, re-resolving a tag even if an
     /// image of that name is there (layers already stored are not fetched again).
     /// `progress` is called from the pulling threads as layers advance.
@@ -72,6 +84,22 @@ impl Service {
 }
 
 impl Inner {
+    /// The image a machine config names. One missing from the store is the
+    /// caller's mistake (400), answered with the images there are.
+    pub(crate) fn config_image(&self, reference: &str) -> Result<Image> {
+        self.images.get(reference).map_err(|err| match err {
+            ImageError::NotFound { .. } => MachineError::Missing(Missing::Image {
+                reference: reference.to_string(),
+                available: self
+                    .images
+                    .list()
+                    .map(|images| images.into_iter().map(|image| image.reference).collect())
+                    .unwrap_or_default(),
+            }),
+            other => other.into(),
+        })
+    }
+
     /// The image a machine config names. One not in the store is pulled when the reference
     /// names a registry (`host[:port]/repo...`); other names must be imported or pulled first,
     /// so a typo never reaches out to Docker Hub.

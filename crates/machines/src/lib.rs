@@ -6,6 +6,12 @@
 //! a [`Service`]: [`Machines`] bound to the [`Caller`] it acts for, whose
 //! rights [`Service`]'s one check decides before every operation.
 //!
+//! It is a facade: each family of operations is a module of its own, an
+//! `impl Service` block with the helpers only it needs (`apps`, `machines`,
+//! `leases`, `wait`, `exec`, `files`, `volumes`, `storage`, `secrets`,
+//! `egress`, `checks`, `images`), over the lifecycle model, the durable
+//! engine ([`ops`] for machines) and the host agent.
+//!
 //! Invariants:
 //! - Operations on one machine are serialized by a per-machine lock, so a
 //!   machine is only ever in one operation.
@@ -20,13 +26,16 @@
 //! - Input is validated before any state changes: a refused request leaves
 //!   nothing behind.
 
+mod apps;
 mod checks;
 mod egress;
 mod error;
+mod exec;
 mod files;
 mod ids;
 mod images;
-mod machine_ops;
+mod leases;
+mod machines;
 mod network;
 mod ops;
 mod recovery;
@@ -36,13 +45,14 @@ mod spec;
 mod storage;
 mod vault;
 mod volumes;
+mod wait;
 
 pub use error::{MachineError, Missing, Result};
 pub use files::{
     DirListing, FileContent, MAX_DIR_ENTRIES, MAX_LOG_LINES, MAX_READ_BYTES, MAX_WRITE_BYTES,
 };
 pub use ids::is_machine_id;
-pub use machine_ops::{ListFilter, StartResponse, LISTED_EVENTS};
+pub use machines::{ListFilter, StartResponse, LISTED_EVENTS};
 pub use roost_engine::CRASH_AT_ENV;
 pub use roost_host::{DirEntry, EntryKind, LogFiles, LogRelay, OciRuntimeKind};
 pub use roost_image::{Image, ImageStore, RegistryConfig};

@@ -193,7 +193,7 @@ impl Inner {
         record: MachineRecord,
         after: AfterExit,
     ) -> Result<()> {
-        match crate::machine_ops::decide(&record, &Intent::Exit(after))? {
+        match crate::machines::decide(&record, &Intent::Exit(after))? {
             Transition::Run(plan) => self.run_new_op(record, plan).await.map(|_| ()),
             _ => Ok(()),
         }

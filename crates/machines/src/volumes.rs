@@ -16,6 +16,7 @@
 //!   simply run again).
 //! - Lock order: claims, then a machine, then a volume.
 
+use crate::apps::OfApp;
 use crate::error::{MachineError, Missing, Result};
 use crate::{now_rfc3339, Inner, Service};
 use roost_engine::{Logged, OpId, OperationLog, Subject};
@@ -181,6 +182,23 @@ fn overlaps(a: &str, b: &str) -> bool {
     a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
 }
 
+impl OfApp for VolumeRecord {
+    const KIND: &'static str = "volume";
+    const ID_SHAPE: &'static str = "\"vol_\" and 16 lowercase letters or digits";
+
+    fn has_id_shape(id: &str) -> bool {
+        has_id_shape(id, "vol_")
+    }
+
+    fn get(store: &Store, id: &str) -> std::result::Result<Option<Self>, StoreError> {
+        store.get_volume(id)
+    }
+
+    fn app(&self) -> &str {
+        &self.app
+    }
+}
+
 /// One volume operation as the engine drives it: the volume's record, and
 /// what its steps found.
 struct VolumeOp<'a> {
@@ -305,19 +323,9 @@ impl OperationLog<VolumeOp<'_>> for Store {
 }
 
 impl Inner {
+    /// The volume `id` of `app`.
     fn volume_record(&self, app: &str, id: &str) -> Result<VolumeRecord> {
-        if !has_id_shape(id, "vol_") {
-            return Err(MachineError::Invalid(format!(
-                "volume id {id:?} is invalid: ids are \"vol_\" and 16 lowercase letters or digits"
-            )));
-        }
-        self.app(app)?;
-        match self.store.get_volume(id)? {
-            Some(record) if record.app == app => Ok(record),
-            _ => Err(MachineError::NotFound(format!(
-                "volume {id} not found in app '{app}'"
-            ))),
-        }
+        self.of_app(app, id)
     }
 
     /// The non-destroyed machine whose config mounts `volume`, if any.

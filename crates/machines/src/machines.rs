@@ -1,20 +1,23 @@
-//! The public operations of [`Service`]: what the API, CLI and MCP call.
+//! Machines: create, start, stop, restart, signal, update and destroy
+//! (each decided by the lifecycle model and run as a durable operation,
+//! `ops.rs`); reading them (one, a listing, the edge proxy's records,
+//! events, versions); and the edits of a record that need no operation
+//! (metadata, cordon).
 
-use crate::error::{MachineError, Missing, Result};
-use crate::{ids, now_rfc3339, spec, Inner, LogFiles, Service};
+use crate::apps::OfApp;
+use crate::error::{MachineError, Result};
+use crate::leases::check_lease_ttl;
+use crate::{ids, now_rfc3339, spec, Inner, Service};
 use roost_lifecycle::{
-    Intent, MachineRecord, Right, Shown, StopOptions, Target, Transition, Update, WAITABLE,
+    Intent, MachineRecord, Right, Shown, StopOptions, Target, Transition, Update,
 };
-use roost_store::AppRecord;
+use roost_store::{Store, StoreError};
 use roost_types::{
-    App, CreateAppRequest, CreateLeaseRequest, CreateMachineRequest, DurationRange, ExecRequest,
-    ExecResponse, ImageRef, Lease, ListApp, ListAppsResponse, ListenSocket, Machine, MachineEvent,
-    MachineState, MachineVersion, NumberRange, Organization, ProcessStat, StopRequest,
-    UpdateMachineRequest,
+    CreateMachineRequest, DurationRange, ImageRef, Machine, MachineEvent, MachineState,
+    MachineVersion, StopRequest, UpdateMachineRequest,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Filters of `GET /apps/{app}/machines`.
 #[derive(Debug, Clone, Default)]
@@ -58,115 +61,7 @@ pub struct StartResponse {
     pub new_host: String,
 }
 
-/// Default lease length, `wait` and exec timeouts, in seconds; the ranges
-/// are [`NumberRange`]'s.
-const DEFAULT_LEASE_TTL: u64 = 30;
-const DEFAULT_WAIT_SECS: u64 = 60;
-const DEFAULT_EXEC_SECS: u64 = 30;
-
-fn check_app_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if valid {
-        Ok(())
-    } else {
-        Err(MachineError::Invalid(format!(
-            "app name {name:?} is invalid: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
-        )))
-    }
-}
-
-fn app_view(app: &AppRecord) -> App {
-    App {
-        id: app.id.clone(),
-        name: app.name.clone(),
-        organization: Organization {
-            name: app.org_slug.clone(),
-            slug: app.org_slug.clone(),
-        },
-        status: "deployed".into(),
-    }
-}
-
 impl Service {
-    pub fn create_app(&self, req: CreateAppRequest) -> Result<App> {
-        let inner = self.authorize(Right::Lifecycle, Target::App(&req.app_name))?;
-        check_app_name(&req.app_name)?;
-        for (field, text) in [("org_slug", &req.org_slug), ("network", &req.network)] {
-            if let Some(text) = text {
-                roost_types::TextLimit::NAME
-                    .check(field, text)
-                    .map_err(MachineError::Invalid)?;
-            }
-        }
-        let record = AppRecord {
-            id: req.app_name.clone(),
-            name: req.app_name.clone(),
-            org_slug: req.org_slug.unwrap_or_else(|| "personal".into()),
-            network: req.network.unwrap_or_else(|| "default".into()),
-            created_at: now_rfc3339(),
-            egress: Some(inner.egress.new_app_policy()),
-        };
-        inner.store.create_app(&record)?;
-        Ok(app_view(&record))
-    }
-
-    pub fn get_app(&self, name: &str) -> Result<App> {
-        let inner = self.authorize(Right::Read, Target::App(name))?;
-        Ok(app_view(&inner.app(name)?))
-    }
-
-    /// Apps, optionally only those of `org_slug`.
-    pub fn list_apps(&self, org_slug: Option<&str>) -> Result<ListAppsResponse> {
-        let inner = self.authorize(Right::Read, Target::Host)?;
-        let counts = inner.store.machine_counts()?;
-        let apps: Vec<ListApp> = inner
-            .store
-            .list_apps()?
-            .into_iter()
-            .filter(|app| org_slug.is_none_or(|org| org == app.org_slug))
-            .map(|app| ListApp {
-                machine_count: counts.get(&app.name).copied().unwrap_or(0),
-                id: app.id,
-                name: app.name,
-                network: serde_json::Value::String(app.network),
-            })
-            .collect();
-        Ok(ListAppsResponse {
-            total_apps: apps.len() as u64,
-            apps,
-        })
-    }
-
-    /// Deletes an app after destroying all of its machines and its object
-    /// storage (buckets, objects, key pair). Each step can be repeated, so
-    /// a delete interrupted by a crash finishes when asked again.
-    pub async fn delete_app(&self, name: &str) -> Result<()> {
-        let inner = self.authorize(Right::Lifecycle, Target::App(name))?;
-        inner.app(name)?;
-        // Deleting the app overrides its machines' leases: a lease guards a
-        // machine against another deployer's changes, and whoever deletes the
-        // app ends every deploy with it (a lost nonce would otherwise keep the
-        // app alive until the lease ran out).
-        for record in inner.store.list_machines(Some(name))? {
-            if record.state != MachineState::Destroyed {
-                let (_guard, record) = inner.lock_machine_unleased(name, &record.id).await?;
-                inner.destroy_locked(record, true).await?;
-            }
-        }
-        inner.destroy_app_volumes(name).await?;
-        inner.destroy_app_storage(name).await?;
-        inner.remove_app_network(name).await?;
-        inner.store.delete_app(name)?;
-        inner.egress.forget_app(name);
-        Ok(())
-    }
-
     pub async fn create_machine(&self, app: &str, req: CreateMachineRequest) -> Result<Machine> {
         let inner = self.authorize(Right::Lifecycle, Target::App(app))?;
         inner.app(app)?;
@@ -439,47 +334,6 @@ impl Service {
         inner.destroy_locked(record, force).await
     }
 
-    /// Waits until the machine is in `state` (and at `instance_id`, if given).
-    pub async fn wait_machine(
-        &self,
-        app: &str,
-        id: &str,
-        state: MachineState,
-        timeout_secs: Option<u64>,
-        instance_id: Option<&str>,
-    ) -> Result<Machine> {
-        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
-        if !WAITABLE.contains(&state) {
-            let allowed: Vec<&str> = WAITABLE.iter().map(|s| s.as_str()).collect();
-            return Err(MachineError::Invalid(format!(
-                "cannot wait for state '{state}': allowed values are {}",
-                allowed.join(", ")
-            )));
-        }
-        let secs = NumberRange::WAIT_TIMEOUT_SECS
-            .check_unsigned("timeout", timeout_secs.unwrap_or(DEFAULT_WAIT_SECS))
-            .map_err(MachineError::Invalid)?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        let mut changes = inner.changes.subscribe();
-        loop {
-            changes.borrow_and_update();
-            let record = inner.machine(app, id)?;
-            let at_instance = instance_id.is_none_or(|want| want == record.instance_id);
-            if record.state == state && at_instance {
-                return inner.view(record, None);
-            }
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
-                return Err(MachineError::Timeout(format!(
-                    "machine {id} did not reach state '{state}' within {secs}s (it is {})",
-                    record.state
-                )));
-            }
-        }
-    }
-
     /// Events of a machine, newest first.
     pub fn events(&self, app: &str, id: &str) -> Result<Vec<MachineEvent>> {
         let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
@@ -493,44 +347,6 @@ impl Service {
         let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
         inner.machine(app, id)?;
         Ok(inner.store.list_versions(id)?)
-    }
-
-    /// Acquires the machine's lease, or refreshes it when `nonce` is the
-    /// current holder's.
-    pub fn acquire_lease(
-        &self,
-        app: &str,
-        id: &str,
-        req: CreateLeaseRequest,
-        nonce: Option<&str>,
-    ) -> Result<Lease> {
-        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
-        let record = inner.machine(app, id)?;
-        let ttl = check_lease_ttl("ttl", req.ttl.unwrap_or(DEFAULT_LEASE_TTL))?;
-        if let Some(current) = inner.current_lease(id)? {
-            if Some(current.nonce.as_str()) != nonce {
-                return Err(lease_held(id, &current));
-            }
-        }
-        inner.acquire_lease(&record, ttl, req.description.unwrap_or_default())
-    }
-
-    pub fn get_lease(&self, app: &str, id: &str) -> Result<Lease> {
-        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
-        inner.machine(app, id)?;
-        inner
-            .current_lease(id)?
-            .ok_or_else(|| MachineError::NotFound(format!("machine {id} has no active lease")))
-    }
-
-    pub fn release_lease(&self, app: &str, id: &str, nonce: Option<&str>) -> Result<()> {
-        let inner = self.authorize(Right::Lifecycle, Target::Machine { app, id })?;
-        let record = inner.machine(app, id)?;
-        if inner.current_lease(id)?.is_none() {
-            return Ok(());
-        }
-        inner.check_lease(&record, nonce)?;
-        Ok(inner.store.delete_lease(id)?)
     }
 
     pub fn get_metadata(&self, app: &str, id: &str) -> Result<BTreeMap<String, String>> {
@@ -578,114 +394,6 @@ impl Service {
             .modify(app, id, nonce, |record| record.cordoned = cordoned)
             .await
     }
-
-    /// Processes inside a started machine.
-    pub async fn processes(&self, app: &str, id: &str) -> Result<Vec<ProcessStat>> {
-        let inner = self.authorize(Right::Read, Target::Machine { app, id })?;
-        let record = inner.machine(app, id)?;
-        decide(&record, &Intent::Processes)?;
-        let pid = record.init_pid.ok_or_else(|| {
-            MachineError::Internal(format!("machine {id} is started but its pid is unknown"))
-        })?;
-        Ok(inner
-            .host
-            .processes(pid)
-            .await?
-            .into_iter()
-            .map(|p| ProcessStat {
-                pid: p.pid,
-                command: p.command,
-                directory: p.directory,
-                cpu: p.cpu,
-                rss: p.rss,
-                rtime: p.rtime,
-                stime: p.stime,
-                listen_sockets: p
-                    .listen_sockets
-                    .into_iter()
-                    .map(|(proto, address)| ListenSocket { proto, address })
-                    .collect(),
-            })
-            .collect())
-    }
-
-    /// Runs a command inside a started machine, with the main process's
-    /// environment, user and working directory.
-    pub async fn exec(&self, app: &str, id: &str, req: ExecRequest) -> Result<ExecResponse> {
-        let inner = self.authorize(Right::Exec, Target::Machine { app, id })?;
-        let args: Vec<String> = if !req.command.is_empty() {
-            spec::check_argv("command", &req.command)?;
-            if req.command[0].is_empty() {
-                return Err(MachineError::Invalid(
-                    "command[0] is empty: it names the program to run".into(),
-                ));
-            }
-            req.command
-        } else {
-            if req.cmd.as_deref().is_some_and(|cmd| cmd.contains('\0')) {
-                return Err(MachineError::Invalid(
-                    "cmd contains a NUL byte, which a process argument cannot hold".into(),
-                ));
-            }
-            req.cmd
-                .as_deref()
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(String::from)
-                .collect()
-        };
-        if args.is_empty() {
-            return Err(MachineError::Invalid(
-                "exec needs a command: `command` (argv array) or `cmd` (string)".into(),
-            ));
-        }
-        let secs = NumberRange::EXEC_TIMEOUT_SECS
-            .check_unsigned("timeout", req.timeout.unwrap_or(DEFAULT_EXEC_SECS))
-            .map_err(MachineError::Invalid)?;
-        let record = inner.machine(app, id)?;
-        decide(&record, &Intent::Exec)?;
-        let image = inner.images.get(&record.image_ref.digest)?;
-        let (uid, gid) = match image.config.user.as_deref().filter(|u| !u.is_empty()) {
-            Some(user) => inner.images.resolve_user(&image, user)?,
-            None => (0, 0),
-        };
-        // With the environment the main process started with (its bundle's),
-        // so exec sees what the main process sees: secrets and storage
-        // variables changed since reach both at the next start.
-        let exec = roost_host::ExecSpec {
-            args,
-            cwd: image.config.working_dir.clone().filter(|d| !d.is_empty()),
-            uid,
-            gid,
-            timeout: Duration::from_secs(secs),
-        };
-        let runtime = inner.runtime_for(&record)?;
-        let output = inner.host.exec(id, runtime, &exec).await?;
-        Ok(ExecResponse {
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            exit_code: output.exit_code,
-            exit_signal: 0,
-        })
-    }
-
-    /// Where the machine's log is on its host: what it wrote so far, oldest
-    /// first, and the file new output goes to.
-    pub fn log_files(&self, app: &str, id: &str) -> Result<LogFiles> {
-        self.authorize(Right::Read, Target::Machine { app, id })?
-            .log_files(app, id)
-    }
-
-    /// Imports an image (see [`roost_image::ImageStore::import`]).
-    pub fn import_image(&self, source: &std::path::Path, name: &str) -> Result<roost_image::Image> {
-        let inner = self.authorize(Right::Images, Target::Host)?;
-        Ok(inner.images.import(source, name)?)
-    }
-
-    pub fn list_images(&self) -> Result<Vec<roost_image::Image>> {
-        let inner = self.authorize(Right::Read, Target::Host)?;
-        Ok(inner.images.list()?)
-    }
 }
 
 fn image_ref(image: &roost_image::Image) -> ImageRef {
@@ -710,19 +418,6 @@ pub(crate) fn decide(record: &MachineRecord, intent: &Intent) -> Result<Transiti
         .map_err(|refusal| MachineError::Conflict(format!("machine {} {refusal}", record.id)))
 }
 
-fn check_lease_ttl(field: &str, ttl: u64) -> Result<u64> {
-    NumberRange::LEASE_TTL_SECS
-        .check_unsigned(field, ttl)
-        .map_err(MachineError::Invalid)
-}
-
-fn lease_held(id: &str, lease: &Lease) -> MachineError {
-    MachineError::LeaseMismatch(format!(
-        "machine {id} is leased by {} until {} (unix time); send its nonce in the fly-machine-lease-nonce header or wait",
-        lease.owner, lease.expires_at
-    ))
-}
-
 /// The signal and timeout of a stop: the request's, falling back to the
 /// machine's `stop_config` (then the plan's defaults).
 fn stop_options(record: &MachineRecord, req: &StopRequest) -> Result<StopOptions> {
@@ -744,7 +439,11 @@ fn stop_options(record: &MachineRecord, req: &StopRequest) -> Result<StopOptions
 
 impl Inner {
     /// Destroys the machine of `record`, whose lock the caller holds.
-    async fn destroy_locked(self: &Arc<Self>, record: MachineRecord, force: bool) -> Result<()> {
+    pub(crate) async fn destroy_locked(
+        self: &Arc<Self>,
+        record: MachineRecord,
+        force: bool,
+    ) -> Result<()> {
         let id = record.id.clone();
         if let Transition::Run(plan) = decide(&record, &Intent::Destroy { force })? {
             self.run_new_op(record, plan).await?;
@@ -771,54 +470,14 @@ impl Inner {
         Ok(())
     }
 
-    /// Where the machine's log is on its host.
-    pub(crate) fn log_files(&self, app: &str, id: &str) -> Result<LogFiles> {
-        let record = self.machine(app, id)?;
-        Ok(self.host.log_files(&record.id))
-    }
-
-    pub(crate) fn app(&self, name: &str) -> Result<AppRecord> {
-        self.store.get_app(name)?.ok_or_else(|| {
-            MachineError::Missing(Missing::App {
-                app: name.to_string(),
-            })
-        })
-    }
-
+    /// The machine `id` of `app`.
     pub(crate) fn machine(&self, app: &str, id: &str) -> Result<MachineRecord> {
-        if !ids::is_machine_id(id) {
-            return Err(MachineError::Invalid(format!(
-                "machine id {id:?} is invalid: ids are 14 lowercase hex characters"
-            )));
-        }
-        self.app(app)?;
-        match self.store.get_machine(id)? {
-            Some(record) if record.app == app => Ok(record),
-            _ => Err(MachineError::NotFound(format!(
-                "machine {id} not found in app '{app}'"
-            ))),
-        }
-    }
-
-    /// The image a machine config names. One missing from the store is the
-    /// caller's mistake (400), answered with the images there are.
-    pub(crate) fn config_image(&self, reference: &str) -> Result<roost_image::Image> {
-        self.images.get(reference).map_err(|err| match err {
-            roost_image::ImageError::NotFound { .. } => MachineError::Missing(Missing::Image {
-                reference: reference.to_string(),
-                available: self
-                    .images
-                    .list()
-                    .map(|images| images.into_iter().map(|image| image.reference).collect())
-                    .unwrap_or_default(),
-            }),
-            other => other.into(),
-        })
+        self.of_app(app, id)
     }
 
     /// The machine as the API shows it, with every kept event (and the
     /// `nonce` of the lease a create took).
-    fn view(&self, record: MachineRecord, nonce: Option<String>) -> Result<Machine> {
+    pub(crate) fn view(&self, record: MachineRecord, nonce: Option<String>) -> Result<Machine> {
         let events = self
             .store
             .list_events(&record.id, self.store.events_per_machine())?;
@@ -846,14 +505,6 @@ impl Inner {
         })
     }
 
-    fn current_lease(&self, id: &str) -> Result<Option<Lease>> {
-        let now = chrono::Utc::now().timestamp();
-        Ok(self
-            .store
-            .get_lease(id)?
-            .filter(|lease| lease.expires_at > now))
-    }
-
     /// Takes the machine's operation lock and reads the machine, refusing
     /// callers that do not hold its lease. The id is checked before any lock
     /// exists for it.
@@ -879,31 +530,21 @@ impl Inner {
         let record = self.machine(app, id)?;
         Ok((guard, record))
     }
+}
 
-    /// Refuses a mutating call while someone else holds the machine's lease.
-    pub(crate) fn check_lease(&self, record: &MachineRecord, nonce: Option<&str>) -> Result<()> {
-        match self.current_lease(&record.id)? {
-            Some(lease) if Some(lease.nonce.as_str()) != nonce => {
-                Err(lease_held(&record.id, &lease))
-            }
-            _ => Ok(()),
-        }
+impl OfApp for MachineRecord {
+    const KIND: &'static str = "machine";
+    const ID_SHAPE: &'static str = "14 lowercase hex characters";
+
+    fn has_id_shape(id: &str) -> bool {
+        ids::is_machine_id(id)
     }
 
-    fn acquire_lease(
-        &self,
-        record: &MachineRecord,
-        ttl: u64,
-        description: String,
-    ) -> Result<Lease> {
-        let lease = Lease {
-            nonce: ids::secret_hex(16),
-            expires_at: chrono::Utc::now().timestamp() + ttl as i64,
-            owner: "roost-admin".into(),
-            description,
-            version: record.instance_id.clone(),
-        };
-        self.store.put_lease(&record.id, &lease)?;
-        Ok(lease)
+    fn get(store: &Store, id: &str) -> std::result::Result<Option<Self>, StoreError> {
+        store.get_machine(id)
+    }
+
+    fn app(&self) -> &str {
+        &self.app
     }
 }
