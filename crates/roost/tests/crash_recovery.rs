@@ -583,3 +583,90 @@ async fn volume_operations_converge_after_a_crash_at_every_step() {
         }
     }
 }
+
+/// What a roost of layout 4 (before volumes had columns) kept of the
+/// volumes, snapshots and volume operations a layout-5 database holds: the
+/// wire types as JSON documents, and a plan remembering the wire volume.
+const BACK_TO_LAYOUT_4: &str = "
+CREATE TABLE old_volumes (id TEXT PRIMARY KEY, app TEXT NOT NULL, state TEXT NOT NULL, data TEXT NOT NULL);
+INSERT INTO old_volumes SELECT id, app, state, json_object('app', app, 'volume', json_object(
+        'id', id, 'name', name, 'state', state, 'size_gb', size_gb, 'region', region,
+        'zone', zone, 'encrypted', json(iif(encrypted, 'true', 'false')),
+        'attached_machine_id', NULL, 'attached_alloc_id', NULL, 'created_at', created_at,
+        'blocks', 0, 'block_size', 0, 'blocks_free', 0, 'blocks_avail', 0, 'fstype', fstype,
+        'snapshot_retention', snapshot_retention,
+        'auto_backup_enabled', json(iif(auto_backup_enabled, 'true', 'false')),
+        'host_dedication_key', host_dedication_key))
+    FROM volumes ORDER BY rowid;
+DROP TABLE volumes;
+ALTER TABLE old_volumes RENAME TO volumes;
+CREATE INDEX volumes_by_app ON volumes(app);
+CREATE TABLE old_snapshots (id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, data TEXT NOT NULL);
+INSERT INTO old_snapshots SELECT id, volume_id, json_object('app', app, 'volume_id', volume_id,
+        'snapshot', json_object('id', id, 'created_at', created_at, 'digest', digest,
+            'size', stored_bytes, 'status', status, 'volume_size', volume_size, 'type', kind),
+        'created_ms', created_ms)
+    FROM volume_snapshots ORDER BY rowid;
+DROP TABLE volume_snapshots;
+ALTER TABLE old_snapshots RENAME TO volume_snapshots;
+CREATE INDEX snapshots_by_volume ON volume_snapshots(volume_id);
+UPDATE operations SET params = json_set(json_remove(params, '$.previous.app'),
+        '$.previous.attached_machine_id', json('null'), '$.previous.attached_alloc_id', json('null'),
+        '$.previous.blocks', 0, '$.previous.block_size', 0, '$.previous.blocks_free', 0,
+        '$.previous.blocks_avail', 0)
+    WHERE subject = 'volume' AND json_type(params, '$.previous') = 'object';
+PRAGMA user_version = 4;
+";
+
+/// A volume operation an older roost was killed in resumes after the
+/// upgrade: its logged plan remembered the wire volume, which the
+/// migration turns into the record the plan now puts back on failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volume_operation_an_older_roost_left_unfinished_resumes() {
+    let mut daemon = Daemon::start().await;
+    let client = daemon.client();
+    let victim = client
+        .create_volume(APP, &volume_named("victim"))
+        .await
+        .expect("victim volume");
+    client
+        .create_volume_snapshot(APP, &victim.id)
+        .await
+        .expect("snapshot");
+    daemon.kill();
+    daemon.spawn(Some("volume_extend:grow_filesystem")).await;
+    let extended = daemon.client().extend_volume(APP, &victim.id, 2).await;
+    assert!(extended.is_err(), "roost should have died");
+    assert!(!daemon.wait_exit().success());
+    let conn = rusqlite::Connection::open(daemon.data_dir().join("roost.db")).unwrap();
+    let logged: String = conn
+        .query_row(
+            "SELECT params FROM operations WHERE subject_id = ?1",
+            [&victim.id],
+            |row| row.get(0),
+        )
+        .expect("the extend is logged");
+    assert!(logged.contains("\"previous\""), "{logged}");
+    conn.execute_batch(BACK_TO_LAYOUT_4).unwrap();
+    drop(conn);
+
+    daemon.spawn(None).await;
+    let client = daemon.client();
+    let grown = client.get_volume(APP, &victim.id).await.expect("get");
+    assert_eq!(
+        (grown.size_gb, grown.state.as_str()),
+        (2, "created"),
+        "{}",
+        daemon.log()
+    );
+    let snapshots = client
+        .list_volume_snapshots(APP, &victim.id)
+        .await
+        .expect("snapshots");
+    assert_eq!(snapshots.len(), 1);
+    daemon.check_no_volume_leaks("resumed extend").await;
+    client
+        .destroy_volume(APP, &victim.id)
+        .await
+        .expect("cleanup");
+}
