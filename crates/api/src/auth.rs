@@ -8,15 +8,18 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use roost_machines::{Caller, Service};
+use roost_machines::{Caller, Scope, Service};
+use roost_tokens::{Authority, Holder};
 use std::sync::Arc;
+use std::time::SystemTime;
 
-/// Rejects any request without `Authorization: Bearer <token>`; a request
-/// with the token goes on carrying the token's [`Caller`] (an extension),
-/// which handlers and the routes mounted beside the API's (`/mcp`) act
-/// for.
+/// Rejects any request without a token of this roost in
+/// `Authorization: Bearer <token>`; a request with one goes on carrying
+/// the token's [`Caller`] (its rights and its scope) and its [`Holder`]
+/// (extensions), which handlers and the routes mounted beside the API's
+/// (`/mcp`) act for. Why a token is refused is said; the token never is.
 pub(crate) async fn require_token(
-    State(token): State<Arc<String>>,
+    State(tokens): State<Arc<Authority>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -25,17 +28,61 @@ pub(crate) async fn require_token(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(token_of);
-    match presented {
-        Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => {
-            request.extensions_mut().insert(Caller::admin());
-            next.run(request).await
-        }
-        Some(_) => ApiError::unauthorized("the API token is not valid for this roost").into_response(),
-        None => ApiError::unauthorized(
+    let Some(presented) = presented else {
+        return ApiError::unauthorized(
             "missing API token: send `Authorization: Bearer <token>` (the admin token is in DATA_DIR/admin-token)",
         )
-        .into_response(),
+        .into_response();
+    };
+    let now = SystemTime::now();
+    match tokens.authenticate(presented) {
+        Ok(holder) if holder.token.expired(now) => {
+            ApiError::unauthorized("the API token has expired").into_response()
+        }
+        Ok(holder) => {
+            let rights = holder.token.rights(now);
+            let scope: Arc<dyn Scope> = holder.token.clone();
+            let caller = Caller::scoped(holder.who.clone(), rights, scope);
+            request.extensions_mut().insert(caller);
+            request.extensions_mut().insert(holder);
+            next.run(request).await
+        }
+        Err(err) => {
+            ApiError::unauthorized(format!("the API token is not valid for this roost: {err}"))
+                .into_response()
+        }
     }
+}
+
+/// The caller of a request and the token it presented: what the token
+/// routes act on.
+pub(crate) struct Presented {
+    pub caller: Caller,
+    pub holder: Holder,
+}
+
+impl FromRequestParts<AppState> for Presented {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        match (
+            parts.extensions.get::<Caller>(),
+            parts.extensions.get::<Holder>(),
+        ) {
+            (Some(caller), Some(holder)) => Ok(Presented {
+                caller: caller.clone(),
+                holder: holder.clone(),
+            }),
+            _ => Err(unchecked()),
+        }
+    }
+}
+
+fn unchecked() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the request reached its handler without passing the token check",
+    )
 }
 
 /// The service acting for the request's caller, the one [`require_token`]
@@ -46,12 +93,7 @@ impl FromRequestParts<AppState> for AsCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = parts.extensions.get::<Caller>().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the request reached its handler without passing the token check",
-            )
-        })?;
+        let caller = parts.extensions.get::<Caller>().ok_or_else(unchecked)?;
         Ok(AsCaller(state.machines.as_caller(caller)))
     }
 }
@@ -65,11 +107,6 @@ fn token_of(value: &str) -> Option<&str> {
         .iter()
         .any(|known| scheme.eq_ignore_ascii_case(known));
     known.then(|| token.trim())
-}
-
-/// Compares secrets without leaking, through timing, how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -88,12 +125,5 @@ mod tests {
         for value in ["Basic t0k", "Bearert0k", "t0k", ""] {
             assert_eq!(super::token_of(value), None, "{value}");
         }
-    }
-
-    #[test]
-    fn constant_time_eq_compares() {
-        assert!(super::constant_time_eq(b"abc", b"abc"));
-        assert!(!super::constant_time_eq(b"abc", b"abd"));
-        assert!(!super::constant_time_eq(b"abc", b"ab"));
     }
 }

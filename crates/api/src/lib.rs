@@ -2,7 +2,7 @@
 //! JSON shapes and status codes) plus a few documented roost extensions
 //! (`/v1/images`: import, registry pull, remove, prune; machine logs; the
 //! `registry_auth` field of machine create/update; app egress policies
-//! and their audit logs).
+//! and their audit logs; API tokens at `/v1/tokens`).
 //!
 //! Handlers only translate HTTP to [`roost_machines::Machines`] calls and
 //! back; no lifecycle logic lives here.
@@ -17,6 +17,7 @@ mod machines;
 mod secrets;
 mod storage;
 mod tokenizer;
+mod tokens;
 mod volumes;
 
 pub use error::ApiError;
@@ -25,6 +26,7 @@ pub use tokenizer::tokenizer_routes;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use roost_machines::Machines;
+use roost_tokens::Authority;
 use std::sync::Arc;
 
 /// Header in which a lease holder proves it holds the machine's lease.
@@ -33,15 +35,20 @@ pub const LEASE_NONCE_HEADER: &str = "fly-machine-lease-nonce";
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub machines: Machines,
+    pub tokens: Arc<Authority>,
 }
 
 /// The API router, with `mounted` beside the API's own routes: the binary
 /// mounts there what it serves on the API listener besides the Machines API
 /// (the MCP server at `/mcp`, the tokenizer's key). Every route, `mounted`'s
 /// included, requires `Authorization: Bearer <token>`, so one check guards
-/// them all; paths nothing serves answer the API's JSON 404.
-pub fn router(machines: Machines, token: String, mounted: Router) -> Router {
-    let state = AppState { machines };
+/// them all (a token of `tokens`, not revoked); paths nothing serves
+/// answer the API's JSON 404.
+pub fn router(machines: Machines, tokens: Arc<Authority>, mounted: Router) -> Router {
+    let state = AppState {
+        machines,
+        tokens: Arc::clone(&tokens),
+    };
     let m = "/v1/apps/{app}/machines/{id}";
     Router::new()
         .route(
@@ -122,6 +129,8 @@ pub fn router(machines: Machines, token: String, mounted: Router) -> Router {
         .route("/v1/images/pull", post(images::pull))
         .route("/v1/images/prune", post(images::prune))
         .route("/v1/images/{*reference}", delete(images::remove))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{id}", delete(tokens::revoke))
         .fallback(error::not_found)
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -129,7 +138,7 @@ pub fn router(machines: Machines, token: String, mounted: Router) -> Router {
         ))
         .merge(mounted)
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(token),
+            tokens,
             auth::require_token,
         ))
 }

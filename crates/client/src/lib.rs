@@ -4,6 +4,7 @@
 
 mod egress;
 mod secrets;
+mod tokens;
 mod volumes;
 
 use reqwest::Method;

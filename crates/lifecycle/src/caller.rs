@@ -7,9 +7,12 @@
 //! scoped tokens narrow a caller's [`Rights`] (to apps, machines,
 //! operations) by changing what the front ends put in a `Caller` and what
 //! `may` compares, never by touching the operations or the front ends'
-//! calls.
+//! calls. A caller that presented a token carries its [`Scope`], which
+//! `may` consults after the rights; the scope is a trait here so that
+//! this crate stays pure and knows no token format.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A family of operations a caller may be allowed: the vocabulary scoped
 /// tokens are made of.
@@ -127,6 +130,10 @@ impl FromIterator<Right> for Rights {
 pub enum Who {
     /// The holder of the admin token, through the HTTP API.
     Admin,
+    /// The holder of an API token other than the admin token: `id` is
+    /// the id of the issued token it is or was derived from (never the
+    /// token itself).
+    Token { id: String },
     /// An MCP client, through `/mcp`: its session (`Mcp-Session-Id`), none
     /// for a stateless request. Its rights are those of the token its
     /// request carried.
@@ -140,6 +147,7 @@ impl fmt::Display for Who {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Who::Admin => f.write_str("the admin token"),
+            Who::Token { id } => write!(f, "token {id}"),
             Who::Mcp { session: Some(id) } => write!(f, "MCP session {id}"),
             Who::Mcp { session: None } => f.write_str("this MCP request"),
             Who::EdgeProxy => f.write_str("the edge proxy"),
@@ -170,16 +178,50 @@ impl fmt::Display for Target<'_> {
     }
 }
 
-/// The caller of one service call: who, and with what rights.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a verified token allows beyond its rights: the apps, machines
+/// and expiry it is limited to, decided for one right on one target.
+/// Implemented by the token crate's verified token; the `Err` is a
+/// neutral clause saying which limit refused (never the token).
+pub trait Scope: fmt::Debug + Send + Sync {
+    fn allows(&self, right: Right, target: Target<'_>) -> Result<(), String>;
+}
+
+/// The caller of one service call: who, with what rights and, when it
+/// presented a token, that token's [`Scope`].
+#[derive(Debug, Clone)]
 pub struct Caller {
     who: Who,
     rights: Rights,
+    scope: Option<Arc<dyn Scope>>,
 }
 
 impl Caller {
     pub fn new(who: Who, rights: Rights) -> Caller {
-        Caller { who, rights }
+        Caller {
+            who,
+            rights,
+            scope: None,
+        }
+    }
+
+    /// A caller limited to `rights` and, within them, to what `scope`
+    /// allows.
+    pub fn scoped(who: Who, rights: Rights, scope: Arc<dyn Scope>) -> Caller {
+        Caller {
+            who,
+            rights,
+            scope: Some(scope),
+        }
+    }
+
+    /// The same rights and scope, shown as `who`: an MCP session acting
+    /// with the token of the request it came in.
+    pub fn acting_as(&self, who: Who) -> Caller {
+        Caller {
+            who,
+            rights: self.rights,
+            scope: self.scope.clone(),
+        }
     }
 
     /// The admin token's caller: every right.
@@ -202,17 +244,23 @@ impl Caller {
     }
 
     /// The one check of every service call: whether this caller may use
-    /// `right` on `target`. Today a caller may whenever its rights
-    /// contain `right`, whatever the target.
+    /// `right` on `target`: its rights must contain `right`, and its
+    /// scope, if it has one, must allow it on `target`.
     pub fn may(&self, right: Right, target: Target<'_>) -> Result<(), Forbidden> {
-        if self.rights.contains(right) {
-            Ok(())
-        } else {
-            Err(Forbidden {
-                who: self.who.to_string(),
-                right,
-                target: target.to_string(),
-            })
+        let refused = |reason| Forbidden {
+            who: self.who.to_string(),
+            right,
+            target: target.to_string(),
+            reason,
+        };
+        if !self.rights.contains(right) {
+            return Err(refused(None));
+        }
+        match &self.scope {
+            Some(scope) => scope
+                .allows(right, target)
+                .map_err(|reason| refused(Some(reason))),
+            None => Ok(()),
         }
     }
 }
@@ -228,6 +276,9 @@ pub struct Forbidden {
     pub right: Right,
     /// What the right was needed on, as [`Target`] shows it.
     pub target: String,
+    /// Which limit of the caller's scope refused, when its rights hold
+    /// the right but its scope does not allow it on the target.
+    pub reason: Option<String>,
 }
 
 impl fmt::Display for Forbidden {
@@ -236,7 +287,11 @@ impl fmt::Display for Forbidden {
             f,
             "not allowed: {} lacks the '{}' right on {}",
             self.who, self.right, self.target
-        )
+        )?;
+        match &self.reason {
+            Some(reason) => write!(f, " ({reason})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -253,9 +308,10 @@ mod tests {
         },
     ];
 
-    fn every_kind() -> [Who; 4] {
+    fn every_kind() -> [Who; 5] {
         [
             Who::Admin,
+            Who::Token { id: "t1".into() },
             Who::Mcp {
                 session: Some("s1".into()),
             },
@@ -290,6 +346,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A scope allowing app "a" only, as a token's would.
+    #[derive(Debug)]
+    struct OnlyAppA;
+
+    impl Scope for OnlyAppA {
+        fn allows(&self, _: Right, target: Target<'_>) -> Result<(), String> {
+            match target {
+                Target::App("a") | Target::Machine { app: "a", .. } => Ok(()),
+                _ => Err("its apps caveat refuses it".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_scope_is_asked_after_the_rights_and_its_refusal_is_named() {
+        let rights: Rights = [Right::Read].into_iter().collect();
+        let caller = Caller::scoped(Who::Token { id: "t1".into() }, rights, Arc::new(OnlyAppA));
+        assert_eq!(caller.may(Right::Read, Target::App("a")), Ok(()));
+        let other = caller.may(Right::Read, Target::App("b")).unwrap_err();
+        assert_eq!(
+            other.to_string(),
+            "not allowed: token t1 lacks the 'read' right on app 'b' (its apps caveat refuses it)"
+        );
+        let unheld = caller.may(Right::Lifecycle, Target::App("a")).unwrap_err();
+        assert_eq!(unheld.reason, None);
+        let session = caller.acting_as(Who::Mcp { session: None });
+        assert_eq!(session.who(), &Who::Mcp { session: None });
+        assert!(session.may(Right::Read, Target::Host).is_err());
+        assert_eq!(session.may(Right::Read, Target::App("a")), Ok(()));
     }
 
     #[test]

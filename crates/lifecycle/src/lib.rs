@@ -38,7 +38,7 @@ mod record;
 mod refusal;
 pub mod volume;
 
-pub use caller::{Caller, Forbidden, Right, Rights, Target, Who};
+pub use caller::{Caller, Forbidden, Right, Rights, Scope, Target, Who};
 pub use machine::{
     restart_backoff, transition, AfterExit, Intent, MachinePlan, OpKind, Source, Step, StopOptions,
     Update, WAITABLE,

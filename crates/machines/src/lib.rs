@@ -56,7 +56,7 @@ pub use machines::{ListFilter, StartResponse, LISTED_EVENTS};
 pub use roost_engine::CRASH_AT_ENV;
 pub use roost_host::{DirEntry, EntryKind, LogFiles, LogRelay, OciRuntimeKind};
 pub use roost_image::{Image, ImageStore, RegistryConfig};
-pub use roost_lifecycle::{Caller, Forbidden, MachineRecord, Right, Rights, Target, Who};
+pub use roost_lifecycle::{Caller, Forbidden, MachineRecord, Right, Rights, Scope, Target, Who};
 pub use service::Service;
 pub use spec::{HostLimits, DEFAULT_ROOTFS_GB};
 pub use storage::{StorageConfig, StorageInfo};

@@ -1,8 +1,9 @@
 //! What a token allows, and the Datalog checks that say it.
 
-use crate::{token_error, Rights, TokenError};
+use crate::{token_error, Right, Rights, TokenError};
 use biscuit_auth::builder::{BlockBuilder, Term};
 use biscuit_auth::UnverifiedBiscuit;
+use roost_types::TokenCaveats;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,6 +52,48 @@ pub enum Command {
 }
 
 impl Caveats {
+    /// The caveats the API's [`TokenCaveats`] name: an unknown right, or
+    /// both an app list and an app prefix, is refused.
+    pub fn from_wire(wire: &TokenCaveats) -> Result<Caveats, TokenError> {
+        let apps = match (&wire.apps, &wire.app_prefix) {
+            (Some(_), Some(_)) => {
+                return Err(TokenError::Invalid(
+                    "a token names its apps by a list or by a prefix, not both".into(),
+                ))
+            }
+            (Some(names), None) => Some(Apps::Names(names.iter().cloned().collect())),
+            (None, Some(prefix)) => Some(Apps::Prefix(prefix.clone())),
+            (None, None) => None,
+        };
+        let rights = match &wire.rights {
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|name| {
+                        Right::parse(name).ok_or_else(|| {
+                            let known: Vec<&str> = Right::ALL.iter().map(|r| r.as_str()).collect();
+                            TokenError::Invalid(format!(
+                                "unknown right '{name}'; the rights are {}",
+                                known.join(", ")
+                            ))
+                        })
+                    })
+                    .collect::<Result<Rights, TokenError>>()?,
+            ),
+            None => None,
+        };
+        Ok(Caveats {
+            apps,
+            machines: wire
+                .machines
+                .as_ref()
+                .map(|ids| ids.iter().cloned().collect()),
+            rights,
+            expires: wire.expires_at.map(SystemTime::from),
+            ..Default::default()
+        })
+    }
+
     /// The checks of these caveats, as one block.
     pub(crate) fn block(&self) -> Result<BlockBuilder, TokenError> {
         let mut checks = Checks::default();

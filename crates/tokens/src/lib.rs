@@ -47,10 +47,12 @@
 //! number that tokens carry; [`RootKey::rotated`] makes the next one, and a
 //! [`Verifier`] of the new key refuses every token of the old one.
 
+mod authority;
 mod caveats;
 mod keys;
 mod verify;
 
+pub use authority::{Authority, Holder};
 pub use caveats::{attenuate, Apps, Caveats, Command};
 pub use keys::{RootKey, Verifier};
 pub use roost_lifecycle::{Right, Rights, Target};
@@ -94,6 +96,12 @@ pub enum TokenError {
     },
     #[error("the token {0} has been revoked")]
     Revoked(RevocationId),
+    /// Revoking an id that names no token this roost issued.
+    #[error("no token {0} was issued by this roost (or it is revoked already)")]
+    NotIssued(RevocationId),
+    /// The record of issued and revoked tokens cannot be read or written.
+    #[error("the token record: {0}")]
+    Record(String),
     /// Caveats that cannot be written as checks, or a key that cannot be
     /// loaded.
     #[error("{0}")]
@@ -117,6 +125,14 @@ fn unknown_root(token_key: Option<u32>, current: u32) -> String {
 /// id.
 fn first_id(ids: &[Vec<u8>]) -> Result<RevocationId, TokenError> {
     ids.first()
+        .map(|id| RevocationId(hex(id)))
+        .ok_or_else(|| TokenError::Malformed("it has no block".into()))
+}
+
+/// The last block's revocation id: the id of a token made by
+/// [`Verified::attenuate`].
+fn last_id(ids: &[Vec<u8>]) -> Result<RevocationId, TokenError> {
+    ids.last()
         .map(|id| RevocationId(hex(id)))
         .ok_or_else(|| TokenError::Malformed("it has no block".into()))
 }

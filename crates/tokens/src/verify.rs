@@ -1,9 +1,10 @@
 //! Deciding one request against a verified token.
 
-use crate::{RevocationId, Right, Target};
+use crate::{last_id, token_error, Caveats, Minted, RevocationId, Right, Rights, TokenError};
 use biscuit_auth::builder::{fact, Term};
 use biscuit_auth::error::{FailedCheck, Logic, Token};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit};
+use roost_lifecycle::{Scope, Target};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -119,34 +120,90 @@ impl Verified {
 
     /// Whether every caveat of every block allows `request` at `now`.
     pub fn authorize(&self, request: &Request<'_>, now: SystemTime) -> Result<(), Refusal> {
-        let refusal = |caveat| Refusal {
-            caveat,
-            right: request.right,
-            target: request.target.to_string(),
-        };
-        let mut builder = AuthorizerBuilder::new().set_limits(LIMITS);
-        for fact in request.facts(now) {
-            builder = builder
-                .fact(fact)
-                .map_err(|_| refusal(Caveat::Unreadable))?;
+        let refused = self.refusing(request.facts(now));
+        match refused.into_iter().min() {
+            None => Ok(()),
+            Some(caveat) => Err(Refusal {
+                caveat,
+                right: request.right,
+                target: request.target.to_string(),
+            }),
         }
-        let mut authorizer = builder
+    }
+
+    /// The rights its rights caveats allow at `now`, whatever the target:
+    /// what a front end may offer the holder (the MCP tools it lists).
+    /// None once it has expired, or when a check roost does not write
+    /// refuses a right.
+    pub fn rights(&self, now: SystemTime) -> Rights {
+        Right::ALL
+            .into_iter()
+            .filter(|right| {
+                // No app or machine is stated, so the apps and machines
+                // caveats fail here; they are decided per target.
+                let facts = Request::new(*right, Target::Host).facts(now);
+                !self
+                    .refusing(facts)
+                    .iter()
+                    .any(|c| matches!(c, Caveat::Rights | Caveat::Expiry | Caveat::Unreadable))
+            })
+            .collect()
+    }
+
+    /// Whether its expiry caveat (any block's) has passed at `now`: a
+    /// front end refuses such a token as a whole.
+    pub fn expired(&self, now: SystemTime) -> bool {
+        self.refusing(Request::new(Right::Read, Target::Host).facts(now))
+            .contains(&Caveat::Expiry)
+    }
+
+    /// A token allowing what this one and `narrower` both allow, with an
+    /// id of its own (its new block's revocation id): revoking it revokes
+    /// it and what is derived from it, not this token.
+    pub fn attenuate(&self, narrower: &Caveats) -> Result<Minted, TokenError> {
+        let derived = self
+            .biscuit
+            .append(narrower.block()?)
+            .map_err(token_error)?;
+        let ids = derived.revocation_identifiers();
+        Ok(Minted {
+            id: last_id(&ids)?,
+            token: derived.to_base64().map_err(token_error)?,
+        })
+    }
+
+    /// The caveats that refuse a call stated as `facts`; empty when every
+    /// check of every block holds.
+    fn refusing(&self, facts: Vec<biscuit_auth::builder::Fact>) -> Vec<Caveat> {
+        let mut builder = AuthorizerBuilder::new().set_limits(LIMITS);
+        for fact in facts {
+            builder = match builder.fact(fact) {
+                Ok(builder) => builder,
+                Err(_) => return vec![Caveat::Unreadable],
+            };
+        }
+        let Ok(mut authorizer) = builder
             .policy("allow if true")
             .and_then(|b| b.build(&self.biscuit))
-            .map_err(|_| refusal(Caveat::Unreadable))?;
+        else {
+            return vec![Caveat::Unreadable];
+        };
         match authorizer.authorize() {
-            Ok(_) => Ok(()),
+            Ok(_) => Vec::new(),
             Err(Token::FailedLogic(
                 Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
-            )) => Err(refusal(
-                checks
-                    .iter()
-                    .map(Caveat::of)
-                    .min()
-                    .unwrap_or(Caveat::Unreadable),
-            )),
-            Err(_) => Err(refusal(Caveat::Unreadable)),
+            )) if !checks.is_empty() => checks.iter().map(Caveat::of).collect(),
+            Err(_) => vec![Caveat::Unreadable],
         }
+    }
+}
+
+/// A token is a caller's scope: its apps, machines and expiry decided at
+/// the moment of each call (its rights are the caller's [`Rights`]).
+impl Scope for Verified {
+    fn allows(&self, right: Right, target: Target<'_>) -> Result<(), String> {
+        self.authorize(&Request::new(right, target), SystemTime::now())
+            .map_err(|refusal| refusal.reason())
     }
 }
 
@@ -216,6 +273,17 @@ pub struct Refusal {
     pub right: Right,
     /// The target, as [`Target`] shows it.
     pub target: String,
+}
+
+impl Refusal {
+    /// Which caveat refused, as a clause after the right and target.
+    pub fn reason(&self) -> String {
+        match self.caveat {
+            Caveat::Expiry => "the token has expired".into(),
+            Caveat::Unreadable => "a caveat of the token refuses it".into(),
+            caveat => format!("the token's {} caveat refuses it", caveat.describe()),
+        }
+    }
 }
 
 impl fmt::Display for Refusal {

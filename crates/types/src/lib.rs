@@ -19,6 +19,7 @@ mod machine;
 mod secrets;
 mod services;
 mod state;
+mod tokens;
 mod volume;
 
 pub use app::{App, CreateAppRequest, ListApp, ListAppsResponse, Organization};
@@ -40,6 +41,7 @@ pub use services::{
     MachinePort, MachineService, ServiceConcurrency, DEFAULT_HARD_LIMIT, DEFAULT_SOFT_LIMIT,
 };
 pub use state::{MachineState, ParseStateError};
+pub use tokens::{CreatedToken, ListTokensResponse, TokenCaveats, TokenInfo};
 pub use volume::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, UpdateVolumeRequest, Volume,
     VolumeSnapshot,

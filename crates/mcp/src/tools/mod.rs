@@ -25,12 +25,13 @@ mod volumes;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ServerCapabilities, ServerConfig,
+    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ResultType, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::common::http_header::HEADER_SESSION_ID;
 use rmcp::{tool_handler, ErrorData, RoleServer, ServerHandler};
-use roost_machines::{Caller, Machines, Rights, Service, Who};
+use roost_machines::{Caller, Machines, Right, Rights, Service, Who};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -95,17 +96,19 @@ impl Tools {
 }
 
 /// The caller of a tool call: its request's MCP session, with the rights
-/// of the caller the API's token check found (none without one).
+/// and scope of the caller the API's token check found (no rights
+/// without one).
 fn caller_of(context: &RequestContext<RoleServer>) -> Caller {
     let parts = context.extensions.get::<http::request::Parts>();
     let session = parts
         .and_then(|parts| parts.headers.get(HEADER_SESSION_ID))
         .and_then(|id| id.to_str().ok())
         .map(str::to_string);
-    let rights = parts
-        .and_then(|parts| parts.extensions.get::<Caller>())
-        .map_or(Rights::NONE, Caller::rights);
-    Caller::new(Who::Mcp { session }, rights)
+    let who = Who::Mcp { session };
+    match parts.and_then(|parts| parts.extensions.get::<Caller>()) {
+        Some(caller) => caller.acting_as(who),
+        None => Caller::new(who, Rights::NONE),
+    }
 }
 
 /// Every family's tools in one router, their texts unwrapped into prose.
@@ -126,8 +129,69 @@ fn router() -> ToolRouter<Tools> {
     router
 }
 
+/// The right each tool's service call needs: what `tools/list` asks of
+/// the caller's rights, so a token sees only the tools it may use. The
+/// call itself is decided by the service's one check, as for any front
+/// end; a tool missing here is never listed (a unit test checks none is).
+fn right_of(tool: &str) -> Option<Right> {
+    Some(match tool {
+        "get_egress"
+        | "get_egress_log"
+        | "get_machine"
+        | "get_volume"
+        | "list_apps"
+        | "list_images"
+        | "list_machines"
+        | "list_secrets"
+        | "list_storage"
+        | "list_volume_snapshots"
+        | "list_volumes"
+        | "tail_logs"
+        | "wait_machine" => Right::Read,
+        "create_app" | "run_machine" | "start_machine" | "stop_machine" | "restart_machine"
+        | "destroy_machine" => Right::Lifecycle,
+        "exec" => Right::Exec,
+        "read_file" | "write_file" | "list_dir" => Right::Files,
+        "create_volume" | "create_volume_snapshot" | "destroy_volume" | "extend_volume" => {
+            Right::Volumes
+        }
+        "create_storage" | "destroy_storage" => Right::Storage,
+        "set_secrets" | "unset_secrets" => Right::SecretsWrite,
+        "pull_image" => Right::Images,
+        "set_egress" => Right::Egress,
+        _ => return None,
+    })
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Tools {
+    /// The tools whose right the request's caller holds. The answer
+    /// depends on the token, so it is never to be cached for others.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let rights = caller_of(&context).rights();
+        let tools = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|tool| right_of(&tool.name).is_some_and(|right| rights.contains(right)))
+            .collect();
+        let cache_hints = context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+        Ok(ListToolsResult {
+            result_type: Some(ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: cache_hints.then_some(0),
+            cache_scope: cache_hints.then_some(CacheScope::Private),
+        })
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
@@ -147,6 +211,17 @@ impl ServerHandler for Tools {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_tool_names_its_right() {
+        for tool in super::router().list_all() {
+            assert!(
+                super::right_of(&tool.name).is_some(),
+                "{} has no right",
+                tool.name
+            );
+        }
+    }
+
     #[test]
     fn every_family_is_served() {
         let names: Vec<String> = super::router()

@@ -15,6 +15,7 @@ mod progress;
 mod secrets;
 mod storage;
 mod tokenizer;
+mod tokens;
 mod volumes;
 
 pub use hints::hint;
@@ -75,6 +76,9 @@ enum Command {
     /// The tokenizer: print its seal key, seal secrets for it.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokenizerCommand),
+    /// Manage API tokens: narrower tokens for robots, made by the server or offline.
+    #[command(subcommand, alias = "token")]
+    Tokens(tokens::TokensCommand),
     /// Manage an app's egress policy: where its machines may connect, and the audit log.
     #[command(subcommand)]
     Egress(egress::EgressCommand),
@@ -141,6 +145,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Secrets(cmd) => secrets::run(&api()?, cmd, json).await,
         Command::Tokenizer(cmd) => tokenizer::run(&cmd, api, json).await,
         Command::Egress(cmd) => egress::run(&api()?, cmd, json).await,
+        Command::Tokens(cmd) => tokens::run(cmd, api, json).await,
         Command::Mcp => {
             // stdout carries the protocol; only warnings go to stderr.
             init_tracing("warn");

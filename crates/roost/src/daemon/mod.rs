@@ -122,7 +122,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    let token = data_dir::admin_token(&args.data_dir)?;
+    let tokens = std::sync::Arc::new(data_dir::tokens(&args.data_dir)?);
     // The private network's service address, where machines reach roost.
     let service = (!args.no_private_network)
         .then(|| IpAddr::V6(roost_net::AddressPlan::new(args.network_site).service_address()));
@@ -166,7 +166,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let seal_key = tokenizer.seal_key().to_string();
     let tokenizer_tasks = services::start_tokenizer(&tokenizer, &tokenizer_listens).await?;
     let egress = egress::start(&machines, &args.egress, guard, tokenizer).await?;
-    let app = api::router(machines, token, &mcp, seal_key);
+    let app = api::router(machines, tokens, &mcp, seal_key);
     // Streamed responses (MCP's SSE, followed logs) arrive in small writes;
     // with Nagle's algorithm each waits for the client's delayed ACK (~40 ms).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
