@@ -11,6 +11,7 @@ exits non-zero with a message on the first unexpected answer.
     client.py volumes URL TOKEN APP IMAGE           volume tools, a machine mounting a volume
     client.py secrets URL TOKEN APP IMAGE           secret tools; values never come back
     client.py egress  URL TOKEN APP IMAGE           egress tools; machines get the proxy
+    client.py scoped  URL TOKEN APP MACHINE_ID      a read-only token: only reading tools, refusals
 
 MODE is "legacy" (initialize handshake, Mcp-Session-Id sessions) or
 "2026-07-28" (stateless requests).
@@ -460,6 +461,30 @@ async def scenario_bench(url, token, app, image, rounds):
         print(f"| {name} | {mcp_ms:.2f} ms | {api_ms:.2f} ms | {mcp_ms - api_ms:+.2f} ms |")
 
 
+READ_TOOLS = {
+    "get_egress", "get_egress_log", "get_machine", "get_volume", "list_apps", "list_images",
+    "list_machines", "list_secrets", "list_storage", "list_volume_snapshots", "list_volumes",
+    "tail_logs", "wait_machine",
+}
+
+
+async def scenario_scoped(url, token, app, machine_id):
+    """TOKEN may only read APP: tools/list shows the reading tools alone,
+    and a tool it may not use is refused naming the missing right."""
+    for mode in ["legacy", "2026-07-28"]:
+        async with http_client(url, token, mode) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            if tools != READ_TOOLS:
+                fail(f"{mode}: a read-only token lists {sorted(tools)}")
+            machines = await ok(client, "list_machines", app=app)
+            if [m["id"] for m in machines["machines"]] != [machine_id]:
+                fail(f"{mode}: list_machines gave {machines}")
+            await tool_error(client, "stop_machine", {"app": app, "machine_id": machine_id},
+                             "'lifecycle'", machine_id)
+            await tool_error(client, "exec", {"app": app, "machine_id": machine_id,
+                                              "command": ["true"]}, "'exec'")
+
+
 def main():
     args = sys.argv[1:]
     scenarios = {
@@ -470,6 +495,7 @@ def main():
         "volumes": lambda: scenario_volumes(*args[1:5]),
         "secrets": lambda: scenario_secrets(*args[1:5]),
         "egress": lambda: scenario_egress(*args[1:5]),
+        "scoped": lambda: scenario_scoped(*args[1:5]),
         "bench": lambda: scenario_bench(*args[1:5], int(args[5])),
     }
     if not args or args[0] not in scenarios:

@@ -143,6 +143,43 @@ async fn python_client_manages_egress_policies() {
     assert_nothing_left(&daemon);
 }
 
+/// A read-only token for the app: tools/list shows only the reading
+/// tools, and a tool needing another right is refused naming it, the
+/// machine still started after the refused stop.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_with_a_read_only_token_sees_and_does_only_reads() {
+    let daemon = Daemon::start().await;
+    let machine = daemon
+        .client()
+        .create_machine(
+            APP,
+            &roost_types::CreateMachineRequest {
+                config: common::sh_config("exec sleep 1000"),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create machine");
+    daemon.wait_state(&machine.id, "started", 30).await;
+    let created = daemon
+        .client()
+        .create_token(&roost_types::TokenCaveats {
+            apps: Some(vec![APP.into()]),
+            rights: Some(vec!["read".into()]),
+            ..Default::default()
+        })
+        .await
+        .expect("create token");
+    python(
+        &daemon,
+        &["scoped", &daemon.url, &created.token, APP, &machine.id],
+    );
+    assert_eq!(
+        daemon.state(&machine.id).await,
+        roost_types::MachineState::Started
+    );
+}
+
 /// Every file under `dir`, with its content.
 fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
