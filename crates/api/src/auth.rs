@@ -40,7 +40,7 @@ pub(crate) async fn require_token(
             ApiError::unauthorized("the API token has expired").into_response()
         }
         Ok(holder) => {
-            let rights = holder.token.rights(now);
+            let rights = holder.token.rights();
             let scope: Arc<dyn Scope> = holder.token.clone();
             let caller = Caller::scoped(holder.who.clone(), rights, scope);
             request.extensions_mut().insert(caller);

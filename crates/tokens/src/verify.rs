@@ -6,6 +6,7 @@ use biscuit_auth::error::{FailedCheck, Logic, Token};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit};
 use roost_lifecycle::{Scope, Target};
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bounds on the Datalog run of one request. Facts and iterations bound
@@ -26,6 +27,8 @@ pub struct Verified {
     biscuit: Biscuit,
     /// The revocation ids of its blocks, first block first.
     ids: Vec<RevocationId>,
+    /// [`Verified::rights`], once asked.
+    rights: OnceLock<Rights>,
 }
 
 /// One call, as a token's caveats see it: the right it needs on its
@@ -106,7 +109,11 @@ impl<'a> Request<'a> {
 impl Verified {
     /// `ids` has one id per block of `biscuit`, so at least one.
     pub(crate) fn new(biscuit: Biscuit, ids: Vec<RevocationId>) -> Verified {
-        Verified { biscuit, ids }
+        Verified {
+            biscuit,
+            ids,
+            rights: OnceLock::new(),
+        }
     }
 
     /// The token's id (shared with the tokens derived from it).
@@ -131,23 +138,27 @@ impl Verified {
         }
     }
 
-    /// The rights its rights caveats allow at `now`, whatever the target:
-    /// what a front end may offer the holder (the MCP tools it lists).
-    /// None once it has expired, or when a check roost does not write
-    /// refuses a right.
-    pub fn rights(&self, now: SystemTime) -> Rights {
-        Right::ALL
-            .into_iter()
-            .filter(|right| {
-                // No app or machine is stated, so the apps and machines
-                // caveats fail here; they are decided per target.
-                let facts = Request::new(*right, Target::Host).facts(now);
-                !self
-                    .refusing(facts)
-                    .iter()
-                    .any(|c| matches!(c, Caveat::Rights | Caveat::Expiry | Caveat::Unreadable))
-            })
-            .collect()
+    /// The rights its rights caveats allow, whatever the target and the
+    /// time (expiry is [`Verified::expired`]): what a front end may offer
+    /// the holder (the MCP tools it lists). None when a check roost does
+    /// not write refuses a right. Decided once per token, since a request
+    /// asks it every time.
+    pub fn rights(&self) -> Rights {
+        *self.rights.get_or_init(|| {
+            Right::ALL
+                .into_iter()
+                .filter(|right| {
+                    // No app or machine is stated, so the apps and machines
+                    // caveats fail here (they are decided per target), and
+                    // at the epoch no expiry has passed.
+                    let facts = Request::new(*right, Target::Host).facts(UNIX_EPOCH);
+                    !self
+                        .refusing(facts)
+                        .iter()
+                        .any(|c| matches!(c, Caveat::Rights | Caveat::Unreadable))
+                })
+                .collect()
+        })
     }
 
     /// Whether its expiry caveat (any block's) has passed at `now`: a

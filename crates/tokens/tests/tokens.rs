@@ -477,3 +477,34 @@ fn verifiers_and_verified_tokens_can_be_shared_between_threads() {
     shared::<Arc<Verified>>();
     shared::<RootKey>();
 }
+
+#[test]
+fn a_tokens_rights_are_those_every_block_allows_whatever_the_target() {
+    let key = RootKey::generate(1);
+    let parent = token(
+        &key,
+        &Caveats {
+            apps: Some(Apps::Names(set(&["a"]))),
+            rights: rights(&[Right::Read, Right::Exec, Right::Tokens]),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        verified(&key, &parent).rights(),
+        rights(&[Right::Read, Right::Exec, Right::Tokens]).unwrap()
+    );
+    let narrower = Caveats {
+        rights: rights(&[Right::Read, Right::Lifecycle]),
+        expires: Some(now()),
+        ..Default::default()
+    };
+    let child = attenuate(&parent, &narrower).unwrap();
+    assert_eq!(
+        verified(&key, &child).rights(),
+        rights(&[Right::Read]).unwrap()
+    );
+    assert_eq!(
+        verified(&key, &token(&key, &Caveats::default())).rights(),
+        Rights::ALL
+    );
+}
