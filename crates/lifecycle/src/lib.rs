@@ -44,7 +44,7 @@ pub use machine::{
     Update, WAITABLE,
 };
 pub use operation::{Operation, StepName, Transition};
-pub use record::{MachineRecord, Shown, SnapshotRecord, VolumeRecord, VolumeShown};
+pub use record::{AppRecord, MachineRecord, Shown, SnapshotRecord, VolumeRecord, VolumeShown};
 pub use refusal::{Reason, Refusal};
 pub use roost_types::MachineState;
 pub use volume::{VolumeIntent, VolumeOpKind, VolumePlan, VolumeSource, VolumeState, VolumeStep};

@@ -1,4 +1,4 @@
-//! Machines, volumes and snapshots as roost keeps them: the records the
+//! Apps, machines, volumes and snapshots as roost keeps them: the records the
 //! service changes, the store persists column by column and the edge
 //! proxy routes on.
 //!
@@ -18,6 +18,21 @@ use roost_types::{
     VolumeSnapshot,
 };
 use serde::{Deserialize, Serialize};
+
+/// An app: a namespace of machines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub id: String,
+    pub name: String,
+    pub org_slug: String,
+    pub network: String,
+    pub created_at: String,
+    /// Where the app's machines may connect through the egress proxy;
+    /// written at create (the daemon's default then), `None` for apps
+    /// from before egress existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<roost_types::EgressPolicy>,
+}
 
 /// A machine: what it is, what runs it and how far it got.
 #[derive(Debug, Clone, PartialEq)]

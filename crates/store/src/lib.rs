@@ -24,10 +24,10 @@ pub use schema::SCHEMA_VERSION;
 pub use secrets::SecretRecord;
 pub use storage::StorageKeyRecord;
 
+pub use roost_lifecycle::AppRecord;
 use roost_lifecycle::MachineRecord;
 use roost_types::{ImageRef, Lease, MachineEvent, MachineState};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -63,21 +63,6 @@ pub enum StoreError {
     Sealing(String),
     #[error("the database has layout version {found}, newer than this roost knows ({known}); run a newer roost")]
     NewerSchema { found: u32, known: u32 },
-}
-
-/// An app: a namespace of machines.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppRecord {
-    pub id: String,
-    pub name: String,
-    pub org_slug: String,
-    pub network: String,
-    pub created_at: String,
-    /// Where the app's machines may connect through the egress proxy;
-    /// written at create (the daemon's default then), `None` for apps
-    /// from before egress existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub egress: Option<roost_types::EgressPolicy>,
 }
 
 pub struct Store {
